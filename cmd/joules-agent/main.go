@@ -1,0 +1,194 @@
+// Command joules-agent reads a host's energy telemetry and serves it as a
+// Prometheus scrape target.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/exporters"
+	"github.com/joules-energy/joules/internal/config"
+)
+
+const program = "joules_agent"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	// node_exporter registers its flags (--path.*, --collector.*) on
+	// kingpin.CommandLine in its package init, so the agent's own flags live
+	// there too and every one of them appears in --help.
+	app := kingpin.CommandLine
+	app.Name = "joules-agent"
+	app.Help = "Reads GPU, BMC, NIC, InfiniBand and RAPL telemetry of this host and serves it to Prometheus."
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	var (
+		configFile  = app.Flag("config.file", "Agent configuration file (YAML). Without one the agent runs with defaults.").Default("").String()
+		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
+		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		webFlags    = kingpinflag.AddFlags(app, ":9560")
+	)
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+	app.Version(version.Print("joules-agent"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "joules-agent: %v; see joules-agent --help\n", err)
+		return 2
+	}
+	logConfig.Writer = stderr
+	logger := promslog.New(logConfig)
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		fmt.Fprintf(stderr, "joules-agent: cannot read the hostname (%v); set labels.host in the config\n", err)
+	}
+	cfg, err := config.LoadAgent(*configFile, hostname)
+	var collectors []string
+	if err == nil {
+		collectors, err = configureNode(app, args, *configFile, cfg)
+	}
+	if err == nil && *webFlags.WebConfigFile != "" {
+		if werr := web.Validate(*webFlags.WebConfigFile); werr != nil {
+			err = fmt.Errorf("%s: %w", *webFlags.WebConfigFile, werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "joules-agent: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	if *configCheck {
+		out, err := cfg.Effective()
+		if err != nil {
+			fmt.Fprintf(stderr, "joules-agent: render configuration: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "# effective configuration (defaults filled in)\n%s", out)
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, logger, cfg, collectors, app, *metricsPath, webFlags); err != nil {
+		logger.Error("agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// configureNode hands the config's node_exporter choices to node_exporter's flags.
+func configureNode(app *kingpin.Application, args []string, file string, cfg config.Agent) ([]string, error) {
+	node := cfg.Sources.Node
+	if !node.Enabled {
+		return nil, nil
+	}
+	names := make([]string, 0, len(node.Collectors))
+	for _, c := range node.Collectors {
+		names = append(names, c.Value)
+	}
+	optionNames := make([]string, 0, len(node.Options))
+	for name := range node.Options {
+		optionNames = append(optionNames, name)
+	}
+	sort.Strings(optionNames)
+	options := make([]collector.NodeOption, 0, len(optionNames))
+	for _, name := range optionNames {
+		v := node.Options[name]
+		options = append(options, collector.NodeOption{Name: name, Values: v.Values, Line: v.Line})
+	}
+	collectors, err := collector.ConfigureNode(app, args, names, options)
+	if err != nil && file != "" {
+		err = fmt.Errorf("%s: %w", file, err)
+	}
+	return collectors, err
+}
+
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
+	metricsPath string, webFlags *web.FlagConfig) error {
+	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
+	runner := collector.NewRunner(logger, cfg.Labels)
+
+	if node := cfg.Sources.Node; node.Enabled && len(collectors) > 0 {
+		sysfs, _ := collector.FlagValue(app, "path.sysfs")
+		src, err := collector.NewNodeSource(logger, sysfs, collectors)
+		if err != nil {
+			return err
+		}
+		if err := runner.Add(collector.Registration{Name: "node", Interval: node.Interval.Duration, Timeout: node.Timeout.Duration, Source: src}); err != nil {
+			return err
+		}
+		logger.Info("node_exporter collectors enabled", "collectors", collectors, "sysfs", sysfs)
+	}
+
+	mux := http.NewServeMux()
+	if cfg.Exporters.Prometheus.Enabled {
+		mux.Handle(metricsPath, exporters.Handler(exporters.NewRegistry(runner, program, logger), logger))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "joules-agent",
+			Description: "Energy telemetry of this host: GPUs, BMCs, NICs, InfiniBand, RAPL",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: metricsPath, Text: "Metrics"},
+				{Address: "/healthz", Text: "Health"},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("landing page: %w", err)
+		}
+		mux.Handle("/", landing)
+	}
+
+	runCtx, cancelRunner := context.WithCancel(ctx)
+	runnerDone := make(chan struct{})
+	go func() {
+		defer close(runnerDone)
+		runner.Run(runCtx)
+	}()
+
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(server, webFlags, logger) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-serveErr:
+		err = fmt.Errorf("web server: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		logger.Warn("web server shutdown", "err", serr)
+	}
+	cancelRunner()
+	<-runnerDone
+	logger.Info("stopped")
+	return err
+}

@@ -1,0 +1,271 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Registration tells the runner how to drive one source.
+type Registration struct {
+	Name     string        // source kind, e.g. "node", "nvml", "redfish"
+	Target   string        // instance of the source, e.g. a BMC name; may be empty
+	Interval time.Duration // time between the starts of two collections
+	Timeout  time.Duration // deadline of one collection; defaults to Interval
+	// StaleAfter is how long the last good samples stay in the snapshot after
+	// collections start failing; defaults to three intervals.
+	StaleAfter time.Duration
+	Source     Source
+}
+
+// Runner drives each registered source on its own goroutine and cadence and
+// keeps the latest samples of each. A source that hangs holds up nothing but
+// itself: its call is abandoned at the timeout and it is not called again
+// until the abandoned call has returned.
+type Runner struct {
+	logger   *slog.Logger
+	topology []Label
+	sources  []*sourceState
+	now      func() time.Time
+}
+
+type sourceState struct {
+	reg Registration
+
+	mu          sync.Mutex
+	samples     []Sample // immutable once published
+	up          bool
+	absent      bool
+	ran         bool
+	duration    time.Duration
+	lastSuccess time.Time
+}
+
+// NewRunner returns a runner that adds the topology labels (site, hall, rack,
+// host, …) to every sample that does not already carry a label of that name.
+func NewRunner(logger *slog.Logger, topology map[string]string) *Runner {
+	r := &Runner{logger: logger, now: time.Now}
+	for name, value := range topology {
+		if value != "" {
+			r.topology = append(r.topology, Label{Name: name, Value: value})
+		}
+	}
+	SortLabels(r.topology)
+	return r
+}
+
+// Add registers a source. Call it before Run.
+func (r *Runner) Add(reg Registration) error {
+	if reg.Source == nil {
+		return fmt.Errorf("source %q: nil source", reg.Name)
+	}
+	if reg.Interval <= 0 {
+		return fmt.Errorf("source %q: interval must be positive, got %s", reg.Name, reg.Interval)
+	}
+	if reg.Timeout <= 0 {
+		reg.Timeout = reg.Interval
+	}
+	if reg.StaleAfter <= 0 {
+		reg.StaleAfter = 3 * reg.Interval
+	}
+	for _, s := range r.sources {
+		if s.reg.Name == reg.Name && s.reg.Target == reg.Target {
+			return fmt.Errorf("source %q target %q registered twice", reg.Name, reg.Target)
+		}
+	}
+	r.sources = append(r.sources, &sourceState{reg: reg})
+	return nil
+}
+
+// Run collects from every source until ctx is cancelled, then returns once
+// every source loop has stopped. Calls abandoned at their timeout are not
+// waited for.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range r.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.loop(ctx, s)
+		}()
+	}
+	wg.Wait()
+}
+
+type collectResult struct {
+	samples []Sample
+	err     error
+}
+
+func (r *Runner) loop(ctx context.Context, s *sourceState) {
+	logger := r.logger.With("source", s.reg.Name, "target", s.reg.Target)
+	ticker := time.NewTicker(s.reg.Interval)
+	defer ticker.Stop()
+
+	var (
+		pending      chan collectResult // an abandoned call that has not returned yet
+		absentLogged bool
+		failing      bool
+	)
+	for {
+		if pending != nil {
+			select {
+			case <-pending:
+				pending = nil // its result is too old to publish
+			default:
+				r.record(s, nil, fmt.Errorf("previous collection still running past its %s timeout", s.reg.Timeout), 0)
+			}
+		}
+		if pending == nil {
+			start := r.now()
+			done := make(chan collectResult, 1)
+			cctx, cancel := context.WithTimeout(ctx, s.reg.Timeout)
+			go func() {
+				samples, err := s.reg.Source.Collect(cctx)
+				done <- collectResult{samples, err}
+			}()
+			var res collectResult
+			select {
+			case res = <-done:
+			case <-cctx.Done():
+				if ctx.Err() != nil {
+					cancel()
+					return
+				}
+				pending = done
+				res.err = fmt.Errorf("collection timed out after %s: %w", s.reg.Timeout, cctx.Err())
+			}
+			cancel()
+			elapsed := r.now().Sub(start)
+			r.record(s, res.samples, res.err, elapsed)
+
+			switch {
+			case errors.Is(res.err, ErrAbsent):
+				if !absentLogged {
+					logger.Info("hardware absent; the source will keep checking", "reason", res.err)
+					absentLogged = true
+				}
+			case res.err != nil:
+				if !failing {
+					logger.Error("collection failed", "err", res.err, "duration_seconds", elapsed.Seconds())
+				} else {
+					logger.Debug("collection failed", "err", res.err)
+				}
+				failing = true
+			default:
+				if failing {
+					logger.Info("collection recovered")
+				}
+				failing = false
+				absentLogged = false
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// record publishes the outcome of one collection.
+func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed time.Duration) {
+	now := r.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ran = true
+	if elapsed > 0 {
+		s.duration = elapsed
+	}
+	s.absent = errors.Is(err, ErrAbsent)
+	s.up = err == nil
+	if err == nil {
+		s.samples = r.withTopology(samples)
+		s.lastSuccess = now
+		return
+	}
+	if now.Sub(s.lastSuccess) > s.reg.StaleAfter {
+		s.samples = nil
+	}
+}
+
+// withTopology returns samples with the topology labels merged in, sorted.
+func (r *Runner) withTopology(samples []Sample) []Sample {
+	if len(r.topology) == 0 {
+		return samples
+	}
+	for i := range samples {
+		merged := make([]Label, 0, len(samples[i].Labels)+len(r.topology))
+		merged = append(merged, samples[i].Labels...)
+		for _, t := range r.topology {
+			if !hasLabel(samples[i].Labels, t.Name) {
+				merged = append(merged, t)
+			}
+		}
+		SortLabels(merged)
+		samples[i].Labels = merged
+	}
+	return samples
+}
+
+func hasLabel(ls []Label, name string) bool {
+	for _, l := range ls {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Self-metric names, exported for every registered source.
+const (
+	MetricSourceUp          = "joules_source_up"
+	MetricSourceAbsent      = "joules_source_absent"
+	MetricSourceDuration    = "joules_source_duration_seconds"
+	MetricSourceLastSuccess = "joules_source_last_success_timestamp_seconds"
+)
+
+// Snapshot returns the latest samples of every source followed by the
+// runner's self-metrics. It never waits for hardware. The returned samples
+// must not be modified.
+func (r *Runner) Snapshot() []Sample {
+	now := r.now()
+	var out []Sample
+	for _, s := range r.sources {
+		s.mu.Lock()
+		samples, up, absent, ran, duration, lastSuccess := s.samples, s.up, s.absent, s.ran, s.duration, s.lastSuccess
+		s.mu.Unlock()
+		out = append(out, samples...)
+		if !ran {
+			continue
+		}
+		labels := r.withTopologyLabels([]Label{{"source", s.reg.Name}, {"target", s.reg.Target}})
+		out = append(out,
+			Sample{Name: MetricSourceUp, Help: "Whether the last collection of the source succeeded (1) or not (0).",
+				Kind: Gauge, Value: boolValue(up), Labels: labels, Time: now},
+			Sample{Name: MetricSourceAbsent, Help: "Whether the source reported its hardware absent on its last collection.",
+				Kind: Gauge, Value: boolValue(absent), Labels: labels, Time: now},
+			Sample{Name: MetricSourceDuration, Help: "Duration of the source's last collection, in seconds.",
+				Kind: Gauge, Value: duration.Seconds(), Labels: labels, Time: now},
+		)
+		if !lastSuccess.IsZero() {
+			out = append(out, Sample{Name: MetricSourceLastSuccess, Help: "Unix time of the source's last successful collection.",
+				Kind: Gauge, Value: float64(lastSuccess.UnixNano()) / 1e9, Labels: labels, Time: now})
+		}
+	}
+	return out
+}
+
+func (r *Runner) withTopologyLabels(ls []Label) []Label {
+	return r.withTopology([]Sample{{Labels: ls}})[0].Labels
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

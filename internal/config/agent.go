@@ -1,0 +1,158 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Agent is the configuration of joules-agent. Every field has a default.
+type Agent struct {
+	// Labels are the topology labels put on every sample: site, hall, rack
+	// and host (which defaults to the hostname), and any others the site uses.
+	Labels    map[string]string `yaml:"labels"`
+	Sources   Sources           `yaml:"sources"`
+	Exporters Exporters         `yaml:"exporters"`
+}
+
+// Sources configures what the agent reads.
+type Sources struct {
+	Node NodeSource `yaml:"node"`
+}
+
+// NodeSource configures the embedded node_exporter collectors.
+type NodeSource struct {
+	Enabled    bool     `yaml:"enabled"`
+	Interval   Duration `yaml:"interval"`
+	Timeout    Duration `yaml:"timeout"`
+	Collectors []String `yaml:"collectors"`
+	// Options are node_exporter's --collector.* flags without the
+	// "collector." prefix, e.g. netdev.device-exclude.
+	Options map[string]Strings `yaml:"options"`
+}
+
+// Exporters configures where samples go.
+type Exporters struct {
+	Prometheus PrometheusExporter `yaml:"prometheus"`
+}
+
+// PrometheusExporter configures the /metrics endpoint.
+type PrometheusExporter struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+var agentSections = map[string]string{
+	"Agent":              "the top level",
+	"Sources":            "sources",
+	"NodeSource":         "sources.node",
+	"Exporters":          "exporters",
+	"PrometheusExporter": "exporters.prometheus",
+}
+
+// DefaultNodeCollectors are the node_exporter collectors run when the config names none.
+var DefaultNodeCollectors = []string{"netdev", "infiniband", "hwmon", "rapl"}
+
+// DefaultAgent returns the configuration used when there is no file.
+func DefaultAgent() Agent {
+	var collectors []String
+	for _, c := range DefaultNodeCollectors {
+		collectors = append(collectors, String{Value: c})
+	}
+	return Agent{
+		Labels: map[string]string{},
+		Sources: Sources{Node: NodeSource{
+			Enabled:    true,
+			Interval:   Duration{Duration: time.Second},
+			Collectors: collectors,
+			Options:    map[string]Strings{},
+		}},
+		Exporters: Exporters{Prometheus: PrometheusExporter{Enabled: true}},
+	}
+}
+
+// LoadAgent reads the agent configuration from path; an empty path gives the
+// defaults. hostname fills the host label when the file does not set one.
+// The error names the file and lists every problem with its line.
+func LoadAgent(path, hostname string) (Agent, error) {
+	cfg := DefaultAgent()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		// yaml.v3 replaces a list already present (the default collectors) rather than appending to it.
+		if err := decodeStrict(bytes.NewReader(raw), &cfg, agentSections); err != nil {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	if cfg.Sources.Node.Timeout.Duration == 0 {
+		cfg.Sources.Node.Timeout.Duration = cfg.Sources.Node.Interval.Duration
+	}
+	if cfg.Labels["host"] == "" {
+		cfg.Labels["host"] = hostname
+	}
+	if err := cfg.Validate(); err != nil {
+		if path != "" {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Agent) Validate() error {
+	var errs []error
+	names := make([]string, 0, len(c.Labels))
+	for name := range c.Labels {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !ValidLabelName(name) {
+			errs = append(errs, fmt.Errorf("labels: %q is not a valid label name: use letters, digits and underscores, not starting with a digit or __", name))
+		}
+	}
+	n := c.Sources.Node
+	if n.Enabled {
+		errs = append(errs, positive("sources.node.interval", n.Interval))
+		if n.Timeout.Duration < 0 {
+			errs = append(errs, fmt.Errorf("line %d: sources.node.timeout must not be negative, got %s", n.Timeout.Line, n.Timeout.Duration))
+		}
+		if n.Timeout.Duration > n.Interval.Duration && n.Interval.Duration > 0 {
+			errs = append(errs, fmt.Errorf("line %d: sources.node.timeout (%s) must not exceed sources.node.interval (%s)",
+				n.Timeout.Line, n.Timeout.Duration, n.Interval.Duration))
+		}
+		seen := map[string]bool{}
+		for _, col := range n.Collectors {
+			if seen[col.Value] {
+				errs = append(errs, fmt.Errorf("line %d: sources.node.collectors: %q is listed twice", col.Line, col.Value))
+			}
+			seen[col.Value] = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func positive(what string, d Duration) error {
+	if d.Duration > 0 {
+		return nil
+	}
+	if d.Line > 0 {
+		return fmt.Errorf("line %d: %s must be positive, got %s", d.Line, what, d.Duration)
+	}
+	return fmt.Errorf("%s must be positive, got %s", what, d.Duration)
+}
+
+// Effective renders the configuration as YAML, defaults filled in.
+func (c Agent) Effective() ([]byte, error) {
+	return yaml.Marshal(c)
+}
