@@ -24,6 +24,12 @@ type NodeOption struct {
 	Line   int // line in the config file, for error messages; 0 if unknown
 }
 
+// NodeCollectorName is a node_exporter collector chosen in the config.
+type NodeCollectorName struct {
+	Name string
+	Line int // line in the config file, for error messages; 0 if unknown
+}
+
 // ConfigureNode applies the config's choice of node_exporter collectors and
 // their options to node_exporter's kingpin flags, which live on app. Flags
 // given on the command line (args) win over the config: --collector.X adds X
@@ -34,7 +40,7 @@ type NodeOption struct {
 // node_exporter reads its flags when a collector is first created and keeps
 // that instance for the life of the process, so call this once, before
 // NewNodeSource.
-func ConfigureNode(app *kingpin.Application, args []string, collectors []string, options []NodeOption) ([]string, error) {
+func ConfigureNode(app *kingpin.Application, args []string, collectors []NodeCollectorName, options []NodeOption) ([]string, error) {
 	flags := map[string]*kingpin.FlagModel{}
 	for _, f := range app.Model().Flags {
 		flags[f.Name] = f
@@ -46,13 +52,13 @@ func ConfigureNode(app *kingpin.Application, args []string, collectors []string,
 
 	var errs []error
 	chosen := map[string]bool{}
-	for _, name := range collectors {
-		if !isCollectorFlag(flags["collector."+name]) {
-			errs = append(errs, fmt.Errorf("sources.node.collectors: unknown node_exporter collector %q (known: %s)",
-				name, strings.Join(knownCollectors(flags), ", ")))
+	for _, c := range collectors {
+		if !isCollectorFlag(flags["collector."+c.Name]) {
+			errs = append(errs, fmt.Errorf("%s: unknown node_exporter collector %q (known: %s)",
+				atLine(c.Line, "sources.node.collectors"), c.Name, strings.Join(knownCollectors(flags), ", ")))
 			continue
 		}
-		chosen[name] = true
+		chosen[c.Name] = true
 	}
 	for name, value := range explicit {
 		c, ok := strings.CutPrefix(name, "collector.")
@@ -64,10 +70,7 @@ func ConfigureNode(app *kingpin.Application, args []string, collectors []string,
 	for _, opt := range options {
 		flagName := "collector." + opt.Name
 		f, ok := flags[flagName]
-		where := "sources.node.options"
-		if opt.Line > 0 {
-			where = fmt.Sprintf("line %d: %s", opt.Line, where)
-		}
+		where := atLine(opt.Line, "sources.node.options")
 		if !ok || isCollectorFlag(f) {
 			errs = append(errs, fmt.Errorf("%s: unknown node_exporter option %q; options are node_exporter's --collector.* flags without the \"collector.\" prefix (see joules-agent --help)", where, opt.Name))
 			continue
@@ -97,6 +100,13 @@ func ConfigureNode(app *kingpin.Application, args []string, collectors []string,
 	}
 	sort.Strings(names)
 	return names, errors.Join(errs...)
+}
+
+func atLine(line int, key string) string {
+	if line > 0 {
+		return fmt.Sprintf("line %d: %s", line, key)
+	}
+	return key
 }
 
 // isCumulative tells flags that take a value per repetition (kingpin's Strings).

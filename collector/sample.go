@@ -43,7 +43,7 @@ type Sample struct {
 	Help   string // one line saying what the series means
 	Kind   Kind
 	Value  float64
-	Labels []Label    // sorted by name
+	Labels []Label   // sorted by name
 	Time   time.Time // when the hardware was read
 }
 

@@ -5,6 +5,8 @@ package exporters
 import (
 	"log/slog"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -45,6 +47,11 @@ func (c *SnapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	names := make([]string, 0, 8)
 	values := make([]string, 0, 8)
 	for _, s := range c.snap.Snapshot() {
+		if !legacyName.MatchString(s.Name) {
+			// Older scrapers (Prometheus 2.x) cannot read quoted UTF-8 names.
+			c.logger.Debug("sample not exposable: invalid metric name", "name", s.Name)
+			continue
+		}
 		names, values = names[:0], values[:0]
 		for _, l := range s.Labels {
 			names = append(names, l.Name)
@@ -73,11 +80,14 @@ func (c *SnapshotCollector) desc(name, help string, labelNames []string) *promet
 	defer c.mu.Unlock()
 	d, ok := c.descs[key]
 	if !ok {
-		d = prometheus.NewDesc(name, help, labelNames, nil)
+		// NewDesc keeps the slice, and the caller reuses its buffer.
+		d = prometheus.NewDesc(name, help, slices.Clone(labelNames), nil)
 		c.descs[key] = d
 	}
 	return d
 }
+
+var legacyName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 
 func valueType(k collector.Kind) prometheus.ValueType {
 	switch k {

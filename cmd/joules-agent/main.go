@@ -102,9 +102,9 @@ func configureNode(app *kingpin.Application, args []string, file string, cfg con
 	if !node.Enabled {
 		return nil, nil
 	}
-	names := make([]string, 0, len(node.Collectors))
+	names := make([]collector.NodeCollectorName, 0, len(node.Collectors))
 	for _, c := range node.Collectors {
-		names = append(names, c.Value)
+		names = append(names, collector.NodeCollectorName{Name: c.Value, Line: c.Line})
 	}
 	optionNames := make([]string, 0, len(node.Options))
 	for name := range node.Options {

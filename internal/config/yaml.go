@@ -26,7 +26,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	d.Line = n.Line
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: invalid duration %q: write it like 1s, 500ms or 2m", n.Line, n.Value)
+		return typeError("line %d: invalid duration %q: write it like 1s, 500ms or 2m", n.Line, n.Value)
 	}
 	d.Duration = v
 	return nil
@@ -44,7 +44,7 @@ type String struct {
 // UnmarshalYAML takes any scalar.
 func (s *String) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected a single value", n.Line)
+		return typeError("line %d: expected a single value", n.Line)
 	}
 	s.Value, s.Line = n.Value, n.Line
 	return nil
@@ -68,12 +68,12 @@ func (s *Strings) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.SequenceNode:
 		for _, c := range n.Content {
 			if c.Kind != yaml.ScalarNode {
-				return fmt.Errorf("line %d: expected a value or a list of values", c.Line)
+				return typeError("line %d: expected a value or a list of values", c.Line)
 			}
 			s.Values = append(s.Values, c.Value)
 		}
 	default:
-		return fmt.Errorf("line %d: expected a value or a list of values", n.Line)
+		return typeError("line %d: expected a value or a list of values", n.Line)
 	}
 	return nil
 }
@@ -84,6 +84,12 @@ func (s Strings) MarshalYAML() (any, error) {
 		return s.Values[0], nil
 	}
 	return s.Values, nil
+}
+
+// typeError lets the decoder go on after a bad value, so one pass reports
+// every problem of the file.
+func typeError(format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf(format, args...)}}
 }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
