@@ -1,0 +1,468 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/joules-energy/joules/internal/testenv"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "joules-agent-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "joules-agent")
+	build := exec.Command("go", "build", "-o", agentBin, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build joules-agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type agent struct {
+	url  string
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startAgent runs the built agent on a free loopback port and waits until it
+// serves. It is stopped with SIGTERM when the test ends.
+func startAgent(t *testing.T, args ...string) *agent {
+	t.Helper()
+	addr := freeAddr(t)
+	a := &agent{url: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	a.cmd = exec.Command(agentBin, append([]string{"--web.listen-address=" + addr}, args...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() { a.stop(t) })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(a.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		select {
+		case err := <-a.done:
+			a.done <- err
+			t.Fatalf("agent exited before serving: %v\n%s", err, a.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not serve /healthz in time:\n%s", a.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (a *agent) stop(t *testing.T) error {
+	if a.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		a.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		t.Errorf("agent did not stop within 10s of SIGTERM:\n%s", a.logs)
+		return <-a.done
+	}
+}
+
+// scrapeWhen scrapes until the exposition satisfies ok.
+func (a *agent) scrapeWhen(t *testing.T, ok func(string) bool) string {
+	t.Helper()
+	var body string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(a.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if ok(body) {
+			return body
+		}
+	}
+	t.Fatalf("exposition never became ready:\n%s\nlogs:\n%s", body, a.logs)
+	return ""
+}
+
+func hasLine(prefix string) func(string) bool {
+	return func(body string) bool { return strings.Contains(body, "\n"+prefix) }
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func fixtureSys(t *testing.T) string {
+	return filepath.Join(testenv.SharedTestdata(t), "sysfs", "node-exporter", "sys")
+}
+
+// TestGoldenExpositionOnFixture compares the agent's host metrics on the
+// shared sysfs fixture with a golden file, and lints the whole exposition
+// with promtool.
+func TestGoldenExpositionOnFixture(t *testing.T) {
+	sys := fixtureSys(t)
+	cfg := writeFile(t, "agent.yml", `labels: {site: dc1, hall: h1, rack: r12, host: golden}
+sources:
+  node:
+    interval: 200ms
+    collectors: [infiniband, hwmon, rapl]
+`)
+	a := startAgent(t, "--config.file="+cfg, "--path.sysfs="+sys)
+	body := a.scrapeWhen(t, hasLine("node_rapl_package_joules_total"))
+
+	var kept []string
+	skip := regexp.MustCompile(`^(# (HELP|TYPE) )?node_scrape_collector_duration_seconds`)
+	for _, line := range strings.Split(body, "\n") {
+		name := strings.TrimPrefix(strings.TrimPrefix(line, "# HELP "), "# TYPE ")
+		if (strings.HasPrefix(name, "node_") || strings.HasPrefix(name, "joules_rapl_")) && !skip.MatchString(line) {
+			kept = append(kept, strings.ReplaceAll(line, sys, "SYSFS"))
+		}
+	}
+	got := strings.Join(kept, "\n") + "\n"
+	golden := filepath.Join("testdata", "fixture.prom")
+	if os.Getenv("JOULES_UPDATE_GOLDEN") != "" {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (make golden writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("exposition differs from %s (make golden updates it after an intended change):\n%s", golden, diffLines(string(want), got))
+	}
+
+	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	out, err := check.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func diffLines(want, got string) string {
+	w, g := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(want, "\n") {
+		w[l] = true
+	}
+	for _, l := range strings.Split(got, "\n") {
+		g[l] = true
+	}
+	var out []string
+	for l := range w {
+		if !g[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for l := range g {
+		if !w[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
+func TestInfiniBandBytesAreFourTimesWords(t *testing.T) {
+	sys := fixtureSys(t)
+	a := startAgent(t, "--path.sysfs="+sys)
+	body := a.scrapeWhen(t, hasLine("node_infiniband_port_data_received_bytes_total"))
+	counters := filepath.Join(sys, "class/infiniband/mlx4_0/ports/1/counters")
+	for file, metric := range map[string]string{
+		"port_rcv_data":  "node_infiniband_port_data_received_bytes_total",
+		"port_xmit_data": "node_infiniband_port_data_transmitted_bytes_total",
+	} {
+		words := readUint(t, filepath.Join(counters, file))
+		got := metricValue(t, body, metric, `device="mlx4_0"`, `port="1"`)
+		if got != float64(4*words) {
+			t.Errorf("%s = %v, want 4 × %d = %d", metric, got, words, 4*words)
+		}
+	}
+}
+
+func TestNoConfigServesThisMachinesNICCounters(t *testing.T) {
+	rxBefore := readUint(t, "/sys/class/net/lo/statistics/rx_bytes")
+	a := startAgent(t)
+	body := a.scrapeWhen(t, hasLine(`node_network_receive_bytes_total{device="lo"`))
+	got := metricValue(t, body, "node_network_receive_bytes_total", `device="lo"`)
+	if got < float64(rxBefore) {
+		t.Errorf("lo receive bytes = %v, below the %d read from /sys before", got, rxBefore)
+	}
+	host, _ := os.Hostname()
+	if !strings.Contains(body, fmt.Sprintf(`host=%q`, host)) {
+		t.Errorf("samples lack the default host label %q", host)
+	}
+	if metricValue(t, body, "joules_source_up", `source="node"`) != 1 {
+		t.Error("node source not up")
+	}
+	if !strings.Contains(a.logs.String(), "node_exporter collectors enabled") {
+		t.Errorf("start-up log lacks the enabled collectors:\n%s", a.logs)
+	}
+}
+
+func TestOptionsFromYAMLReachNodeExporter(t *testing.T) {
+	sys := fixtureSys(t)
+	temp1 := regexp.MustCompile(`node_hwmon_temp_celsius\{chip="hwmon4",[^}]*sensor="temp1"`)
+	base := startAgent(t, "--path.sysfs="+sys, "--config.file="+writeFile(t, "a.yml", "sources: {node: {collectors: [hwmon]}}\n"))
+	before := base.scrapeWhen(t, hasLine("node_hwmon_temp_celsius"))
+	if !temp1.MatchString(before) {
+		t.Fatalf("fixture lacks the hwmon4 temp1 sensor this test excludes:\n%s", before)
+	}
+	a := startAgent(t, "--path.sysfs="+sys, "--config.file="+writeFile(t, "b.yml", `sources:
+  node:
+    collectors: [hwmon]
+    options: {hwmon.sensor-exclude: "^hwmon4;temp1$"}
+`))
+	after := a.scrapeWhen(t, hasLine("node_hwmon_temp_celsius"))
+	if temp1.MatchString(after) {
+		t.Error("hwmon.sensor-exclude from the YAML did not reach node_exporter")
+	}
+	if !strings.Contains(after, `sensor="temp2"`) {
+		t.Error("excluding one sensor removed the others")
+	}
+	if strings.Contains(after, "node_network_receive_bytes_total") {
+		t.Error("netdev runs although the config chose only hwmon")
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	bad := writeFile(t, "bad.yml", "labels: {site: dc1}\nsources:\n  node:\n    colectors: [netdev]\n")
+	out, err := exec.Command(agentBin, "--config.check", "--config.file="+bad).CombinedOutput()
+	if code := exitCode(err); code == 0 {
+		t.Errorf("bad config: exit code 0, want non-zero\n%s", out)
+	}
+	if !strings.Contains(string(out), `line 4: unknown key "colectors" in sources.node`) {
+		t.Errorf("output does not name the key and its line:\n%s", out)
+	}
+
+	badCollector := writeFile(t, "bad2.yml", "sources:\n  node:\n    collectors: [netdev, nvidia]\n")
+	out, err = exec.Command(agentBin, "--config.check", "--config.file="+badCollector).CombinedOutput()
+	if exitCode(err) == 0 || !strings.Contains(string(out), `line 3: sources.node.collectors: unknown node_exporter collector "nvidia"`) {
+		t.Errorf("unknown collector: err %v\n%s", err, out)
+	}
+
+	good := writeFile(t, "good.yml", "labels: {site: dc1}\nsources: {node: {interval: 2s}}\n")
+	out, err = exec.Command(agentBin, "--config.check", "--config.file="+good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("good config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"site: dc1", "interval: 2s", "timeout: 2s", "- rapl", "enabled: true"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSIGTERMStopsCleanlyWithJSONLogs(t *testing.T) {
+	a := startAgent(t, "--log.format=json")
+	a.scrapeWhen(t, hasLine("joules_source_up"))
+	if err := a.stop(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v, want status 0", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(a.logs.String()))
+	var msgs []string
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		msgs = append(msgs, fmt.Sprint(rec["msg"]))
+	}
+	if len(msgs) == 0 || msgs[len(msgs)-1] != "stopped" {
+		t.Errorf("last log message = %v, want stopped", msgs)
+	}
+}
+
+// TestRealPrometheusScrapesAgent runs Debian's Prometheus against the agent
+// and reads values back through Prometheus's HTTP API.
+func TestRealPrometheusScrapesAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus")
+	}
+	prometheus := testenv.Tool(t, "prometheus", "apt-get install -y prometheus")
+	sys := fixtureSys(t)
+	a := startAgent(t, "--path.sysfs="+sys, "--config.file="+writeFile(t, "a.yml", "labels: {site: dc1, host: n1}\nsources: {node: {interval: 500ms}}\n"))
+
+	promAddr := freeAddr(t)
+	dir := t.TempDir()
+	promCfg := writeFile(t, "prometheus.yml", fmt.Sprintf(`global: {scrape_interval: 1s, scrape_timeout: 1s}
+scrape_configs:
+  - job_name: joules
+    static_configs: [{targets: [%q]}]
+`, strings.TrimPrefix(a.url, "http://")))
+	prom := exec.Command(prometheus, "--config.file="+promCfg, "--storage.tsdb.path="+dir,
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	var promLogs lockedBuffer
+	prom.Stdout, prom.Stderr = &promLogs, &promLogs
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Signal(syscall.SIGTERM)
+		_ = prom.Wait()
+	})
+
+	query := func(q string) (float64, bool) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&r) != nil || len(r.Data.Result) != 1 {
+			return 0, false
+		}
+		s, _ := r.Data.Result[0].Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		return v, err == nil
+	}
+	words := readUint(t, filepath.Join(sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
+	checks := map[string]float64{
+		`up{job="joules"}`: 1,
+		`node_infiniband_port_data_received_bytes_total{device="mlx4_0",port="1",host="n1",site="dc1"}`: float64(4 * words),
+		`joules_source_up{source="node"}`: 1,
+		`node_rapl_package_joules_total{index="0"}`: float64(readUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6,
+	}
+	for q, want := range checks {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got, ok := query(q)
+			if ok && got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Prometheus query %s = %v (found %v), want %v\nprometheus logs:\n%s", q, got, ok, want, promLogs.String())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
+
+var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$`)
+
+// metricValue finds the one sample of name whose labels contain every matcher.
+func metricValue(t *testing.T, body, name string, matchers ...string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		m := sampleLine.FindStringSubmatch(line)
+		if m == nil || m[1] != name {
+			continue
+		}
+		ok := true
+		for _, want := range matchers {
+			if !strings.Contains(m[2], want) {
+				ok = false
+			}
+		}
+		if ok {
+			v, err := strconv.ParseFloat(m[3], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no %s%v in exposition", name, matchers)
+	return 0
+}
+
+func readUint(t *testing.T, path string) uint64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
