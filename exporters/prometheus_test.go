@@ -22,9 +22,9 @@ func (f fixedSnapshot) Snapshot() []collector.Sample { return f }
 func TestSnapshotCollectorExposition(t *testing.T) {
 	snap := fixedSnapshot{
 		{Name: "node_infiniband_port_data_received_bytes_total", Help: "Number of data octets received on all links", Kind: collector.Counter, Value: 18527668,
-			Labels: []collector.Label{{"device", "mlx4_0"}, {"host", "n1"}, {"port", "1"}}},
+			Labels: []collector.Label{{Name: "device", Value: "mlx4_0"}, {Name: "host", Value: "n1"}, {Name: "port", Value: "1"}}},
 		{Name: "joules_rapl_max_energy_range_joules", Help: "Range.", Kind: collector.Gauge, Value: 262143.32885,
-			Labels: []collector.Label{{"index", "0"}, {"zone", "package"}}},
+			Labels: []collector.Label{{Name: "index", Value: "0"}, {Name: "zone", Value: "package"}}},
 		{Name: "node_thing", Help: "Untyped.", Kind: collector.Untyped, Value: 1},
 		// a sample that cannot be exposed is left out, not fatal to the scrape
 		{Name: "bad name", Help: "x", Kind: collector.Gauge, Value: 1},

@@ -398,7 +398,7 @@ scrape_configs:
 	checks := map[string]float64{
 		`up{job="joules"}`: 1,
 		`node_infiniband_port_data_received_bytes_total{device="mlx4_0",port="1",host="n1",site="dc1"}`: float64(4 * words),
-		`joules_source_up{source="node"}`: 1,
+		`joules_source_up{source="node"}`:           1,
 		`node_rapl_package_joules_total{index="0"}`: float64(readUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6,
 	}
 	for q, want := range checks {
