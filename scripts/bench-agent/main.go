@@ -1,0 +1,224 @@
+// Command bench-agent measures joules-agent as a whole process, side by side
+// with Debian's prometheus-node-exporter running the same collectors on the
+// same sysfs tree: scrape latency, RSS, and CPU per second at one scrape a
+// second. It prints a Markdown table for BENCHMARKS.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var (
+		agentBin = flag.String("agent", "bin/joules-agent", "joules-agent binary")
+		nodeBin  = flag.String("node-exporter", "prometheus-node-exporter", "node_exporter binary (Debian's prometheus-node-exporter)")
+		sysfs    = flag.String("sysfs", "../shared/testdata/sysfs/node-exporter/sys", "sysfs tree both read")
+		scrapes  = flag.Int("scrapes", 2000, "scrapes per process for the latency figures")
+		steady   = flag.Duration("steady", 30*time.Second, "length of the steady-state run at one scrape a second")
+	)
+	flag.Parse()
+	if err := run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-agent:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name             string
+	p50, p99         time.Duration
+	cpuPerScrape     time.Duration
+	rssKiB           int64
+	steadyCPUPercent float64
+	steadyRSSKiB     int64
+	bytes            int
+}
+
+func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) error {
+	sysfs, err := filepath.Abs(sysfs)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(sysfs); err != nil {
+		return fmt.Errorf("sysfs tree: %w", err)
+	}
+	nodePath, err := exec.LookPath(nodeBin)
+	if err != nil {
+		return fmt.Errorf("%s not found (apt-get install prometheus-node-exporter): %w", nodeBin, err)
+	}
+	cfg, err := os.CreateTemp("", "bench-agent-*.yml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Name())
+	fmt.Fprintln(cfg, "labels: {host: bench}\nsources: {node: {interval: 1s, collectors: [netdev, infiniband, hwmon, rapl]}}")
+	cfg.Close()
+
+	collectorsFlags := []string{"--collector.disable-defaults", "--collector.netdev", "--collector.infiniband", "--collector.hwmon", "--collector.rapl"}
+	var results []result
+	for _, p := range []struct {
+		name string
+		bin  string
+		args []string
+	}{
+		{"prometheus-node-exporter", nodePath, append([]string{"--path.sysfs=" + sysfs, "--log.level=warn"}, collectorsFlags...)},
+		{"joules-agent", agentBin, []string{"--path.sysfs=" + sysfs, "--config.file=" + cfg.Name(), "--log.level=warn"}},
+	} {
+		r, err := measure(p.name, p.bin, p.args, scrapes, steady)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		results = append(results, r)
+	}
+
+	ne, ja := results[0], results[1]
+	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s at one scrape a second.\n\n", filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady)
+	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, r := range results {
+		fmt.Printf("| %s | %s | %s | %s | %.1f MiB | %.2f %% | %.1f MiB | %d |\n", r.name, r.p50, r.p99, r.cpuPerScrape,
+			float64(r.rssKiB)/1024, r.steadyCPUPercent, float64(r.steadyRSSKiB)/1024, r.bytes)
+	}
+	fmt.Printf("| joules / node_exporter | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× |\n",
+		ratio(ja.p50, ne.p50), ratio(ja.p99, ne.p99), ratio(ja.cpuPerScrape, ne.cpuPerScrape),
+		float64(ja.rssKiB)/float64(ne.rssKiB), ja.steadyCPUPercent/ne.steadyCPUPercent,
+		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), float64(ja.bytes)/float64(ne.bytes))
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+func measure(name, bin string, args []string, scrapes int, steady time.Duration) (result, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command(bin, append(args, "--web.listen-address="+addr)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	url := "http://" + addr + "/metrics"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	if err := waitServing(client, url); err != nil {
+		return result{}, err
+	}
+	time.Sleep(2 * time.Second) // let the agent's first collections land
+	for range 50 {              // warm up
+		if _, err := scrape(client, url); err != nil {
+			return result{}, err
+		}
+	}
+
+	r := result{name: name}
+	cpu0, err := cpuTime(cmd.Process.Pid)
+	if err != nil {
+		return r, err
+	}
+	lat := make([]time.Duration, 0, scrapes)
+	for range scrapes {
+		start := time.Now()
+		n, err := scrape(client, url)
+		if err != nil {
+			return r, err
+		}
+		lat = append(lat, time.Since(start))
+		r.bytes = n
+	}
+	cpu1, _ := cpuTime(cmd.Process.Pid)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	r.p50 = lat[len(lat)/2].Round(time.Microsecond)
+	r.p99 = lat[len(lat)*99/100].Round(time.Microsecond)
+	r.cpuPerScrape = ((cpu1 - cpu0) / time.Duration(scrapes)).Round(time.Microsecond)
+	r.rssKiB, _ = rss(cmd.Process.Pid)
+
+	// Steady state: one scrape a second, as a Prometheus would.
+	cpu0, _ = cpuTime(cmd.Process.Pid)
+	start := time.Now()
+	for time.Since(start) < steady {
+		if _, err := scrape(client, url); err != nil {
+			return r, err
+		}
+		time.Sleep(time.Second)
+	}
+	cpu1, _ = cpuTime(cmd.Process.Pid)
+	r.steadyCPUPercent = 100 * float64(cpu1-cpu0) / float64(time.Since(start))
+	r.steadyRSSKiB, _ = rss(cmd.Process.Pid)
+	return r, nil
+}
+
+func scrape(client *http.Client, url string) (int, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("scrape: %s", resp.Status)
+	}
+	return int(n), err
+}
+
+func waitServing(client *http.Client, url string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := scrape(client, url); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// cpuTime is the process's user plus system time from /proc/PID/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are 14th and 15th.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond, nil
+}
+
+func rss(pid int) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
