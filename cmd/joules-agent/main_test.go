@@ -466,3 +466,23 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// TestEveryJoulesMetricIsDocumented keeps docs/METRICS.md in step with the
+// exposition.
+func TestEveryJoulesMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "METRICS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "--path.sysfs="+fixtureSys(t))
+	body := a.scrapeWhen(t, hasLine("joules_rapl_max_energy_range_joules"))
+	for _, line := range strings.Split(body, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[1] != "TYPE" || !strings.HasPrefix(fields[2], "joules_") {
+			continue
+		}
+		if !strings.Contains(string(doc), "`"+fields[2]+"`") {
+			t.Errorf("%s is exposed but not in docs/METRICS.md", fields[2])
+		}
+	}
+}
