@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,12 +29,12 @@ type SnapshotCollector struct {
 	logger *slog.Logger
 
 	mu    sync.Mutex
-	descs map[string]*prometheus.Desc // by name and label names
+	descs map[string][]descVariant // by name, then label names
 }
 
 // NewSnapshotCollector returns a collector over snap.
 func NewSnapshotCollector(snap Snapshotter, logger *slog.Logger) *SnapshotCollector {
-	return &SnapshotCollector{snap: snap, logger: logger, descs: map[string]*prometheus.Desc{}}
+	return &SnapshotCollector{snap: snap, logger: logger, descs: map[string][]descVariant{}}
 }
 
 // Describe sends nothing: the set of series is only known at scrape time,
@@ -46,18 +45,19 @@ func (c *SnapshotCollector) Describe(chan<- *prometheus.Desc) {}
 func (c *SnapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	names := make([]string, 0, 8)
 	values := make([]string, 0, 8)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, s := range c.snap.Snapshot() {
-		if !legacyName.MatchString(s.Name) {
-			// Older scrapers (Prometheus 2.x) cannot read quoted UTF-8 names.
-			c.logger.Debug("sample not exposable: invalid metric name", "name", s.Name)
-			continue
-		}
 		names, values = names[:0], values[:0]
 		for _, l := range s.Labels {
 			names = append(names, l.Name)
 			values = append(values, l.Value)
 		}
-		m, err := prometheus.NewConstMetric(c.desc(s.Name, s.Help, names), valueType(s.Kind), s.Value, values...)
+		d := c.desc(s.Name, s.Help, names)
+		if d == nil {
+			continue
+		}
+		m, err := prometheus.NewConstMetric(d, valueType(s.Kind), s.Value, values...)
 		if err != nil {
 			c.logger.Debug("sample not exposable", "name", s.Name, "err", err)
 			continue
@@ -66,25 +66,30 @@ func (c *SnapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// desc returns a cached Desc: building one parses and validates names, which
-// is most of the cost of a scrape when done per sample.
+type descVariant struct {
+	labelNames []string
+	desc       *prometheus.Desc // nil when the name cannot be exposed
+}
+
+// desc returns a cached Desc, or nil for a name older scrapers cannot read.
+// Building a Desc parses and validates names, which would otherwise be most
+// of a scrape's cost; the lookup allocates nothing. Call with c.mu held.
 func (c *SnapshotCollector) desc(name, help string, labelNames []string) *prometheus.Desc {
-	var b strings.Builder
-	b.WriteString(name)
-	for _, l := range labelNames {
-		b.WriteByte(0)
-		b.WriteString(l)
+	variants := c.descs[name]
+	for _, v := range variants {
+		if slices.Equal(v.labelNames, labelNames) {
+			return v.desc
+		}
 	}
-	key := b.String()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d, ok := c.descs[key]
-	if !ok {
-		// NewDesc keeps the slice, and the caller reuses its buffer.
-		d = prometheus.NewDesc(name, help, slices.Clone(labelNames), nil)
-		c.descs[key] = d
+	v := descVariant{labelNames: slices.Clone(labelNames)} // NewDesc keeps the slice; the caller reuses its buffer
+	if legacyName.MatchString(name) {
+		v.desc = prometheus.NewDesc(name, help, v.labelNames, nil)
+	} else {
+		// Prometheus 2.x cannot read the quoted UTF-8 names client_golang would write.
+		c.logger.Warn("sample not exposable: invalid metric name", "name", name)
 	}
-	return d
+	c.descs[name] = append(variants, v)
+	return v.desc
 }
 
 var legacyName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
