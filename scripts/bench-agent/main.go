@@ -40,6 +40,7 @@ type result struct {
 	p50, p99         time.Duration
 	cpuPerScrape     time.Duration
 	rssKiB           int64
+	idleCPUPercent   float64
 	steadyCPUPercent float64
 	steadyRSSKiB     int64
 	bytes            int
@@ -83,14 +84,15 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) err
 	}
 
 	ne, ja := results[0], results[1]
-	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s at one scrape a second.\n\n", filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady)
-	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n",
+		filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady, steady)
+	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU unscraped | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s | %s | %s | %.1f MiB | %.2f %% | %.1f MiB | %d |\n", r.name, r.p50, r.p99, r.cpuPerScrape,
-			float64(r.rssKiB)/1024, r.steadyCPUPercent, float64(r.steadyRSSKiB)/1024, r.bytes)
+		fmt.Printf("| %s | %s | %s | %s | %.1f MiB | %.2f %% | %.2f %% | %.1f MiB | %d |\n", r.name, r.p50, r.p99, r.cpuPerScrape,
+			float64(r.rssKiB)/1024, r.idleCPUPercent, r.steadyCPUPercent, float64(r.steadyRSSKiB)/1024, r.bytes)
 	}
-	fmt.Printf("| joules / node_exporter | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× |\n",
+	fmt.Printf("| joules / node_exporter | %.2f× | %.2f× | %.2f× | %.2f× | | %.2f× | %.2f× | %.2f× |\n",
 		ratio(ja.p50, ne.p50), ratio(ja.p99, ne.p99), ratio(ja.cpuPerScrape, ne.cpuPerScrape),
 		float64(ja.rssKiB)/float64(ne.rssKiB), ja.steadyCPUPercent/ne.steadyCPUPercent,
 		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), float64(ja.bytes)/float64(ne.bytes))
@@ -147,9 +149,16 @@ func measure(name, bin string, args []string, scrapes int, steady time.Duration)
 	r.cpuPerScrape = ((cpu1 - cpu0) / time.Duration(scrapes)).Round(time.Microsecond)
 	r.rssKiB, _ = rss(cmd.Process.Pid)
 
-	// Steady state: one scrape a second, as a Prometheus would.
+	// Unscraped: the agent still collects every interval; node_exporter idles.
 	cpu0, _ = cpuTime(cmd.Process.Pid)
 	start := time.Now()
+	time.Sleep(steady)
+	cpu1, _ = cpuTime(cmd.Process.Pid)
+	r.idleCPUPercent = 100 * float64(cpu1-cpu0) / float64(time.Since(start))
+
+	// Steady state: one scrape a second, as a Prometheus would.
+	cpu0, _ = cpuTime(cmd.Process.Pid)
+	start = time.Now()
 	for time.Since(start) < steady {
 		if _, err := scrape(client, url); err != nil {
 			return r, err
