@@ -10,6 +10,8 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=$(BRANCH)
 STATICCHECK_VERSION := v0.8.2
+# go-nvml's cgo bindings include deprecated NVML calls; their warnings are noise.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 DEMO_ADDR ?= 127.0.0.1:9560
 
 .PHONY: all build test test-short lint bench demo golden clean

@@ -11,10 +11,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
@@ -25,6 +28,7 @@ import (
 	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/nvml"
 )
 
 const program = "joules_agent"
@@ -67,6 +71,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var collectors []string
 	if err == nil {
 		collectors, err = configureNode(app, args, *configFile, cfg)
+	}
+	if err == nil {
+		err = checkNVML(*configFile, cfg)
 	}
 	if err == nil && *webFlags.WebConfigFile != "" {
 		if werr := web.Validate(*webFlags.WebConfigFile); werr != nil {
@@ -123,6 +130,38 @@ func configureNode(app *kingpin.Application, args []string, file string, cfg con
 	return collectors, err
 }
 
+// checkNVML checks what the config package cannot: the simulated server's name.
+func checkNVML(file string, cfg config.Agent) error {
+	sim := cfg.Sources.NVML.Simulate
+	if !cfg.Sources.NVML.Enabled || sim.Value == "" || slices.Contains(nvml.SimulatedModels(), sim.Value) {
+		return nil
+	}
+	err := fmt.Errorf("line %d: sources.nvml.simulate: unknown simulated server %q (known: %s)", sim.Line, sim.Value, strings.Join(nvml.SimulatedModels(), ", "))
+	if file != "" {
+		err = fmt.Errorf("%s: %w", file, err)
+	}
+	return err
+}
+
+// addNVML registers the GPU source: the real NVML, or a simulated server.
+func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) (*nvml.Source, error) {
+	g := cfg.Sources.NVML
+	if !g.Enabled {
+		return nil, nil
+	}
+	var lib nvml.Library = gonvml.New()
+	if g.Simulate.Value != "" {
+		var err error
+		if lib, err = nvml.Simulated(g.Simulate.Value, cfg.Labels["host"]); err != nil {
+			return nil, err
+		}
+		logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
+	}
+	src := nvml.New(lib, nvml.Options{Logger: logger.With("source", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes})
+	err := runner.Add(collector.Registration{Name: "nvml", Interval: g.Interval.Duration, Timeout: g.Timeout.Duration, Source: src})
+	return src, err
+}
+
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
 	metricsPath string, webFlags *web.FlagConfig) error {
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
@@ -138,6 +177,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 			return err
 		}
 		logger.Info("node_exporter collectors enabled", "collectors", collectors, "sysfs", sysfs)
+	}
+
+	gpus, err := addNVML(logger, runner, cfg)
+	if err != nil {
+		return err
+	}
+	if gpus != nil {
+		defer gpus.Close()
 	}
 
 	mux := http.NewServeMux()
@@ -175,7 +222,6 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, webFlags, logger) }()
 
-	var err error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")

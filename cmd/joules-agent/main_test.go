@@ -486,3 +486,66 @@ func TestEveryJoulesMetricIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestNoGPUHostSaysNVMLAbsentOnce runs the agent with its defaults on a host
+// without the NVIDIA driver: it must say so once and serve everything else.
+func TestNoGPUHostSaysNVMLAbsentOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		t.Skip("this host has an NVIDIA driver")
+	}
+	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", "sources: {nvml: {interval: 100ms}}\n"))
+	a.scrapeWhen(t, hasLine(`joules_source_absent{`))
+	time.Sleep(time.Second) // ten more NVML attempts' worth of time
+	body := a.scrapeWhen(t, hasLine(`joules_source_up{`))
+	if metricValue(t, body, "joules_source_absent", `source="nvml"`) != 1 {
+		t.Error("nvml source not reported absent")
+	}
+	if metricValue(t, body, "joules_source_up", `source="node"`) != 1 {
+		t.Error("node source not up next to an absent NVML")
+	}
+	if !strings.Contains(body, "node_network_receive_bytes_total") {
+		t.Error("NIC counters missing")
+	}
+	logs := a.logs.String()
+	if n := strings.Count(logs, `msg="hardware absent`); n != 1 || !strings.Contains(logs, "libnvidia-ml.so.1") {
+		t.Errorf("absence logged %d times (want once, naming libnvidia-ml.so.1):\n%s", n, logs)
+	}
+	if strings.Contains(logs, "level=ERROR") {
+		t.Errorf("absent NVML logged as an error:\n%s", logs)
+	}
+}
+
+// TestSimulatedDGXH200 runs the agent with eight simulated H200s.
+func TestSimulatedDGXH200(t *testing.T) {
+	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", "labels: {host: sim-1}\nsources: {nvml: {simulate: dgxh200, interval: 200ms}}\n"))
+	first := a.scrapeWhen(t, hasLine("joules_gpu_sm_activity_ratio{"))
+	time.Sleep(1500 * time.Millisecond)
+	second := a.scrapeWhen(t, hasLine("joules_gpu_sm_activity_ratio{"))
+	moved := 0
+	for gpu := range 8 {
+		sel := fmt.Sprintf(`gpu="%d"`, gpu)
+		if metricValue(t, second, "joules_gpu_up", sel) != 1 {
+			t.Errorf("GPU %d not up", gpu)
+		}
+		e1 := metricValue(t, first, "joules_gpu_energy_joules_total", sel, `method="counter"`, `simulated="true"`)
+		e2 := metricValue(t, second, "joules_gpu_energy_joules_total", sel, `method="counter"`)
+		if e2 <= e1 {
+			t.Errorf("GPU %d energy did not rise: %v then %v", gpu, e1, e2)
+		}
+		if metricValue(t, first, "joules_gpu_power_watts", sel) != metricValue(t, second, "joules_gpu_power_watts", sel) {
+			moved++
+		}
+	}
+	if moved < 4 {
+		t.Errorf("power moved on only %d of 8 GPUs over 1.5 s", moved)
+	}
+	if !strings.Contains(a.logs.String(), "SIMULATED") {
+		t.Errorf("logs do not say the GPUs are simulated:\n%s", a.logs)
+	}
+	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(second)
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}

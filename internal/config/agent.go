@@ -23,6 +23,20 @@ type Agent struct {
 // Sources configures what the agent reads.
 type Sources struct {
 	Node NodeSource `yaml:"node"`
+	NVML NVMLSource `yaml:"nvml"`
+}
+
+// NVMLSource configures the GPU source.
+type NVMLSource struct {
+	Enabled  bool     `yaml:"enabled"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// Simulate runs the source on a simulated server (dgxh200, dgxh100,
+	// dgxb200, dgxa100) for demos and load tests; every sample is then
+	// labelled simulated="true".
+	Simulate String `yaml:"simulate"`
+	// Processes adds per-process GPU memory, SM share and estimated energy.
+	Processes bool `yaml:"processes"`
 }
 
 // NodeSource configures the embedded node_exporter collectors.
@@ -50,6 +64,7 @@ var agentSections = map[string]string{
 	"Agent":              "the top level",
 	"Sources":            "sources",
 	"NodeSource":         "sources.node",
+	"NVMLSource":         "sources.nvml",
 	"Exporters":          "exporters",
 	"PrometheusExporter": "exporters.prometheus",
 }
@@ -63,7 +78,7 @@ func DefaultAgent() Agent {
 	for _, c := range DefaultNodeCollectors {
 		collectors = append(collectors, String{Value: c})
 	}
-	return Agent{
+	cfg := Agent{
 		Labels: map[string]string{},
 		Sources: Sources{Node: NodeSource{
 			Enabled:    true,
@@ -73,6 +88,8 @@ func DefaultAgent() Agent {
 		}},
 		Exporters: Exporters{Prometheus: PrometheusExporter{Enabled: true}},
 	}
+	cfg.Sources.NVML = NVMLSource{Enabled: true, Interval: Duration{Duration: time.Second}, Processes: true}
+	return cfg
 }
 
 // LoadAgent reads the agent configuration from path; an empty path gives the
@@ -93,8 +110,13 @@ func LoadAgent(path, hostname string) (Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
 	}
-	if cfg.Sources.Node.Timeout.Duration == 0 {
-		cfg.Sources.Node.Timeout.Duration = cfg.Sources.Node.Interval.Duration
+	for _, d := range []struct{ timeout, interval *Duration }{
+		{&cfg.Sources.Node.Timeout, &cfg.Sources.Node.Interval},
+		{&cfg.Sources.NVML.Timeout, &cfg.Sources.NVML.Interval},
+	} {
+		if d.timeout.Duration == 0 {
+			d.timeout.Duration = d.interval.Duration
+		}
 	}
 	if cfg.Labels["host"] == "" {
 		cfg.Labels["host"] = hostname
@@ -124,13 +146,7 @@ func (c Agent) Validate() error {
 	n := c.Sources.Node
 	if n.Enabled {
 		errs = append(errs, positive("sources.node.interval", n.Interval))
-		if n.Timeout.Duration < 0 {
-			errs = append(errs, fmt.Errorf("line %d: sources.node.timeout must not be negative, got %s", n.Timeout.Line, n.Timeout.Duration))
-		}
-		if n.Timeout.Duration > n.Interval.Duration && n.Interval.Duration > 0 {
-			errs = append(errs, fmt.Errorf("line %d: sources.node.timeout (%s) must not exceed sources.node.interval (%s)",
-				n.Timeout.Line, n.Timeout.Duration, n.Interval.Duration))
-		}
+		errs = append(errs, timeoutWithin("sources.node", n.Timeout, n.Interval))
 		seen := map[string]bool{}
 		for _, col := range n.Collectors {
 			if seen[col.Value] {
@@ -139,7 +155,30 @@ func (c Agent) Validate() error {
 			seen[col.Value] = true
 		}
 	}
+	if g := c.Sources.NVML; g.Enabled {
+		if g.Interval.Duration < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s: sources.nvml.interval must be at least 100ms, got %s", lineOf(g.Interval.Line), g.Interval.Duration))
+		}
+		errs = append(errs, timeoutWithin("sources.nvml", g.Timeout, g.Interval))
+	}
 	return errors.Join(errs...)
+}
+
+func lineOf(line int) string {
+	if line > 0 {
+		return fmt.Sprintf("line %d", line)
+	}
+	return "default"
+}
+
+func timeoutWithin(section string, timeout, interval Duration) error {
+	if timeout.Duration < 0 {
+		return fmt.Errorf("%s: %s.timeout must not be negative, got %s", lineOf(timeout.Line), section, timeout.Duration)
+	}
+	if timeout.Duration > interval.Duration && interval.Duration > 0 {
+		return fmt.Errorf("%s: %s.timeout (%s) must not exceed %s.interval (%s)", lineOf(timeout.Line), section, timeout.Duration, section, interval.Duration)
+	}
+	return nil
 }
 
 func positive(what string, d Duration) error {

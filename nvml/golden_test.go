@@ -1,0 +1,66 @@
+package nvml
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/exporters"
+	"github.com/joules-energy/joules/internal/testenv"
+)
+
+type snapshot []collector.Sample
+
+func (s snapshot) Snapshot() []collector.Sample { return s }
+
+// TestGoldenSimulatedH200 renders two passes over a simulated DGX H200 on a
+// fixed clock as Prometheus text, compares it with the golden file, and
+// lints it with promtool.
+func TestGoldenSimulatedH200(t *testing.T) {
+	clock := newClock()
+	src, _ := newSim(t, "dgxh200", clock, Options{})
+	collect(t, src)
+	clock.Advance(time.Second)
+	samples := collect(t, src)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exporters.NewSnapshotCollector(snapshot(samples), slog.New(slog.DiscardHandler)))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range families {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden := filepath.Join("testdata", "dgxh200.prom")
+	if os.Getenv("JOULES_UPDATE_GOLDEN") != "" {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (make golden writes it)", err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("exposition differs from %s; make golden updates it after an intended change", golden)
+	}
+
+	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = &buf
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
