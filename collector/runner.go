@@ -182,31 +182,51 @@ func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed tim
 	}
 	s.absent = errors.Is(err, ErrAbsent)
 	s.up = err == nil
-	if err == nil {
+	switch {
+	case err == nil:
 		s.samples = r.withTopology(samples)
 		s.lastSuccess = now
-		return
-	}
-	if now.Sub(s.lastSuccess) > s.reg.StaleAfter {
+	case samples != nil:
+		// The source kept what it could (a BMC's last good values with
+		// their age): publish it, but the source is down.
+		s.samples = r.withTopology(samples)
+	case now.Sub(s.lastSuccess) > s.reg.StaleAfter:
 		s.samples = nil
 	}
 }
 
 // withTopology returns samples with the topology labels merged in, sorted.
+// Sources often share one label slice between many samples (every reading of
+// one GPU); the merged slice is then made once and shared too.
 func (r *Runner) withTopology(samples []Sample) []Sample {
 	if len(r.topology) == 0 {
 		return samples
 	}
+	type sliceID struct {
+		first *Label
+		n     int
+	}
+	merged := map[sliceID][]Label{}
 	for i := range samples {
-		merged := make([]Label, 0, len(samples[i].Labels)+len(r.topology))
-		merged = append(merged, samples[i].Labels...)
+		ls := samples[i].Labels
+		var id sliceID
+		if len(ls) > 0 {
+			id = sliceID{&ls[0], len(ls)}
+		}
+		if m, ok := merged[id]; ok {
+			samples[i].Labels = m
+			continue
+		}
+		m := make([]Label, 0, len(ls)+len(r.topology))
+		m = append(m, ls...)
 		for _, t := range r.topology {
-			if !hasLabel(samples[i].Labels, t.Name) {
-				merged = append(merged, t)
+			if !hasLabel(ls, t.Name) {
+				m = append(m, t)
 			}
 		}
-		SortLabels(merged)
-		samples[i].Labels = merged
+		SortLabels(m)
+		merged[id] = m
+		samples[i].Labels = m
 	}
 	return samples
 }

@@ -255,3 +255,18 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestRunnerPublishesSamplesReturnedWithAnError(t *testing.T) {
+	r := NewRunner(discardLogger(), nil)
+	s := &sourceState{reg: Registration{Name: "bmc", Interval: time.Second, StaleAfter: time.Second}}
+	r.sources = append(r.sources, s)
+	r.record(s, []Sample{{Name: "test_power_watts", Value: 350}}, nil, time.Millisecond)
+	r.record(s, []Sample{{Name: "test_power_watts", Value: 350}, {Name: "test_age_seconds", Value: 20}}, errors.New("bmc hangs"), time.Millisecond)
+	snap := r.Snapshot()
+	if v, ok := find(snap, "test_age_seconds", nil); !ok || v != 20 {
+		t.Errorf("samples returned with an error not published: %v", snap)
+	}
+	if v, _ := find(snap, MetricSourceUp, nil); v != 0 {
+		t.Errorf("source up = %v, want 0 after an error", v)
+	}
+}

@@ -5,7 +5,8 @@ package collector
 import (
 	"context"
 	"errors"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -49,7 +50,7 @@ type Sample struct {
 
 // SortLabels orders labels by name, as Sample requires.
 func SortLabels(ls []Label) {
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // ErrAbsent is returned (possibly wrapped) by a source whose hardware is not
@@ -57,7 +58,10 @@ func SortLabels(ls []Label) {
 var ErrAbsent = errors.New("hardware absent")
 
 // Source reads one hardware domain synchronously. Collect must honour ctx's
-// deadline where it can; the runner abandons a call that overruns it.
+// deadline where it can; the runner abandons a call that overruns it. A
+// source may return samples together with an error (the last good values of
+// a BMC that stopped answering, with their age): the runner publishes them
+// and reports the source down.
 type Source interface {
 	Collect(ctx context.Context) ([]Sample, error)
 }

@@ -2,24 +2,15 @@ package nvml
 
 import (
 	"bytes"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
-
-	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/testenv"
 )
-
-type snapshot []collector.Sample
-
-func (s snapshot) Snapshot() []collector.Sample { return s }
 
 // TestGoldenSimulatedH200 renders two passes over a simulated DGX H200 on a
 // fixed clock as Prometheus text, compares it with the golden file, and
@@ -31,18 +22,7 @@ func TestGoldenSimulatedH200(t *testing.T) {
 	clock.Advance(time.Second)
 	samples := collect(t, src)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(exporters.NewSnapshotCollector(snapshot(samples), slog.New(slog.DiscardHandler)))
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	for _, mf := range families {
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
+	buf := bytes.NewBuffer(exporters.AppendText(nil, samples))
 	golden := filepath.Join("testdata", "dgxh200.prom")
 	if os.Getenv("JOULES_UPDATE_GOLDEN") != "" {
 		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
@@ -59,7 +39,7 @@ func TestGoldenSimulatedH200(t *testing.T) {
 
 	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
 	check := exec.Command(promtool, "check", "metrics")
-	check.Stdin = &buf
+	check.Stdin = buf
 	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}

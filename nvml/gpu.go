@@ -9,6 +9,7 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/internal/energy"
 )
 
 // gpu is one physical GPU and what the source keeps between passes.
@@ -21,8 +22,8 @@ type gpu struct {
 	labels   []collector.Label
 
 	hasEnergyCounter bool
-	energy           energyCounter
-	integrated       energyIntegrator
+	energy           energy.Counter
+	integrated       energy.Integrator
 	unsupported      map[string]bool // families NVML answered NOT_SUPPORTED; not asked again until re-init
 	nvlinks          []int           // active NVLink links, found once
 	gpm              *gpmState
@@ -33,7 +34,7 @@ type gpu struct {
 
 func newGPU(dev gonvml.Device, index int, uuid string, opts Options) *gpu {
 	g := &gpu{dev: dev, index: index, uuid: uuid, opts: opts, unsupported: map[string]bool{},
-		integrated: energyIntegrator{maxGap: opts.MaxIntegrationGap}}
+		integrated: energy.Integrator{MaxGap: opts.MaxIntegrationGap}}
 	if name, ret := dev.GetName(); ret == gonvml.SUCCESS {
 		g.model = name
 	}
@@ -207,7 +208,8 @@ func (r *reader) energy() {
 	if g.hasEnergyCounter {
 		mj, ret := g.dev.GetTotalEnergyConsumption()
 		if r.ok("energy", ret) {
-			joules, reset := g.energy.update(mj)
+			mjTotal, reset := g.energy.Update(float64(mj))
+			joules := mjTotal / 1000
 			if reset {
 				g.opts.Logger.Warn("GPU energy counter went backwards (driver reload or GPU reset); continuing from the last total", "gpu", g.index, "uuid", g.uuid)
 			}
@@ -218,7 +220,7 @@ func (r *reader) energy() {
 	// Pre-Volta: no counter. Integrate the power this pass just read.
 	for _, s := range r.out {
 		if s.Name == "joules_gpu_power_watts" {
-			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, g.integrated.add(s.Value, r.now), lbl("method", "integrated"))
+			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, g.integrated.Add(s.Value, r.now), lbl("method", "integrated"))
 			return
 		}
 	}

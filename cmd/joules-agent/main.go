@@ -189,7 +189,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 
 	mux := http.NewServeMux()
 	if cfg.Exporters.Prometheus.Enabled {
-		mux.Handle(metricsPath, exporters.Handler(exporters.NewRegistry(runner, program, logger), logger))
+		mux.Handle(metricsPath, exporters.NewHandler(runner, exporters.NewRegistry(program), logger))
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

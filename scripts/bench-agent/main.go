@@ -27,9 +27,16 @@ func main() {
 		sysfs    = flag.String("sysfs", "../shared/testdata/sysfs/node-exporter/sys", "sysfs tree both read")
 		scrapes  = flag.Int("scrapes", 2000, "scrapes per process for the latency figures")
 		steady   = flag.Duration("steady", 30*time.Second, "length of the steady-state run at one scrape a second")
+		config   = flag.String("agent-config", "", "measure only the agent, with this configuration (no node_exporter comparison)")
 	)
 	flag.Parse()
-	if err := run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady); err != nil {
+	var err error
+	if *config != "" {
+		err = runAgentOnly(*agentBin, *config, *sysfs, *scrapes, *steady)
+	} else {
+		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-agent:", err)
 		os.Exit(1)
 	}
@@ -96,6 +103,22 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) err
 		ratio(ja.p50, ne.p50), ratio(ja.p99, ne.p99), ratio(ja.cpuPerScrape, ne.cpuPerScrape),
 		float64(ja.rssKiB)/float64(ne.rssKiB), ja.steadyCPUPercent/ne.steadyCPUPercent,
 		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), float64(ja.bytes)/float64(ne.bytes))
+	return nil
+}
+
+func runAgentOnly(agentBin, config, sysfs string, scrapes int, steady time.Duration) error {
+	sysfs, err := filepath.Abs(sysfs)
+	if err != nil {
+		return err
+	}
+	r, err := measure("joules-agent", agentBin, []string{"--path.sysfs=" + sysfs, "--config.file=" + config, "--log.level=warn"}, scrapes, steady)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("joules-agent with %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n", filepath.Base(config), scrapes, steady, steady)
+	fmt.Println("| scrape p50 | scrape p99 | CPU per scrape | CPU unscraped | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Printf("| %s | %s | %s | %.2f %% | %.2f %% | %.1f MiB | %d |\n", r.p50, r.p99, r.cpuPerScrape, r.idleCPUPercent, r.steadyCPUPercent, float64(r.steadyRSSKiB)/1024, r.bytes)
 	return nil
 }
 
