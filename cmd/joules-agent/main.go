@@ -29,6 +29,7 @@ import (
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
 	"github.com/joules-energy/joules/nvml"
+	"github.com/joules-energy/joules/redfish"
 )
 
 const program = "joules_agent"
@@ -162,6 +163,36 @@ func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) (*
 	return src, err
 }
 
+// addRedfish registers one source per BMC or power-equipment meter.
+func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) ([]*redfish.Source, error) {
+	var sources []*redfish.Source
+	for _, r := range cfg.Sources.Redfish {
+		password, err := r.Password()
+		if err != nil {
+			return sources, err
+		}
+		src, err := redfish.NewSource(redfish.Config{
+			Name: r.Name.Value, Endpoint: r.Endpoint.Value, Username: r.Username, Password: password,
+			BasicAuth: r.BasicAuth, CAFile: r.CAFile, InsecureSkipVerify: r.InsecureSkipVerify,
+			Timeout: r.Timeout.Duration, MaxConcurrentRequests: r.MaxConcurrentRequests, Role: r.Role.Value,
+		}, logger.With("source", "redfish", "bmc", r.Name.Value))
+		if err != nil {
+			return sources, err
+		}
+		sources = append(sources, src)
+		if r.InsecureSkipVerify {
+			logger.Warn("TLS verification is off for this BMC (insecure_skip_verify)", "bmc", r.Name.Value)
+		}
+		// The poll's deadline is the interval: a hung BMC is given up on in
+		// time for its last good values to be published, stale.
+		if err := runner.Add(collector.Registration{Name: "redfish", Target: r.Name.Value, Interval: r.Interval.Duration,
+			Timeout: r.Interval.Duration, StaleAfter: 30 * r.Interval.Duration, Source: src}); err != nil {
+			return sources, err
+		}
+	}
+	return sources, nil
+}
+
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
 	metricsPath string, webFlags *web.FlagConfig) error {
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
@@ -185,6 +216,13 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	}
 	if gpus != nil {
 		defer gpus.Close()
+	}
+	bmcs, err := addRedfish(logger, runner, cfg)
+	for _, b := range bmcs {
+		defer b.Close()
+	}
+	if err != nil {
+		return err
 	}
 
 	mux := http.NewServeMux()

@@ -24,7 +24,7 @@ import (
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
-var agentBin string
+var agentBin, joulesBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "joules-agent-test")
@@ -33,10 +33,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "joules-agent")
-	build := exec.Command("go", "build", "-o", agentBin, ".")
+	joulesBin = filepath.Join(dir, "joules")
+	build := exec.Command("go", "build", "-o", dir+"/", ".", "../joules")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build joules-agent:", err)
+		fmt.Fprintln(os.Stderr, "build joules-agent and joules:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -545,6 +546,59 @@ func TestSimulatedDGXH200(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
 	check := exec.Command(promtool, "check", "metrics")
 	check.Stdin = strings.NewReader(second)
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestRedfishThroughSimulator runs `joules sim redfish` over HTTPS with two
+// shared mockups and the agent polling both with verified TLS and a password
+// from a file.
+func TestRedfishThroughSimulator(t *testing.T) {
+	shared := testenv.SharedTestdata(t)
+	dir := t.TempDir()
+	ca, endpoints := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "endpoints")
+	pass := writeFile(t, "pass", "demo-secret-9\n")
+	first := freeAddr(t)
+	sim := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints,
+		"--listen-address="+first, "--password-file="+pass,
+		"--bmc=rack1="+filepath.Join(shared, "redfish", "dmtf-public-rackmount1"),
+		"--bmc=giga="+filepath.Join(shared, "redfish", "gigabyte-h262-z63"))
+	var simLogs lockedBuffer
+	sim.Stdout, sim.Stderr = &simLogs, &simLogs
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Process.Signal(syscall.SIGTERM); _ = sim.Wait() })
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); len(lines) < 2; time.Sleep(50 * time.Millisecond) {
+		raw, _ := os.ReadFile(endpoints)
+		lines = strings.Fields(string(raw))
+		if time.Now().After(deadline) {
+			t.Fatalf("simulator wrote no endpoints:\n%s", simLogs.String())
+		}
+	}
+	cfg := "labels: {site: dc1, host: n1}\nsources:\n  nvml: {enabled: false}\n  redfish:\n"
+	for i := 0; i+1 < len(lines); i += 2 {
+		cfg += fmt.Sprintf("    - {name: %s, endpoint: %q, username: monitor, password_file: %s, ca_file: %s, interval: 2s, timeout: 1s}\n", lines[i], lines[i+1], pass, ca)
+	}
+	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", cfg))
+	body := a.scrapeWhen(t, func(b string) bool {
+		return strings.Contains(b, `joules_redfish_host_power_watts{bmc="rack1"`) && strings.Contains(b, `joules_redfish_host_power_watts{bmc="giga"`)
+	})
+	if v := metricValue(t, body, "joules_redfish_host_power_watts", `bmc="giga"`, `source="power_control"`); v <= 0 {
+		t.Errorf("gigabyte host power %v", v)
+	}
+	if strings.Contains(a.logs.String(), "demo-secret-9") {
+		t.Error("the BMC password appears in the agent's log")
+	}
+	out, _ := exec.Command(agentBin, "--config.check", "--config.file="+writeFile(t, "b.yml", cfg)).CombinedOutput()
+	if strings.Contains(string(out), "demo-secret-9") || !strings.Contains(string(out), "password_file") {
+		t.Errorf("--config.check must name the password file and never show the password:\n%s", out)
+	}
+	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(body)
 	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -22,9 +25,32 @@ type Agent struct {
 
 // Sources configures what the agent reads.
 type Sources struct {
-	Node NodeSource `yaml:"node"`
-	NVML NVMLSource `yaml:"nvml"`
+	Node    NodeSource      `yaml:"node"`
+	NVML    NVMLSource      `yaml:"nvml"`
+	Redfish []RedfishSource `yaml:"redfish"`
 }
+
+// RedfishSource is one BMC or power-equipment meter.
+type RedfishSource struct {
+	Name     String `yaml:"name"`
+	Endpoint String `yaml:"endpoint"`
+	Username string `yaml:"username"`
+	// PasswordFile holds the password (one line); PasswordEnv names an
+	// environment variable that holds it. The password itself never
+	// appears in the config, the logs or --config.check.
+	PasswordFile          string   `yaml:"password_file"`
+	PasswordEnv           string   `yaml:"password_env"`
+	BasicAuth             bool     `yaml:"basic_auth"`
+	CAFile                string   `yaml:"ca_file"`
+	InsecureSkipVerify    bool     `yaml:"insecure_skip_verify"`
+	Interval              Duration `yaml:"interval"`
+	Timeout               Duration `yaml:"timeout"` // one HTTP request
+	MaxConcurrentRequests int      `yaml:"max_concurrent_requests"`
+	Role                  String   `yaml:"role"`
+}
+
+// Roles a Redfish meter can have; they decide the PUE category downstream.
+var Roles = []string{"host", "facility_input", "ups_output", "pdu_output", "it_input"}
 
 // NVMLSource configures the GPU source.
 type NVMLSource struct {
@@ -65,6 +91,7 @@ var agentSections = map[string]string{
 	"Sources":            "sources",
 	"NodeSource":         "sources.node",
 	"NVMLSource":         "sources.nvml",
+	"RedfishSource":      "a sources.redfish entry",
 	"Exporters":          "exporters",
 	"PrometheusExporter": "exporters.prometheus",
 }
@@ -118,6 +145,21 @@ func LoadAgent(path, hostname string) (Agent, error) {
 			d.timeout.Duration = d.interval.Duration
 		}
 	}
+	for i := range cfg.Sources.Redfish {
+		r := &cfg.Sources.Redfish[i]
+		if r.Interval.Duration == 0 {
+			r.Interval.Duration = 10 * time.Second
+		}
+		if r.Timeout.Duration == 0 {
+			r.Timeout.Duration = min(5*time.Second, r.Interval.Duration/2)
+		}
+		if r.MaxConcurrentRequests == 0 {
+			r.MaxConcurrentRequests = 4
+		}
+		if r.Role.Value == "" {
+			r.Role.Value = "host"
+		}
+	}
 	if cfg.Labels["host"] == "" {
 		cfg.Labels["host"] = hostname
 	}
@@ -161,7 +203,71 @@ func (c Agent) Validate() error {
 		}
 		errs = append(errs, timeoutWithin("sources.nvml", g.Timeout, g.Interval))
 	}
+	bmcs := map[string]bool{}
+	for _, r := range c.Sources.Redfish {
+		errs = append(errs, r.validate(bmcs))
+	}
 	return errors.Join(errs...)
+}
+
+func (r RedfishSource) validate(names map[string]bool) error {
+	var errs []error
+	at := lineOf(r.Name.Line)
+	switch {
+	case r.Name.Value == "":
+		errs = append(errs, fmt.Errorf("%s: sources.redfish: an entry has no name", lineOf(r.Endpoint.Line)))
+	case names[r.Name.Value]:
+		errs = append(errs, fmt.Errorf("%s: sources.redfish: name %q is used twice", at, r.Name.Value))
+	}
+	names[r.Name.Value] = true
+	if u, err := url.Parse(r.Endpoint.Value); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: endpoint %q must be an http(s) URL such as https://10.0.0.5", lineOf(r.Endpoint.Line), r.Name.Value, r.Endpoint.Value))
+	}
+	if !slices.Contains(Roles, r.Role.Value) {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: role %q is not one of %s", lineOf(r.Role.Line), r.Name.Value, r.Role.Value, strings.Join(Roles, ", ")))
+	}
+	if r.PasswordFile != "" && r.PasswordEnv != "" {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: give password_file or password_env, not both", at, r.Name.Value))
+	}
+	if r.Username != "" && r.PasswordFile == "" && r.PasswordEnv == "" {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: username without password_file or password_env (passwords are never written in the config)", at, r.Name.Value))
+	}
+	if r.PasswordFile != "" {
+		if _, err := os.Stat(r.PasswordFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: sources.redfish %q: password_file: %w", at, r.Name.Value, err))
+		}
+	}
+	if r.PasswordEnv != "" && os.Getenv(r.PasswordEnv) == "" {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: environment variable %s (password_env) is empty or unset", at, r.Name.Value, r.PasswordEnv))
+	}
+	if r.CAFile != "" {
+		if _, err := os.Stat(r.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: sources.redfish %q: ca_file: %w", at, r.Name.Value, err))
+		}
+	}
+	if r.Interval.Duration < time.Second {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: interval must be at least 1s, got %s", lineOf(r.Interval.Line), r.Name.Value, r.Interval.Duration))
+	}
+	if r.Timeout.Duration <= 0 || r.Timeout.Duration >= r.Interval.Duration {
+		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: timeout (%s, one request) must be positive and below the interval (%s)",
+			lineOf(r.Timeout.Line), r.Name.Value, r.Timeout.Duration, r.Interval.Duration))
+	}
+	return errors.Join(errs...)
+}
+
+// Password returns the BMC password from its file or environment variable.
+func (r RedfishSource) Password() (string, error) {
+	switch {
+	case r.PasswordFile != "":
+		raw, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("sources.redfish %q: password_file: %w", r.Name.Value, err)
+		}
+		return strings.TrimRight(string(raw), "\r\n"), nil
+	case r.PasswordEnv != "":
+		return os.Getenv(r.PasswordEnv), nil
+	}
+	return "", nil
 }
 
 func lineOf(line int) string {

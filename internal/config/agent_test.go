@@ -157,3 +157,66 @@ func TestEffectiveRoundTrips(t *testing.T) {
 		t.Errorf("round trip lost values:\n%s", out)
 	}
 }
+
+func TestRedfishEntries(t *testing.T) {
+	pass := filepath.Join(t.TempDir(), "bmc.pass")
+	if err := os.WriteFile(pass, []byte("hunter2-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadAgent(writeConfig(t, `sources:
+  redfish:
+    - name: bmc
+      endpoint: https://10.0.0.5
+      username: monitor
+      password_file: `+pass+`
+    - name: pdu-a
+      endpoint: http://10.0.1.9:8000
+      role: pdu_output
+      interval: 30s
+`), "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Sources.Redfish
+	if len(r) != 2 || r[0].Interval.Duration != 10*time.Second || r[0].Timeout.Duration != 5*time.Second || r[0].Role.Value != "host" || r[0].MaxConcurrentRequests != 4 {
+		t.Errorf("defaults: %+v", r[0])
+	}
+	if r[1].Role.Value != "pdu_output" || r[1].Timeout.Duration != 5*time.Second {
+		t.Errorf("pdu entry: %+v", r[1])
+	}
+	if pw, err := r[0].Password(); err != nil || pw != "hunter2-secret" {
+		t.Errorf("password = %q, %v", pw, err)
+	}
+	out, _ := cfg.Effective()
+	if strings.Contains(string(out), "hunter2") {
+		t.Errorf("effective config shows the password:\n%s", out)
+	}
+
+	_, err = LoadAgent(writeConfig(t, `sources:
+  redfish:
+    - name: bmc
+      endpoint: 10.0.0.5
+      username: monitor
+      role: facility
+    - name: bmc
+      endpoint: https://x
+      password_file: /nonexistent/pass
+      interval: 5s
+      timeout: 5s
+`), "h")
+	if err == nil {
+		t.Fatal("bad redfish entries accepted")
+	}
+	for _, want := range []string{
+		`line 4: sources.redfish "bmc": endpoint "10.0.0.5" must be an http(s) URL`,
+		`line 6: sources.redfish "bmc": role "facility" is not one of host, facility_input, ups_output, pdu_output, it_input`,
+		`line 3: sources.redfish "bmc": username without password_file or password_env`,
+		`line 7: sources.redfish: name "bmc" is used twice`,
+		`password_file: stat /nonexistent/pass`,
+		`line 11: sources.redfish "bmc": timeout (5s, one request) must be positive and below the interval (5s)`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

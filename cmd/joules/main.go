@@ -1,0 +1,228 @@
+// Command joules holds the tools around the agent and the aggregator:
+// simulators for demos and load tests, and the version.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+
+	"github.com/joules-energy/joules/redfish/redfishsim"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("joules", "Tools around the joules agent and aggregator.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	app.Version(version.Print("joules"))
+	app.HelpFlag.Short('h')
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+
+	sim := app.Command("sim", "Simulators for demos and load tests.")
+	rf := sim.Command("redfish", "Serve Redfish mockup trees as live BMCs, one port each: moving readings, session auth, injectable faults.")
+	var (
+		listen    = rf.Flag("listen-address", "Host and first port; BMC i listens on port+i.").Default("127.0.0.1:18000").String()
+		mockups   = rf.Flag("bmc", "A BMC as NAME=MOCKUP_DIR (the DMTF mockup layout). Repeatable.").Strings()
+		count     = rf.Flag("count", "With --mockup: serve this many BMCs named bmc-0000… from one tree.").Default("0").Int()
+		one       = rf.Flag("mockup", "The mockup tree for --count.").String()
+		useTLS    = rf.Flag("tls", "Serve HTTPS with a self-signed certificate.").Bool()
+		caOut     = rf.Flag("tls.ca-out", "Write the self-signed certificate (the agents' CA file) here.").String()
+		user      = rf.Flag("username", "Account the BMCs accept.").Default("monitor").String()
+		passFile  = rf.Flag("password-file", "File with the password the BMCs accept (default: the password 'joules-demo').").String()
+		admin     = rf.Flag("admin-address", "Where to serve fault control: POST /bmc/NAME/fault (JSON), POST /bmc/NAME/expire-sessions.").Default("").String()
+		endpoints = rf.Flag("endpoints-out", "Write the BMCs' names and endpoints here, one 'NAME URL' per line.").String()
+	)
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "joules: %v; see joules --help\n", err)
+		return 2
+	}
+	logConfig.Writer = stderr
+	logger := promslog.New(logConfig)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	switch cmd {
+	case rf.FullCommand():
+		password := "joules-demo"
+		if *passFile != "" {
+			raw, err := os.ReadFile(*passFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "joules sim redfish: %v\n", err)
+				return 1
+			}
+			password = strings.TrimRight(string(raw), "\r\n")
+		}
+		bmcs := *mockups
+		if *count > 0 {
+			if *one == "" {
+				fmt.Fprintln(stderr, "joules sim redfish: --count needs --mockup DIR")
+				return 2
+			}
+			for i := range *count {
+				bmcs = append(bmcs, fmt.Sprintf("bmc-%04d=%s", i, *one))
+			}
+		}
+		if len(bmcs) == 0 {
+			fmt.Fprintln(stderr, "joules sim redfish: no BMC: give --bmc NAME=DIR or --count N --mockup DIR")
+			return 2
+		}
+		err = serveRedfish(ctx, logger, *listen, bmcs, *useTLS, *caOut, *user, password, *admin, *endpoints, stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "joules: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serveRedfish(ctx context.Context, logger *slog.Logger, listen string, specs []string, useTLS bool, caOut, user, password, admin, endpointsOut string, stdout io.Writer) error {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen-address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--listen-address %q: port: %w", listen, err)
+	}
+	var tlsConfig *tls.Config
+	scheme := "http"
+	if useTLS {
+		cert, pemBytes, err := redfishsim.SelfSigned(host, "localhost", "127.0.0.1")
+		if err != nil {
+			return err
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+		if caOut != "" {
+			if err := os.WriteFile(caOut, pemBytes, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	byName := map[string]*redfishsim.BMC{}
+	var servers []*http.Server
+	var lines []string
+	errc := make(chan error, len(specs)+1)
+	for i, spec := range specs {
+		name, dir, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || dir == "" {
+			return fmt.Errorf("--bmc %q: write it NAME=MOCKUP_DIR", spec)
+		}
+		if _, dup := byName[name]; dup {
+			return fmt.Errorf("--bmc %q: name used twice", name)
+		}
+		bmc, err := redfishsim.New(name, filepath.Clean(dir), redfishsim.Options{Username: user, Password: password})
+		if err != nil {
+			return err
+		}
+		byName[name] = bmc
+		addr := net.JoinHostPort(host, strconv.Itoa(port+i))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("BMC %s: %w", name, err)
+		}
+		srv := &http.Server{Handler: bmc, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+		servers = append(servers, srv)
+		go func() {
+			if tlsConfig != nil {
+				errc <- srv.ServeTLS(l, "", "")
+			} else {
+				errc <- srv.Serve(l)
+			}
+		}()
+		lines = append(lines, fmt.Sprintf("%s %s://%s", name, scheme, addr))
+	}
+	if admin != "" {
+		srv := &http.Server{Handler: faultControl(byName), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		l, err := net.Listen("tcp", admin)
+		if err != nil {
+			return fmt.Errorf("--admin-address: %w", err)
+		}
+		go func() { errc <- srv.Serve(l) }()
+	}
+	out := strings.Join(lines, "\n") + "\n"
+	if endpointsOut != "" {
+		if err := os.WriteFile(endpointsOut, []byte(out), 0o644); err != nil {
+			return err
+		}
+	}
+	if len(lines) <= 20 {
+		fmt.Fprint(stdout, out)
+	}
+	logger.Info("SIMULATED Redfish BMCs serving", "count", len(specs), "first", lines[0], "tls", useTLS)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdown)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// faultControl lets tests and demos break and heal simulated BMCs.
+func faultControl(bmcs map[string]*redfishsim.BMC) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /bmc/{name}/fault", func(w http.ResponseWriter, r *http.Request) {
+		bmc := bmcs[r.PathValue("name")]
+		if bmc == nil {
+			http.Error(w, "no such BMC", http.StatusNotFound)
+			return
+		}
+		var f struct {
+			LatencyMillis int      `json:"latency_ms"`
+			Hang          bool     `json:"hang"`
+			Status        int      `json:"status"`
+			Malformed     bool     `json:"malformed"`
+			DropFields    []string `json:"drop_fields"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+			http.Error(w, "fault body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		bmc.SetFault(redfishsim.Fault{Latency: time.Duration(f.LatencyMillis) * time.Millisecond, Hang: f.Hang, Status: f.Status, Malformed: f.Malformed, DropFields: f.DropFields})
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /bmc/{name}/expire-sessions", func(w http.ResponseWriter, r *http.Request) {
+		bmc := bmcs[r.PathValue("name")]
+		if bmc == nil {
+			http.Error(w, "no such BMC", http.StatusNotFound)
+			return
+		}
+		bmc.ExpireSessions()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
