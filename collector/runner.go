@@ -101,7 +101,7 @@ type collectResult struct {
 }
 
 func (r *Runner) loop(ctx context.Context, s *sourceState) {
-	logger := r.logger.With("source", s.reg.Name, "target", s.reg.Target)
+	logger := r.logger.With("collector", s.reg.Name, "target", s.reg.Target) // "source" is promslog's code location
 	ticker := time.NewTicker(s.reg.Interval)
 	defer ticker.Stop()
 

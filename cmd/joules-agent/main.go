@@ -158,7 +158,7 @@ func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) (*
 		}
 		logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
 	}
-	src := nvml.New(lib, nvml.Options{Logger: logger.With("source", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes})
+	src := nvml.New(lib, nvml.Options{Logger: logger.With("collector", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes})
 	err := runner.Add(collector.Registration{Name: "nvml", Interval: g.Interval.Duration, Timeout: g.Timeout.Duration, Source: src})
 	return src, err
 }
@@ -175,7 +175,7 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 			Name: r.Name.Value, Endpoint: r.Endpoint.Value, Username: r.Username, Password: password,
 			BasicAuth: r.BasicAuth, CAFile: r.CAFile, InsecureSkipVerify: r.InsecureSkipVerify,
 			Timeout: r.Timeout.Duration, MaxConcurrentRequests: r.MaxConcurrentRequests, Role: r.Role.Value,
-		}, logger.With("source", "redfish", "bmc", r.Name.Value))
+		}, logger.With("collector", "redfish", "bmc", r.Name.Value))
 		if err != nil {
 			return sources, err
 		}

@@ -28,10 +28,15 @@ func main() {
 		scrapes  = flag.Int("scrapes", 2000, "scrapes per process for the latency figures")
 		steady   = flag.Duration("steady", 30*time.Second, "length of the steady-state run at one scrape a second")
 		config   = flag.String("agent-config", "", "measure only the agent, with this configuration (no node_exporter comparison)")
+		bmcs     = flag.Int("redfish", 0, "measure the agent polling this many simulated BMCs instead")
+		joules   = flag.String("joules", "bin/joules", "joules binary (for joules sim redfish)")
+		mockup   = flag.String("mockup", "../shared/testdata/redfish/dmtf-public-rackmount1", "mockup the simulated BMCs serve")
 	)
 	flag.Parse()
 	var err error
-	if *config != "" {
+	if *bmcs > 0 {
+		err = runRedfish(*agentBin, *joules, *mockup, *bmcs, *steady)
+	} else if *config != "" {
 		err = runAgentOnly(*agentBin, *config, *sysfs, *scrapes, *steady)
 	} else {
 		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady)
