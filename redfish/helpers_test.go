@@ -23,7 +23,14 @@ const testUser, testPass = "monitor", "s3cret-pass"
 // that verifies the simulator's certificate.
 func startBMC(t testing.TB, name, dir string, mutate ...func(*Config)) (*redfishsim.BMC, *Source, *httptest.Server) {
 	t.Helper()
-	bmc, err := redfishsim.New(name, dir, redfishsim.Options{Username: testUser, Password: testPass})
+	return startBMCWith(t, name, dir, redfishsim.Options{}, mutate...)
+}
+
+// startBMCWith is startBMC with simulator options (a clock).
+func startBMCWith(t testing.TB, name, dir string, opts redfishsim.Options, mutate ...func(*Config)) (*redfishsim.BMC, *Source, *httptest.Server) {
+	t.Helper()
+	opts.Username, opts.Password = testUser, testPass
+	bmc, err := redfishsim.New(name, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,6 @@ package redfish
 
 import (
 	"bytes"
-	"encoding/pem"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,23 +23,12 @@ var sharedMockups = []string{"dmtf-public-rackmount1", "dmtf-public-smartnic", "
 func pollFixed(t *testing.T, name, dir string, mutate ...func(*Config)) ([]collector.Sample, *Source, *redfishsim.BMC) {
 	t.Helper()
 	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	bmc, err := redfishsim.New(name, dir, redfishsim.Options{Username: testUser, Password: testPass, Now: func() time.Time { return at }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(bmc)
-	t.Cleanup(srv.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
-	cfg := Config{Name: name, Endpoint: srv.URL, Username: testUser, Password: testPass, CAFile: ca}
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	src, err := NewSource(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(src.Close)
+	bmc, src, _ := startBMCWith(t, name, dir, redfishsim.Options{Now: func() time.Time { return at }}, func(c *Config) {
+		c.Timeout = 0 // the default
+		for _, m := range mutate {
+			m(c)
+		}
+	})
 	src.now = func() time.Time { return at }
 	if _, err := collectWithin(t, src, 10*time.Second); err != nil {
 		t.Fatalf("first poll: %v", err)

@@ -7,7 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -54,4 +57,35 @@ func Tool(t testing.TB, name, install string) string {
 	}
 	t.Skipf("%s not found; install it with: %s", name, install)
 	return ""
+}
+
+// AssertDocumented checks that every metric name matching pattern (its first
+// group) in files appears, in backquotes, in docs/METRICS.md. At least min
+// distinct names must be found, so a broken scan cannot pass.
+func AssertDocumented(t testing.TB, pattern *regexp.Regexp, files []string, min int, skip ...string) {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(RepoRoot(t), "docs", "METRICS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range pattern.FindAllStringSubmatch(string(src), -1) {
+			name := m[1]
+			if seen[name] || slices.Contains(skip, name) {
+				continue
+			}
+			seen[name] = true
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("%s (in %s) is not in docs/METRICS.md", name, f)
+			}
+		}
+	}
+	if len(seen) < min {
+		t.Errorf("found only %d metric names; the scan is broken", len(seen))
+	}
 }
