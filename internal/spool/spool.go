@@ -1,0 +1,271 @@
+// Package spool is the disk queue between a producer of line-protocol
+// batches and the sender that delivers them: a batch is written (and, unless
+// told otherwise, fsynced) before it counts as accepted, and removed only
+// when the receiver acknowledged it. It is built on github.com/tidwall/wal,
+// a segmented append-only log with front truncation, which is exactly a
+// queue with acknowledgement: append at the back, read the front, truncate
+// the front on acknowledgement.
+//
+// On top of the log the spool adds what a telemetry queue needs: a size
+// bound that drops the oldest batches first (counted, never silent), a
+// checksum per batch so nothing corrupt is ever sent, and recovery of a log
+// whose last write was torn by a crash.
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tidwall/wal"
+)
+
+// Options tune a spool; the zero value is usable.
+type Options struct {
+	// MaxBytes bounds the spool's payload; when an append would pass it, the
+	// oldest batches are dropped first. 0 means 1 GiB.
+	MaxBytes int64
+	// NoSync skips the fsync after each append (tests and benchmarks only:
+	// a crash may then lose what the receiver was told is safe).
+	NoSync bool
+}
+
+// Batch is one spooled batch.
+type Batch struct {
+	Index   uint64
+	Points  int
+	Created time.Time
+	Data    []byte
+}
+
+// Dropped says what an append had to drop to stay within the bound.
+type Dropped struct {
+	Batches, Points int
+}
+
+// Spool is a bounded, durable FIFO of batches. It is safe for concurrent use.
+type Spool struct {
+	opts Options
+
+	mu          sync.Mutex
+	log         *wal.Log
+	first, next uint64 // first index in the log; index the next append gets
+	sizes       map[uint64]entryInfo
+	bytes       int64
+	points      int
+	corrupt     int // batches skipped because their checksum failed
+}
+
+type entryInfo struct {
+	size    int64
+	points  int
+	created time.Time
+}
+
+const headerSize = 4 + 4 + 8 // crc32 of the payload, points, created (unix ms)
+
+// Open opens or creates the spool in dir. A last entry torn by a crash is
+// cut off (it was never acknowledged to its producer as spooled).
+func Open(dir string, opts Options) (*Spool, error) {
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 1 << 30
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	walOpts := &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 16 << 20, SegmentCacheSize: 2, DirPerms: 0o750, FilePerms: 0o640}
+	log, err := wal.Open(dir, walOpts)
+	if errors.Is(err, wal.ErrCorrupt) {
+		if rerr := repairTail(dir); rerr != nil {
+			return nil, fmt.Errorf("spool %s: repair after a crash: %w", dir, rerr)
+		}
+		log, err = wal.Open(dir, walOpts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w (move the folder aside to start empty)", dir, err)
+	}
+	s := &Spool{opts: opts, log: log, sizes: map[uint64]entryInfo{}}
+	first, err := log.FirstIndex()
+	if err != nil {
+		return nil, err
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		return nil, err
+	}
+	s.first, s.next = first, last+1
+	for i := first; i <= last; i++ {
+		raw, err := log.Read(i)
+		if err != nil {
+			return nil, fmt.Errorf("spool %s: read batch %d: %w", dir, i, err)
+		}
+		info := entryInfo{size: int64(len(raw))}
+		if len(raw) >= headerSize {
+			info.points = int(binary.BigEndian.Uint32(raw[4:8]))
+			info.created = time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16])))
+		}
+		s.sizes[i] = info
+		s.bytes += info.size
+		s.points += info.points
+	}
+	return s, nil
+}
+
+// repairTail cuts the last segment after its last complete entry. The log's
+// binary format is a uvarint length followed by the data.
+func repairTail(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, "[0-9]*"))
+	if err != nil || len(names) == 0 {
+		return fmt.Errorf("no segment to repair: %v", err)
+	}
+	sort.Strings(names)
+	last := names[len(names)-1]
+	data, err := os.ReadFile(last)
+	if err != nil {
+		return err
+	}
+	good := 0
+	for good < len(data) {
+		size, n := binary.Uvarint(data[good:])
+		if n <= 0 || uint64(len(data)-good-n) < size {
+			break
+		}
+		good += n + int(size)
+	}
+	return os.Truncate(last, int64(good))
+}
+
+// Append spools one batch of points, dropping the oldest batches first when
+// it would not fit. It returns once the batch is on disk (fsynced unless
+// Options.NoSync).
+func (s *Spool) Append(data []byte, points int, created time.Time) (Dropped, error) {
+	d, err := s.AppendMany([][]byte{data}, []int{points}, created)
+	return d, err
+}
+
+// AppendMany spools several batches with one write and one fsync: the
+// group commit of a server that receives many small requests at once.
+func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Dropped, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var total int64
+	entries := make([][]byte, len(data))
+	for i, d := range data {
+		e := make([]byte, headerSize+len(d))
+		binary.BigEndian.PutUint32(e[0:4], crc32.ChecksumIEEE(d))
+		binary.BigEndian.PutUint32(e[4:8], uint32(points[i]))
+		binary.BigEndian.PutUint64(e[8:16], uint64(created.UnixMilli()))
+		copy(e[headerSize:], d)
+		entries[i] = e
+		total += int64(len(e))
+	}
+	if total > s.opts.MaxBytes {
+		return Dropped{}, fmt.Errorf("batch of %d bytes is larger than the whole spool (%d bytes)", total, s.opts.MaxBytes)
+	}
+	var dropped Dropped
+	for s.bytes+total > s.opts.MaxBytes && s.first < s.next {
+		info := s.sizes[s.first]
+		if err := s.truncate(s.first + 1); err != nil {
+			return dropped, err
+		}
+		dropped.Batches++
+		dropped.Points += info.points
+	}
+	b := new(wal.Batch)
+	for i, e := range entries {
+		b.Write(s.next+uint64(i), e)
+	}
+	if err := s.log.WriteBatch(b); err != nil {
+		return dropped, fmt.Errorf("spool write: %w", err)
+	}
+	for i, e := range entries {
+		s.sizes[s.next+uint64(i)] = entryInfo{size: int64(len(e)), points: points[i], created: created}
+		s.bytes += int64(len(e))
+		s.points += points[i]
+	}
+	s.next += uint64(len(entries))
+	return dropped, nil
+}
+
+// Peek returns the oldest batch without removing it. A batch whose checksum
+// fails is removed and skipped (counted in Stats().Corrupt): nothing corrupt
+// is ever handed to a sender.
+func (s *Spool) Peek() (Batch, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.first < s.next {
+		raw, err := s.log.Read(s.first)
+		if err != nil {
+			return Batch{}, false, fmt.Errorf("spool read: %w", err)
+		}
+		if len(raw) >= headerSize && crc32.ChecksumIEEE(raw[headerSize:]) == binary.BigEndian.Uint32(raw[0:4]) {
+			return Batch{
+				Index:   s.first,
+				Points:  int(binary.BigEndian.Uint32(raw[4:8])),
+				Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))),
+				Data:    raw[headerSize:],
+			}, true, nil
+		}
+		s.corrupt++
+		if err := s.truncate(s.first + 1); err != nil {
+			return Batch{}, false, err
+		}
+	}
+	return Batch{}, false, nil
+}
+
+// Ack removes the batch with this index and every older one.
+func (s *Spool) Ack(index uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index < s.first {
+		return nil // already gone (dropped to make room)
+	}
+	return s.truncate(index + 1)
+}
+
+// truncate removes everything before index; call with s.mu held.
+func (s *Spool) truncate(index uint64) error {
+	if err := s.log.TruncateFront(index); err != nil {
+		return fmt.Errorf("spool truncate: %w", err)
+	}
+	for i := s.first; i < index; i++ {
+		s.bytes -= s.sizes[i].size
+		s.points -= s.sizes[i].points
+		delete(s.sizes, i)
+	}
+	s.first = index
+	return nil
+}
+
+// Stats describes the spool now.
+type Stats struct {
+	Batches, Points int
+	Bytes           int64
+	Oldest          time.Time // zero when empty
+	Corrupt         int
+}
+
+// Stats returns the spool's depth, size and oldest batch.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Batches: int(s.next - s.first), Points: s.points, Bytes: s.bytes, Corrupt: s.corrupt}
+	if s.first < s.next {
+		st.Oldest = s.sizes[s.first].created
+	}
+	return st
+}
+
+// Close closes the log.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.Close()
+}
