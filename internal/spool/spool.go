@@ -220,6 +220,44 @@ func (s *Spool) Peek() (Batch, bool, error) {
 	return Batch{}, false, nil
 }
 
+// PeekMany returns the oldest batches, in order, up to maxBytes of payload
+// (at least one), so a sender can merge small batches into one request.
+func (s *Spool) PeekMany(maxBytes int) ([]Batch, error) {
+	var out []Batch
+	size := 0
+	for {
+		s.mu.Lock()
+		index := s.first + uint64(len(out))
+		if index >= s.next {
+			s.mu.Unlock()
+			return out, nil
+		}
+		raw, err := s.log.Read(index)
+		s.mu.Unlock()
+		if err != nil {
+			return out, fmt.Errorf("spool read: %w", err)
+		}
+		if len(raw) < headerSize || crc32.ChecksumIEEE(raw[headerSize:]) != binary.BigEndian.Uint32(raw[0:4]) {
+			if len(out) > 0 {
+				return out, nil // Peek skips it once the batches before it are acknowledged
+			}
+			b, ok, err := s.Peek()
+			if !ok || err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+			size += len(b.Data)
+			continue
+		}
+		if len(out) > 0 && size+len(raw)-headerSize > maxBytes {
+			return out, nil
+		}
+		out = append(out, Batch{Index: index, Points: int(binary.BigEndian.Uint32(raw[4:8])),
+			Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))), Data: raw[headerSize:]})
+		size += len(raw) - headerSize
+	}
+}
+
 // Ack removes the batch with this index and every older one.
 func (s *Spool) Ack(index uint64) error {
 	s.mu.Lock()

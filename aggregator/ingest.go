@@ -1,0 +1,277 @@
+package aggregator
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+)
+
+// Limits bound what one write request may cost.
+type Limits struct {
+	MaxBodyBytes         int64 // as sent (compressed or not); default 16 MiB
+	MaxDecompressedBytes int64 // after gzip; default 128 MiB (a gzip bomb gets 413)
+	MaxLineBytes         int   // default 64 KiB
+}
+
+func (l *Limits) defaults() {
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = 16 << 20
+	}
+	if l.MaxDecompressedBytes <= 0 {
+		l.MaxDecompressedBytes = 128 << 20
+	}
+	if l.MaxLineBytes <= 0 {
+		l.MaxLineBytes = 64 << 10
+	}
+}
+
+// Sink takes the accepted points of one request and returns once they are
+// durable (spooled); an error fails the request with 503, so the writer
+// retries.
+type Sink interface {
+	Write(points []Point) error
+}
+
+// Ingest serves POST /api/v2/write as InfluxDB does, so agents, Telegraf or
+// any InfluxDB client can write to the aggregator.
+type Ingest struct {
+	tokens     [][]byte
+	limits     Limits
+	processors []Processor
+	sink       Sink
+	log        *slog.Logger
+	now        func() time.Time
+
+	Stats IngestStats
+}
+
+// IngestStats counts what ingest saw.
+type IngestStats struct {
+	Requests, Points, BadLines, Unauthorized, TooLarge, Failed atomic.Int64
+}
+
+// NewIngest returns the write handler. Tokens are compared in constant
+// time; with none, every request is refused (there is no anonymous write).
+func NewIngest(tokens []string, limits Limits, sink Sink, logger *slog.Logger, processors ...Processor) *Ingest {
+	limits.defaults()
+	in := &Ingest{limits: limits, processors: processors, sink: sink, log: logger, now: time.Now}
+	for _, t := range tokens {
+		if t != "" {
+			in.tokens = append(in.tokens, []byte(t))
+		}
+	}
+	return in
+}
+
+type influxError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Line    int64  `json:"line,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Platform-Error-Code", code)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(influxError{Code: code, Message: msg})
+}
+
+func (in *Ingest) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Token ")
+	if !ok {
+		token, ok = strings.CutPrefix(h, "Bearer ")
+	}
+	if !ok {
+		return false
+	}
+	match := 0
+	for _, t := range in.tokens {
+		match |= subtle.ConstantTimeCompare([]byte(token), t)
+	}
+	return match == 1
+}
+
+var precisions = map[string]lineprotocol.Precision{
+	"": lineprotocol.Nanosecond, "ns": lineprotocol.Nanosecond, "us": lineprotocol.Microsecond,
+	"ms": lineprotocol.Millisecond, "s": lineprotocol.Second,
+}
+
+// ServeHTTP parses a write request. Good lines are kept even when others
+// are bad; the answer then is 400 naming each bad line and why.
+func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	in.Stats.Requests.Add(1)
+	if r.Method != http.MethodPost {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed", "write with POST")
+		return
+	}
+	if !in.authorized(r) {
+		in.Stats.Unauthorized.Add(1)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid token is required: Authorization: Token <token>")
+		return
+	}
+	prec, ok := precisions[r.URL.Query().Get("precision")]
+	if !ok {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("precision %q: use ns, us, ms or s", r.URL.Query().Get("precision")))
+		return
+	}
+	body, status, err := in.readBody(w, r)
+	if err != nil {
+		if status == http.StatusRequestEntityTooLarge {
+			in.Stats.TooLarge.Add(1)
+		}
+		code := "invalid"
+		if status == http.StatusRequestEntityTooLarge {
+			code = "request too large"
+		}
+		writeError(w, status, code, err.Error())
+		return
+	}
+	points, bad := in.parse(body, prec)
+	for _, p := range in.processors {
+		points = p.Process(points)
+	}
+	if len(points) > 0 {
+		if err := in.sink.Write(points); err != nil {
+			in.Stats.Failed.Add(1)
+			in.log.Error("cannot accept points: the output spool failed", "err", err)
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the aggregator cannot store points now: "+err.Error())
+			return
+		}
+	}
+	in.Stats.Points.Add(int64(len(points)))
+	if len(bad) > 0 {
+		in.Stats.BadLines.Add(int64(len(bad)))
+		msgs := make([]string, 0, min(len(bad), 20))
+		for i, b := range bad {
+			if i == 20 {
+				msgs = append(msgs, fmt.Sprintf("and %d more bad lines", len(bad)-20))
+				break
+			}
+			msgs = append(msgs, b.Error())
+		}
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("partial write: %d lines accepted, %d refused: %s", len(points), len(bad), strings.Join(msgs, "; ")))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readBody reads the body within the limits, gunzipping it if needed.
+func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	if r.ContentLength > in.limits.MaxBodyBytes {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d", r.ContentLength, in.limits.MaxBodyBytes)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body is over the limit of %d bytes", in.limits.MaxBodyBytes)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if !strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		return raw, 0, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("body says gzip but is not: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("gunzip body: %w", err)
+	}
+	if int64(len(out)) > in.limits.MaxDecompressedBytes {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body decompresses to more than the limit of %d bytes", in.limits.MaxDecompressedBytes)
+	}
+	return out, 0, nil
+}
+
+// lineError names a bad line and what is wrong with it.
+type lineError struct {
+	line int64
+	err  error
+}
+
+func (e lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+
+// parse reads every line; a bad line is reported and skipped, the next one
+// parsed as usual. Line numbers count from 1 over the body as sent.
+func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) ([]Point, []lineError) {
+	var bad []lineError
+	// An over-long line becomes a comment, so the decoder skips it and the
+	// numbers of the lines after it stay exact.
+	start, line := 0, int64(1)
+	for i := 0; i <= len(body); i++ {
+		if i < len(body) && body[i] != '\n' {
+			continue
+		}
+		if i-start > in.limits.MaxLineBytes {
+			body[start] = '#'
+			bad = append(bad, lineError{line, fmt.Errorf("line of %d bytes is longer than the limit of %d", i-start, in.limits.MaxLineBytes)})
+		}
+		start, line = i+1, line+1
+	}
+	dec := lineprotocol.NewDecoderWithBytes(body)
+	now := in.now()
+	var points []Point
+	for dec.Next() {
+		p, err := readPoint(dec, prec, now)
+		if err != nil {
+			var de *lineprotocol.DecodeError
+			if errors.As(err, &de) {
+				bad = append(bad, lineError{de.Line, de.Err})
+			} else {
+				bad = append(bad, lineError{0, err})
+			}
+			continue
+		}
+		points = append(points, p)
+	}
+	slices.SortFunc(bad, func(a, b lineError) int { return int(a.line - b.line) })
+	return points, bad
+}
+
+func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now time.Time) (Point, error) {
+	m, err := dec.Measurement()
+	if err != nil {
+		return Point{}, err
+	}
+	p := Point{Measurement: string(m)}
+	for {
+		k, v, err := dec.NextTag()
+		if err != nil {
+			return Point{}, err
+		}
+		if k == nil {
+			break
+		}
+		p.Tags = append(p.Tags, Tag{string(k), string(v)})
+	}
+	for {
+		k, v, err := dec.NextField()
+		if err != nil {
+			return Point{}, err
+		}
+		if k == nil {
+			break
+		}
+		p.Fields = append(p.Fields, Field{string(k), v})
+	}
+	if p.Time, err = dec.Time(prec, now); err != nil {
+		return Point{}, err
+	}
+	return p, nil
+}

@@ -1,0 +1,266 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/internal/spool"
+)
+
+// OutputConfig configures the InfluxDB output.
+type OutputConfig struct {
+	URL, Org, Bucket, Token string
+	SpoolDir                string
+	SpoolMaxBytes           int64
+	BatchBytes              int           // merge spooled requests into writes of up to this many bytes (default 1 MiB)
+	Timeout                 time.Duration // one write (default 10 s)
+	DeadLetterFile          string        // lines InfluxDB refused for good (4xx), with the reason
+	NoSync                  bool          // tests only
+}
+
+// Output makes accepted points durable in a disk spool (group commit: many
+// requests, one fsync) and writes them to InfluxDB through
+// influxdb-client-go in order, retrying while InfluxDB is unreachable.
+type Output struct {
+	cfg    OutputConfig
+	log    *slog.Logger
+	spool  *spool.Spool
+	client influxdb2.Client
+	write  api.WriteAPIBlocking
+
+	commits chan commit
+
+	Written, Retries, DeadLettered, SpoolDropped atomic.Int64
+	deadMu                                       sync.Mutex
+}
+
+type commit struct {
+	data   []byte
+	points int
+	done   chan error
+}
+
+// NewOutput opens the spool; Run sends it.
+func NewOutput(cfg OutputConfig, logger *slog.Logger) (*Output, error) {
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = 1 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("output spool: %w", err)
+	}
+	opts := influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(cfg.Timeout.Seconds())).SetUseGZip(true).SetMaxRetries(0)
+	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	return &Output{cfg: cfg, log: logger, spool: sp, client: client, write: client.WriteAPIBlocking(cfg.Org, cfg.Bucket), commits: make(chan commit, 1024)}, nil
+}
+
+// Write encodes points and returns once they are spooled to disk.
+func (o *Output) Write(points []Point) error {
+	var enc lineprotocol.Encoder
+	n := encode(&enc, points)
+	if n == 0 {
+		return nil
+	}
+	c := commit{data: enc.Bytes(), points: n, done: make(chan error, 1)}
+	o.commits <- c
+	return <-c.done
+}
+
+// Run commits spooled writes and sends the spool to InfluxDB until ctx ends;
+// it then commits what is pending, so acknowledged points are never lost.
+func (o *Output) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.send(ctx)
+	}()
+	for {
+		select {
+		case c := <-o.commits:
+			o.commitGroup(c)
+		case <-ctx.Done():
+			for {
+				select {
+				case c := <-o.commits:
+					o.commitGroup(c)
+				default:
+					wg.Wait()
+					o.client.Close()
+					if err := o.spool.Close(); err != nil {
+						o.log.Warn("closing the output spool", "err", err)
+					}
+					return
+				}
+			}
+		}
+	}
+}
+
+// commitGroup spools c and every write already waiting, with one fsync.
+func (o *Output) commitGroup(first commit) {
+	group := []commit{first}
+	for len(group) < 256 {
+		select {
+		case c := <-o.commits:
+			group = append(group, c)
+			continue
+		default:
+		}
+		break
+	}
+	data := make([][]byte, len(group))
+	points := make([]int, len(group))
+	for i, c := range group {
+		data[i], points[i] = c.data, c.points
+	}
+	dropped, err := o.spool.AppendMany(data, points, time.Now())
+	if dropped.Batches > 0 {
+		o.SpoolDropped.Add(int64(dropped.Points))
+		o.log.Warn("output spool full: dropped the oldest points", "points", dropped.Points, "batches", dropped.Batches)
+	}
+	for _, c := range group {
+		c.done <- err
+	}
+}
+
+// send writes the spool to InfluxDB in order.
+func (o *Output) send(ctx context.Context) {
+	backoff := time.Second
+	failing := false
+	for ctx.Err() == nil {
+		batches, err := o.spool.PeekMany(o.cfg.BatchBytes)
+		if err != nil {
+			o.log.Error("output spool read failed", "err", err)
+		}
+		if len(batches) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		var lines []byte
+		points := 0
+		for _, b := range batches {
+			lines = append(lines, b.Data...)
+			points += b.Points
+		}
+		wait, err := o.deliver(ctx, lines)
+		if err == nil {
+			if err := o.spool.Ack(batches[len(batches)-1].Index); err != nil {
+				o.log.Error("output spool acknowledge failed", "err", err)
+			}
+			o.Written.Add(int64(points))
+			if failing {
+				o.log.Info("InfluxDB writes resumed")
+			}
+			failing, backoff = false, time.Second
+			continue
+		}
+		o.Retries.Add(1)
+		if !failing {
+			o.log.Warn("InfluxDB write failing; points stay spooled and are retried", "err", err)
+		}
+		failing = true
+		if wait <= 0 {
+			wait = backoff
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// deliver writes lines; 413 splits them in halves, other 4xx go to the
+// dead-letter file. A nil error means done with; otherwise retry after wait.
+func (o *Output) deliver(ctx context.Context, lines []byte) (time.Duration, error) {
+	err := o.write.WriteRecord(ctx, string(lines))
+	if err == nil {
+		return 0, nil
+	}
+	var he *influxhttp.Error
+	if !errors.As(err, &he) {
+		return 0, err
+	}
+	switch {
+	case he.StatusCode == http.StatusTooManyRequests || he.StatusCode == http.StatusServiceUnavailable:
+		return time.Duration(he.RetryAfter) * time.Second, err
+	case he.StatusCode == http.StatusRequestEntityTooLarge:
+		half := splitLines(lines)
+		if half == 0 {
+			o.deadLetter(lines, err)
+			return 0, nil
+		}
+		if wait, err := o.deliver(ctx, lines[:half]); err != nil {
+			return wait, err
+		}
+		return o.deliver(ctx, lines[half:])
+	case he.StatusCode >= 400 && he.StatusCode < 500:
+		o.deadLetter(lines, err)
+		return 0, nil
+	}
+	return 0, err
+}
+
+// splitLines returns the offset of the line boundary nearest the middle, or 0.
+func splitLines(lines []byte) int {
+	mid := len(lines) / 2
+	for i := mid; i < len(lines)-1; i++ {
+		if lines[i] == '\n' {
+			return i + 1
+		}
+	}
+	for i := mid; i > 0; i-- {
+		if lines[i-1] == '\n' {
+			return i
+		}
+	}
+	return 0
+}
+
+// deadLetter keeps lines InfluxDB refused for good, with the reason.
+func (o *Output) deadLetter(lines []byte, reason error) {
+	n := 0
+	for _, c := range lines {
+		if c == '\n' {
+			n++
+		}
+	}
+	o.DeadLettered.Add(int64(n))
+	o.log.Error("InfluxDB refused lines for good; they go to the dead-letter file", "lines", n, "file", o.cfg.DeadLetterFile, "err", reason)
+	if o.cfg.DeadLetterFile == "" {
+		return
+	}
+	o.deadMu.Lock()
+	defer o.deadMu.Unlock()
+	f, err := os.OpenFile(o.cfg.DeadLetterFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		o.log.Error("cannot open the dead-letter file", "err", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "# %s %s\n%s", time.Now().UTC().Format(time.RFC3339), reason, lines)
+}
+
+// SpoolStats is the output spool's state.
+func (o *Output) SpoolStats() spool.Stats { return o.spool.Stats() }

@@ -1,0 +1,170 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/internal/testenv"
+)
+
+func startOutput(t *testing.T, db *testenv.InfluxDB, mutate ...func(*OutputConfig)) *Output {
+	t.Helper()
+	cfg := OutputConfig{URL: db.URL, Bucket: db.Bucket, SpoolDir: t.TempDir(), DeadLetterFile: filepath.Join(t.TempDir(), "dead.lp"), Timeout: 2 * time.Second}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	out, err := NewOutput(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { out.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return out
+}
+
+func gpuPoints(n int, start time.Time) []Point {
+	pts := make([]Point, n)
+	for i := range pts {
+		v, _ := lineprotocol.FloatValue(100 + float64(i)/4)
+		pts[i] = Point{Measurement: "joules_gpu_power_watts", Tags: []Tag{{"gpu", fmt.Sprint(i % 8)}, {"host", "n1"}},
+			Fields: []Field{{"value", v}}, Time: start.Add(time.Duration(i) * time.Second)}
+	}
+	return pts
+}
+
+// fluxCount counts the points of a measurement through Flux on /api/v2/query.
+func fluxCount(t *testing.T, db *testenv.InfluxDB, measurement string) (int64, float64) {
+	t.Helper()
+	client := influxdb2.NewClient(db.URL, "")
+	defer client.Close()
+	q := fmt.Sprintf(`from(bucket: %q) |> range(start: 0) |> filter(fn: (r) => r._measurement == %q) |> group()`, db.Bucket, measurement)
+	res, err := client.QueryAPI("").Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("flux: %v", err)
+	}
+	var n int64
+	var sum float64
+	for res.Next() {
+		n++
+		if v, ok := res.Record().Value().(float64); ok {
+			sum += v
+		}
+	}
+	if res.Err() != nil {
+		t.Fatalf("flux: %v", res.Err())
+	}
+	return n, sum
+}
+
+func waitCount(t *testing.T, db *testenv.InfluxDB, measurement string, want int64, within time.Duration) float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, sum := fluxCount(t, db, measurement)
+		if n == want {
+			return sum
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d points in InfluxDB, want %d", measurement, n, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestOutputWritesExactValues(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	out := startOutput(t, db)
+	pts := gpuPoints(40, time.Now().Add(-time.Hour).Truncate(time.Second))
+	if err := out.Write(pts); err != nil {
+		t.Fatal(err)
+	}
+	var want float64
+	for _, p := range pts {
+		want += p.Fields[0].Value.FloatV()
+	}
+	if sum := waitCount(t, db, "joules_gpu_power_watts", 40, 15*time.Second); sum != want {
+		t.Errorf("sum of values read back %v, want %v", sum, want)
+	}
+}
+
+func TestOutputRidesOutInfluxDBOutage(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	out := startOutput(t, db)
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := out.Write(gpuPoints(10, start)); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, db, "joules_gpu_power_watts", 10, 15*time.Second)
+	db.Stop()
+	for i := range 5 { // accepted and spooled while InfluxDB is down
+		if err := out.Write(gpuPoints(10, start.Add(time.Duration(10*(i+1))*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := out.SpoolStats(); st.Points != 50 {
+		t.Errorf("spool holds %d points during the outage, want 50", st.Points)
+	}
+	time.Sleep(3 * time.Second)
+	db.Start()
+	waitCount(t, db, "joules_gpu_power_watts", 60, 60*time.Second)
+}
+
+// TestOutputSplitsOn413 runs InfluxDB with a small max-body-size: a merged
+// write is refused with 413 and must arrive split.
+func TestOutputSplitsOn413(t *testing.T) {
+	db := testenv.StartInfluxDB(t, "  max-body-size = 2048")
+	out := startOutput(t, db, func(c *OutputConfig) { c.BatchBytes = 64 << 10 })
+	// Gzip makes the body small; write more than fits even compressed.
+	pts := gpuPoints(3000, time.Now().Add(-2*time.Hour).Truncate(time.Second))
+	for i := range pts {
+		pts[i].Tags = append(pts[i].Tags, Tag{"uuid", fmt.Sprintf("GPU-%08x-%d", i*7919, i)})
+	}
+	if err := out.Write(pts); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, db, "joules_gpu_power_watts", 3000, 60*time.Second)
+	if out.DeadLettered.Load() != 0 {
+		t.Errorf("%d lines dead-lettered; 413 must split, not drop", out.DeadLettered.Load())
+	}
+}
+
+func TestOutputDeadLettersRefusedLines(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	var dead string
+	out := startOutput(t, db, func(c *OutputConfig) { dead = c.DeadLetterFile })
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
+	f, _ := lineprotocol.FloatValue(1)
+	s, _ := lineprotocol.StringValue("oops")
+	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", f}}, Time: at}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, db, "conflict", 1, 15*time.Second)
+	// A string where InfluxDB has a float: refused for good with 400.
+	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", s}}, Time: at.Add(time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for out.DeadLettered.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	raw, _ := os.ReadFile(dead)
+	if !strings.Contains(string(raw), `conflict value="oops"`) || !strings.Contains(string(raw), "field type conflict") {
+		t.Errorf("dead-letter file:\n%s", raw)
+	}
+	// The spool moved on: a later good point still arrives.
+	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", f}}, Time: at.Add(2 * time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, db, "conflict", 2, 15*time.Second)
+}

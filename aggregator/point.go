@@ -1,0 +1,57 @@
+// Package aggregator is the site aggregator: an ingest server speaking the
+// InfluxDB v2 write API, processors between ingest and output (where energy
+// accounting plugs in), and a durable output to InfluxDB.
+package aggregator
+
+import (
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+)
+
+// Point is one parsed line.
+type Point struct {
+	Measurement string
+	Tags        []Tag // sorted by key, as line protocol requires
+	Fields      []Field
+	Time        time.Time
+}
+
+// Tag is one tag of a point.
+type Tag struct{ Key, Value string }
+
+// Field is one field of a point.
+type Field struct {
+	Key   string
+	Value lineprotocol.Value
+}
+
+// Processor sees every accepted point between ingest and output and may add
+// derived points (energy per window, PUE, performance per watt). Points it
+// returns replace the input: a pass-through processor returns its input.
+// Process is called from many ingest requests at once.
+type Processor interface {
+	Process(points []Point) []Point
+}
+
+// encode appends points to enc at nanosecond precision.
+func encode(enc *lineprotocol.Encoder, points []Point) int {
+	n := 0
+	for i := range points {
+		p := &points[i]
+		enc.StartLine(p.Measurement)
+		for _, t := range p.Tags {
+			enc.AddTag(t.Key, t.Value)
+		}
+		for _, f := range p.Fields {
+			enc.AddField(f.Key, f.Value)
+		}
+		enc.EndLine(p.Time)
+		if enc.Err() != nil {
+			enc.ClearErr()
+			continue
+		}
+		n++
+	}
+	return n
+}

@@ -1,0 +1,365 @@
+package exporters
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/internal/spool"
+)
+
+// StreamConfig configures a writer to the InfluxDB v2 write API: the
+// aggregator's, or InfluxDB's own.
+type StreamConfig struct {
+	Name string // "stream" or "influx": the target label of its metrics
+	// URL is the server's base URL (https://agg.example:9561); the writer
+	// posts to <URL>/api/v2/write.
+	URL                string
+	Org, Bucket        string // InfluxDB 2.x org and bucket; 1.8 takes bucket "db/rp"
+	Token              string // sent as "Authorization: Token …"; read from a file by the caller
+	CAFile             string
+	CertFile, KeyFile  string // client certificate, optional
+	InsecureSkipVerify bool
+	SpoolDir           string
+	SpoolMaxBytes      int64
+	BatchLines         int           // flush a batch at this many lines (default 5,000)
+	FlushInterval      time.Duration // and at least this often (default 1 s)
+	Timeout            time.Duration // one POST (default 10 s)
+	NoSync             bool          // tests only
+	MaxBackoff         time.Duration // between failed sends (default 30 s)
+}
+
+func (c *StreamConfig) defaults() {
+	if c.BatchLines <= 0 {
+		c.BatchLines = 5000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+}
+
+// Stream batches samples as line protocol, spools every batch to disk
+// before sending it, and removes it only when the server acknowledged it.
+// After an outage the spool is replayed in order, with the original
+// timestamps. Delivery is at least once.
+type Stream struct {
+	cfg    StreamConfig
+	log    *slog.Logger
+	spool  *spool.Spool
+	client *http.Client
+	write  string // the write URL with its query
+
+	mu      sync.Mutex
+	enc     lineprotocol.Encoder
+	lines   int
+	started time.Time // of the batch being built
+	wake    chan struct{}
+
+	stats streamStats
+}
+
+type streamStats struct {
+	mu              sync.Mutex
+	sentPoints      float64
+	sentBatches     float64
+	failures        map[string]float64
+	droppedFull     float64
+	rejectedBatches float64
+	lastSend        time.Duration
+	lastSuccess     time.Time
+}
+
+// NewStream opens the spool and prepares the HTTP client.
+func NewStream(cfg StreamConfig, logger *slog.Logger) (*Stream, error) {
+	cfg.defaults()
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s: url %q must be http(s)://host[:port]", cfg.Name, cfg.URL)
+	}
+	q := url.Values{"precision": {"ms"}}
+	if cfg.Org != "" {
+		q.Set("org", cfg.Org)
+	}
+	if cfg.Bucket != "" {
+		q.Set("bucket", cfg.Bucket)
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/v2/write"
+	u.RawQuery = q.Encode()
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in only
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ca_file: %w", cfg.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: ca_file %s holds no PEM certificate", cfg.Name, cfg.CAFile)
+		}
+		tlsConfig.RootCAs = pool
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: client certificate: %w", cfg.Name, err)
+		}
+		tlsConfig.Certificates = []tls.Certificate{cert}
+	}
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	if st := sp.Stats(); st.Batches > 0 {
+		logger.Info("spool holds batches from before; replaying them first", "batches", st.Batches, "points", st.Points, "oldest", st.Oldest)
+	}
+	s := &Stream{
+		cfg: cfg, log: logger, spool: sp, write: u.String(), wake: make(chan struct{}, 1),
+		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
+		stats:  streamStats{failures: map[string]float64{}},
+	}
+	s.enc.SetPrecision(lineprotocol.Millisecond)
+	return s, nil
+}
+
+// Add encodes samples into the batch being built; a full batch is spooled
+// at once. It is the runner's publish hook, so it must stay quick.
+func (s *Stream) Add(samples []collector.Sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lines == 0 {
+		s.started = time.Now()
+	}
+	s.lines += AppendLines(&s.enc, samples)
+	if s.lines >= s.cfg.BatchLines {
+		s.flushLocked()
+	}
+}
+
+// flushLocked gzips the batch being built and spools it; call with s.mu held.
+func (s *Stream) flushLocked() {
+	if s.lines == 0 {
+		return
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	_, _ = zw.Write(s.enc.Bytes())
+	_ = zw.Close()
+	dropped, err := s.spool.Append(buf.Bytes(), s.lines, s.started)
+	if err != nil {
+		s.log.Error("cannot spool a batch; its points are lost", "points", s.lines, "err", err)
+		s.stats.add(func(st *streamStats) { st.failures["spool"]++ })
+	}
+	if dropped.Batches > 0 {
+		s.log.Warn("spool full: dropped the oldest batches", "batches", dropped.Batches, "points", dropped.Points, "max_bytes", s.cfg.SpoolMaxBytes)
+		s.stats.add(func(st *streamStats) { st.droppedFull += float64(dropped.Points) })
+	}
+	s.enc.Reset()
+	s.lines = 0
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (st *streamStats) add(f func(*streamStats)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f(st)
+}
+
+// Run flushes batches every FlushInterval and sends the spool, oldest batch
+// first, until ctx ends; then it spools what is still being built, so a
+// clean shutdown loses nothing.
+func (s *Stream) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ticker := time.NewTicker(s.cfg.FlushInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				s.mu.Lock()
+				s.flushLocked()
+				s.mu.Unlock()
+			}
+		}
+	}()
+	s.send(ctx)
+	wg.Wait()
+	s.mu.Lock()
+	s.flushLocked()
+	s.mu.Unlock()
+	if err := s.spool.Close(); err != nil {
+		s.log.Warn("closing the spool", "err", err)
+	}
+}
+
+// send delivers spooled batches in order, with backoff on failure.
+func (s *Stream) send(ctx context.Context) {
+	backoff := time.Second
+	failing := false
+	for {
+		b, ok, err := s.spool.Peek()
+		if err != nil {
+			s.log.Error("spool read failed", "err", err)
+		}
+		if !ok || err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+			case <-time.After(s.cfg.FlushInterval):
+			}
+			continue
+		}
+		wait, err := s.post(ctx, b)
+		if err == nil {
+			if ackErr := s.spool.Ack(b.Index); ackErr != nil {
+				s.log.Error("spool acknowledge failed", "err", ackErr)
+			}
+			if failing {
+				s.log.Info("delivery resumed", "target", s.cfg.URL)
+			}
+			failing, backoff = false, time.Second
+			continue
+		}
+		if !failing {
+			s.log.Warn("delivery failing; the batch stays spooled and is retried", "target", s.cfg.URL, "err", err)
+		}
+		failing = true
+		if wait <= 0 {
+			wait = backoff
+			backoff = min(2*backoff, s.cfg.MaxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// post sends one batch. A nil error means the batch is done with (delivered,
+// or rejected by the server for good and counted); otherwise it is retried
+// after the returned wait (0: the caller's backoff).
+func (s *Stream) post(ctx context.Context, b spool.Batch) (time.Duration, error) {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.write, bytes.NewReader(b.Data))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	req.Header.Set("Content-Encoding", "gzip")
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Token "+s.cfg.Token)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.stats.add(func(st *streamStats) { st.failures["connection"]++ })
+		return 0, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	elapsed := time.Since(start)
+	switch {
+	case resp.StatusCode/100 == 2:
+		s.stats.add(func(st *streamStats) {
+			st.sentPoints += float64(b.Points)
+			st.sentBatches++
+			st.lastSend = elapsed
+			st.lastSuccess = time.Now()
+		})
+		return 0, nil
+	case resp.StatusCode == http.StatusBadRequest:
+		// The server kept the good lines and refused the rest for good:
+		// sending it again would not change that.
+		s.log.Warn("server refused lines of a batch; the good lines were kept", "status", resp.Status, "response", string(body))
+		s.stats.add(func(st *streamStats) { st.rejectedBatches++ })
+		return 0, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		s.stats.add(func(st *streamStats) { st.failures["throttled"]++ })
+		return retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("%s: %s", resp.Status, body)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		s.stats.add(func(st *streamStats) { st.failures["auth"]++ })
+		return 0, fmt.Errorf("%s: the token was refused; check token_file: %s", resp.Status, body)
+	default:
+		s.stats.add(func(st *streamStats) { st.failures["server_error"]++ })
+		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+}
+
+// retryAfter reads a Retry-After header in seconds (HTTP dates are rare from
+// InfluxDB and the aggregator; they fall back to the caller's backoff).
+func retryAfter(h string) time.Duration {
+	if secs, err := strconv.Atoi(h); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return 0
+}
+
+// Collect reports the writer's own state as samples (it is registered as a
+// runner source so they reach /metrics and the stream itself).
+func (s *Stream) Collect(context.Context) ([]collector.Sample, error) {
+	now := time.Now()
+	sp := s.spool.Stats()
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	target := []collector.Label{{Name: "target", Value: s.cfg.Name}}
+	g := func(name, help string, v float64, extra ...collector.Label) collector.Sample {
+		ls := append(append([]collector.Label{}, target...), extra...)
+		collector.SortLabels(ls)
+		return collector.Sample{Name: name, Help: help, Kind: collector.Gauge, Value: v, Labels: ls, Time: now}
+	}
+	c := func(name, help string, v float64, extra ...collector.Label) collector.Sample {
+		smp := g(name, help, v, extra...)
+		smp.Kind = collector.Counter
+		return smp
+	}
+	out := []collector.Sample{
+		g("joules_spool_batches", "Batches waiting in the spool.", float64(sp.Batches)),
+		g("joules_spool_points", "Points waiting in the spool.", float64(sp.Points)),
+		g("joules_spool_bytes", "Bytes the spool holds (gzipped line protocol).", float64(sp.Bytes)),
+		c("joules_spool_dropped_points_total", "Points dropped because the spool was full (oldest first).", s.stats.droppedFull),
+		c("joules_spool_corrupt_batches_total", "Spooled batches skipped because their checksum failed.", float64(sp.Corrupt)),
+		c("joules_stream_sent_points_total", "Points delivered and acknowledged.", s.stats.sentPoints),
+		c("joules_stream_sent_batches_total", "Batches delivered and acknowledged.", s.stats.sentBatches),
+		c("joules_stream_rejected_batches_total", "Batches the server answered 400: its bad lines were dropped there, the good ones kept.", s.stats.rejectedBatches),
+		g("joules_stream_send_duration_seconds", "Duration of the last successful send.", s.stats.lastSend.Seconds()),
+	}
+	age := 0.0
+	if !sp.Oldest.IsZero() {
+		age = now.Sub(sp.Oldest).Seconds()
+	}
+	out = append(out, g("joules_spool_oldest_age_seconds", "Age of the oldest spooled batch: how far delivery is behind.", age))
+	for _, reason := range []string{"connection", "auth", "throttled", "server_error", "spool"} {
+		out = append(out, c("joules_stream_send_failures_total", "Failed sends by reason; the batch stays spooled and is retried.", s.stats.failures[reason], collector.Label{Name: "reason", Value: reason}))
+	}
+	if !s.stats.lastSuccess.IsZero() {
+		out = append(out, g("joules_stream_last_success_timestamp_seconds", "When a batch was last delivered.", float64(s.stats.lastSuccess.UnixNano())/1e9))
+	}
+	return out, nil
+}
