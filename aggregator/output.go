@@ -28,6 +28,7 @@ type OutputConfig struct {
 	Timeout                 time.Duration // one write (default 10 s)
 	DeadLetterFile          string        // lines InfluxDB refused for good (4xx), with the reason
 	NoSync                  bool          // tests only
+	DrainTimeout            time.Duration // how long shutdown keeps sending (default 5 s)
 }
 
 // Output makes accepted points durable in a disk spool (group commit: many
@@ -60,6 +61,9 @@ func NewOutput(cfg OutputConfig, logger *slog.Logger) (*Output, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
 	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes, NoSync: cfg.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("output spool: %w", err)
@@ -83,32 +87,47 @@ func (o *Output) Write(points []Point) error {
 
 // Run commits spooled writes and sends the spool to InfluxDB until ctx ends;
 // it then commits what is pending, so acknowledged points are never lost.
+//
+// On shutdown it keeps sending for up to DrainTimeout (default 5 s) so the
+// spool is left empty when InfluxDB is reachable; what remains is sent
+// after the next start.
 func (o *Output) Run(ctx context.Context) {
+	sendCtx, stopSending := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		o.send(ctx)
+		o.send(sendCtx)
 	}()
 	for {
 		select {
 		case c := <-o.commits:
 			o.commitGroup(c)
+			continue
 		case <-ctx.Done():
-			for {
-				select {
-				case c := <-o.commits:
-					o.commitGroup(c)
-				default:
-					wg.Wait()
-					o.client.Close()
-					if err := o.spool.Close(); err != nil {
-						o.log.Warn("closing the output spool", "err", err)
-					}
-					return
-				}
-			}
 		}
+		break
+	}
+	for drained := false; !drained; {
+		select {
+		case c := <-o.commits:
+			o.commitGroup(c)
+		default:
+			drained = true
+		}
+	}
+	deadline := time.Now().Add(o.cfg.DrainTimeout)
+	for o.spool.Stats().Batches > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := o.spool.Stats(); st.Batches > 0 {
+		o.log.Info("points left in the output spool for the next start", "points", st.Points)
+	}
+	stopSending()
+	wg.Wait()
+	o.client.Close()
+	if err := o.spool.Close(); err != nil {
+		o.log.Warn("closing the output spool", "err", err)
 	}
 }
 

@@ -26,10 +26,11 @@ type Registration struct {
 // itself: its call is abandoned at the timeout and it is not called again
 // until the abandoned call has returned.
 type Runner struct {
-	logger   *slog.Logger
-	topology []Label
-	sources  []*sourceState
-	now      func() time.Time
+	logger    *slog.Logger
+	topology  []Label
+	sources   []*sourceState
+	now       func() time.Time
+	onPublish []func([]Sample)
 }
 
 type sourceState struct {
@@ -56,6 +57,12 @@ func NewRunner(logger *slog.Logger, topology map[string]string) *Runner {
 	SortLabels(r.topology)
 	return r
 }
+
+// OnPublish registers f to receive every successful collection's samples,
+// topology labels included (the stream exporter's feed). f runs on the
+// source's goroutine: it must be quick and must not modify the samples.
+// Call it before Run.
+func (r *Runner) OnPublish(f func([]Sample)) { r.onPublish = append(r.onPublish, f) }
 
 // Add registers a source. Call it before Run.
 func (r *Runner) Add(reg Registration) error {
@@ -140,7 +147,12 @@ func (r *Runner) loop(ctx context.Context, s *sourceState) {
 			}
 			cancel()
 			elapsed := r.now().Sub(start)
-			r.record(s, res.samples, res.err, elapsed)
+			published := r.record(s, res.samples, res.err, elapsed)
+			if res.err == nil {
+				for _, f := range r.onPublish {
+					f(published)
+				}
+			}
 
 			switch {
 			case errors.Is(res.err, ErrAbsent):
@@ -171,8 +183,8 @@ func (r *Runner) loop(ctx context.Context, s *sourceState) {
 	}
 }
 
-// record publishes the outcome of one collection.
-func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed time.Duration) {
+// record publishes the outcome of one collection and returns what it published.
+func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed time.Duration) []Sample {
 	now := r.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,6 +205,7 @@ func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed tim
 	case now.Sub(s.lastSuccess) > s.reg.StaleAfter:
 		s.samples = nil
 	}
+	return s.samples
 }
 
 // withTopology returns samples with the topology labels merged in, sorted.

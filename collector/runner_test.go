@@ -270,3 +270,40 @@ func TestRunnerPublishesSamplesReturnedWithAnError(t *testing.T) {
 		t.Errorf("source up = %v, want 0 after an error", v)
 	}
 }
+
+func TestRunnerOnPublishGetsFreshSamplesOnly(t *testing.T) {
+	var calls atomic.Int64
+	src := SourceFunc(func(context.Context) ([]Sample, error) {
+		if calls.Add(1)%2 == 0 {
+			return []Sample{{Name: "test_stale"}}, errors.New("failing, last good values")
+		}
+		return []Sample{{Name: "test_fresh", Value: 1}}, nil
+	})
+	r := NewRunner(discardLogger(), map[string]string{"host": "n1"})
+	var mu sync.Mutex
+	var got []string
+	r.OnPublish(func(samples []Sample) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range samples {
+			got = append(got, s.Name+fmt.Sprint(s.Labels))
+		}
+	})
+	mustAdd(t, r, Registration{Name: "s", Interval: 5 * time.Millisecond, Source: src})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	waitFor(t, "4 collections", func() bool { return calls.Load() >= 4 })
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for _, g := range got {
+		if g != "test_fresh[{host n1}]" {
+			t.Errorf("published %s; want only fresh samples with topology labels", g)
+		}
+	}
+	if len(got) < 2 {
+		t.Errorf("published %d times, want at least 2", len(got))
+	}
+}

@@ -42,6 +42,7 @@ type StreamConfig struct {
 	Timeout            time.Duration // one POST (default 10 s)
 	NoSync             bool          // tests only
 	MaxBackoff         time.Duration // between failed sends (default 30 s)
+	DrainTimeout       time.Duration // how long shutdown keeps sending (default 5 s)
 }
 
 func (c *StreamConfig) defaults() {
@@ -56,6 +57,9 @@ func (c *StreamConfig) defaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 5 * time.Second
 	}
 }
 
@@ -81,6 +85,7 @@ type Stream struct {
 
 type streamStats struct {
 	mu              sync.Mutex
+	producedPoints  float64
 	sentPoints      float64
 	sentBatches     float64
 	failures        map[string]float64
@@ -149,7 +154,9 @@ func (s *Stream) Add(samples []collector.Sample) {
 	if s.lines == 0 {
 		s.started = time.Now()
 	}
-	s.lines += AppendLines(&s.enc, samples)
+	n := AppendLines(&s.enc, samples)
+	s.lines += n
+	s.stats.add(func(st *streamStats) { st.producedPoints += float64(n) })
 	if s.lines >= s.cfg.BatchLines {
 		s.flushLocked()
 	}
@@ -188,31 +195,41 @@ func (st *streamStats) add(f func(*streamStats)) {
 }
 
 // Run flushes batches every FlushInterval and sends the spool, oldest batch
-// first, until ctx ends; then it spools what is still being built, so a
-// clean shutdown loses nothing.
+// first, until ctx ends. It then spools what is still being built and keeps
+// sending for up to DrainTimeout, so a clean shutdown with the server up
+// leaves nothing behind; what remains is sent after the next start.
 func (s *Stream) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Add(1)
+	sendCtx, stopSending := context.WithCancel(context.Background())
+	sent := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		ticker := time.NewTicker(s.cfg.FlushInterval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ticker.C:
-				s.mu.Lock()
-				s.flushLocked()
-				s.mu.Unlock()
-			}
-		}
+		defer close(sent)
+		s.send(sendCtx)
 	}()
-	s.send(ctx)
-	wg.Wait()
+	ticker := time.NewTicker(s.cfg.FlushInterval)
+	defer ticker.Stop()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-ticker.C:
+			s.mu.Lock()
+			s.flushLocked()
+			s.mu.Unlock()
+		}
+	}
 	s.mu.Lock()
 	s.flushLocked()
 	s.mu.Unlock()
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for s.spool.Stats().Batches > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopSending()
+	<-sent
+	st := s.spool.Stats()
+	s.stats.mu.Lock()
+	s.log.Info("exporter stopped", "produced_points", s.stats.producedPoints, "sent_points", s.stats.sentPoints, "spooled_points", st.Points)
+	s.stats.mu.Unlock()
 	if err := s.spool.Close(); err != nil {
 		s.log.Warn("closing the spool", "err", err)
 	}
@@ -345,6 +362,7 @@ func (s *Stream) Collect(context.Context) ([]collector.Sample, error) {
 		g("joules_spool_bytes", "Bytes the spool holds (gzipped line protocol).", float64(sp.Bytes)),
 		c("joules_spool_dropped_points_total", "Points dropped because the spool was full (oldest first).", s.stats.droppedFull),
 		c("joules_spool_corrupt_batches_total", "Spooled batches skipped because their checksum failed.", float64(sp.Corrupt)),
+		c("joules_stream_produced_points_total", "Points encoded for sending.", s.stats.producedPoints),
 		c("joules_stream_sent_points_total", "Points delivered and acknowledged.", s.stats.sentPoints),
 		c("joules_stream_sent_batches_total", "Batches delivered and acknowledged.", s.stats.sentBatches),
 		c("joules_stream_rejected_batches_total", "Batches the server answered 400: its bad lines were dropped there, the good ones kept.", s.stats.rejectedBatches),

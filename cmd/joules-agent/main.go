@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -193,6 +194,41 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 	return sources, nil
 }
 
+// addWriters sets up the stream to the aggregator and the direct InfluxDB
+// writer, each fed by every fresh collection and reporting its own state as
+// a source.
+func addWriters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) ([]*exporters.Stream, error) {
+	var writers []*exporters.Stream
+	for _, w := range []struct {
+		name string
+		cfg  config.Writer
+	}{{"stream", cfg.Exporters.Stream}, {"influx", cfg.Exporters.Influx}} {
+		if w.cfg.URL.Value == "" {
+			continue
+		}
+		token, err := w.cfg.Token()
+		if err != nil {
+			return writers, fmt.Errorf("exporters.%s: token: %w", w.name, err)
+		}
+		s, err := exporters.NewStream(exporters.StreamConfig{
+			Name: w.name, URL: w.cfg.URL.Value, Org: w.cfg.Org, Bucket: w.cfg.Bucket, Token: token,
+			CAFile: w.cfg.CAFile, CertFile: w.cfg.CertFile, KeyFile: w.cfg.KeyFile, InsecureSkipVerify: w.cfg.InsecureSkipVerify,
+			SpoolDir: w.cfg.SpoolDir, SpoolMaxBytes: w.cfg.SpoolMaxBytes, BatchLines: w.cfg.BatchLines,
+			FlushInterval: w.cfg.FlushInterval.Duration, Timeout: w.cfg.Timeout.Duration,
+		}, logger.With("exporter", w.name))
+		if err != nil {
+			return writers, err
+		}
+		writers = append(writers, s)
+		runner.OnPublish(s.Add)
+		if err := runner.Add(collector.Registration{Name: "exporter", Target: w.name, Interval: 5 * time.Second, Source: s}); err != nil {
+			return writers, err
+		}
+		logger.Info("writing every sample through a disk spool", "exporter", w.name, "url", w.cfg.URL.Value, "spool", w.cfg.SpoolDir)
+	}
+	return writers, nil
+}
+
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
 	metricsPath string, webFlags *web.FlagConfig) error {
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
@@ -221,6 +257,11 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	for _, b := range bmcs {
 		defer b.Close()
 	}
+	if err != nil {
+		return err
+	}
+
+	writers, err := addWriters(logger, runner, cfg)
 	if err != nil {
 		return err
 	}
@@ -255,6 +296,16 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		defer close(runnerDone)
 		runner.Run(runCtx)
 	}()
+	// Writers outlive the runner, so the last samples are spooled on shutdown.
+	writeCtx, cancelWriters := context.WithCancel(context.Background())
+	var writersDone sync.WaitGroup
+	for _, w := range writers {
+		writersDone.Add(1)
+		go func() {
+			defer writersDone.Done()
+			w.Run(writeCtx)
+		}()
+	}
 
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -273,6 +324,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	}
 	cancelRunner()
 	<-runnerDone
+	cancelWriters()
+	writersDone.Wait()
 	logger.Info("stopped")
 	return err
 }

@@ -79,6 +79,99 @@ type NodeSource struct {
 // Exporters configures where samples go.
 type Exporters struct {
 	Prometheus PrometheusExporter `yaml:"prometheus"`
+	// Stream sends every sample to the aggregator; Influx writes straight
+	// to InfluxDB. Both through their own disk spool; both off by default.
+	Stream Writer `yaml:"stream"`
+	Influx Writer `yaml:"influx"`
+}
+
+// Writer is a durable writer to an InfluxDB v2 write API (the aggregator's
+// or InfluxDB's).
+type Writer struct {
+	URL                String   `yaml:"url"` // base URL; empty turns the writer off
+	Org                string   `yaml:"org"`
+	Bucket             string   `yaml:"bucket"`
+	TokenFile          string   `yaml:"token_file"`
+	TokenEnv           string   `yaml:"token_env"`
+	CAFile             string   `yaml:"ca_file"`
+	CertFile           string   `yaml:"cert_file"`
+	KeyFile            string   `yaml:"key_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	SpoolDir           string   `yaml:"spool_dir"`
+	SpoolMaxBytes      int64    `yaml:"spool_max_bytes"`
+	BatchLines         int      `yaml:"batch_lines"`
+	FlushInterval      Duration `yaml:"flush_interval"`
+	Timeout            Duration `yaml:"timeout"`
+}
+
+// Token reads the writer's token from its file or environment variable.
+func (w Writer) Token() (string, error) {
+	return secret(w.TokenFile, w.TokenEnv)
+}
+
+// secret reads a secret from a file (first line) or an environment variable.
+func secret(file, env string) (string, error) {
+	switch {
+	case file != "":
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(raw), "\r\n"), nil
+	case env != "":
+		return os.Getenv(env), nil
+	}
+	return "", nil
+}
+
+func (w *Writer) defaults(spoolDir string) {
+	if w.SpoolDir == "" {
+		w.SpoolDir = spoolDir
+	}
+	if w.SpoolMaxBytes == 0 {
+		w.SpoolMaxBytes = 1 << 30
+	}
+	if w.BatchLines == 0 {
+		w.BatchLines = 5000
+	}
+	if w.FlushInterval.Duration == 0 {
+		w.FlushInterval.Duration = time.Second
+	}
+	if w.Timeout.Duration == 0 {
+		w.Timeout.Duration = 10 * time.Second
+	}
+}
+
+func (w Writer) validate(section string, tokenRequired bool) error {
+	if w.URL.Value == "" {
+		return nil
+	}
+	var errs []error
+	at := lineOf(w.URL.Line)
+	if u, err := url.Parse(w.URL.Value); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s: %s.url %q must be an http(s) URL such as https://aggregator:9561", at, section, w.URL.Value))
+	}
+	if w.TokenFile != "" && w.TokenEnv != "" {
+		errs = append(errs, fmt.Errorf("%s: %s: give token_file or token_env, not both", at, section))
+	}
+	if tokenRequired && w.TokenFile == "" && w.TokenEnv == "" {
+		errs = append(errs, fmt.Errorf("%s: %s: token_file or token_env is required (the aggregator refuses anonymous writes)", at, section))
+	}
+	if w.TokenFile != "" {
+		if _, err := os.Stat(w.TokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s.token_file: %w", at, section, err))
+		}
+	}
+	if w.TokenEnv != "" && os.Getenv(w.TokenEnv) == "" {
+		errs = append(errs, fmt.Errorf("%s: %s: environment variable %s (token_env) is empty or unset", at, section, w.TokenEnv))
+	}
+	if (w.CertFile == "") != (w.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("%s: %s: cert_file and key_file go together", at, section))
+	}
+	if w.SpoolMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("%s: %s.spool_max_bytes must be at least 1 MiB, got %d", at, section, w.SpoolMaxBytes))
+	}
+	return errors.Join(errs...)
 }
 
 // PrometheusExporter configures the /metrics endpoint.
@@ -94,6 +187,7 @@ var agentSections = map[string]string{
 	"RedfishSource":      "a sources.redfish entry",
 	"Exporters":          "exporters",
 	"PrometheusExporter": "exporters.prometheus",
+	"Writer":             "exporters.stream or exporters.influx",
 }
 
 // DefaultNodeCollectors are the node_exporter collectors run when the config names none.
@@ -160,6 +254,8 @@ func LoadAgent(path, hostname string) (Agent, error) {
 			r.Role.Value = "host"
 		}
 	}
+	cfg.Exporters.Stream.defaults("/var/lib/joules/spool/stream")
+	cfg.Exporters.Influx.defaults("/var/lib/joules/spool/influx")
 	if cfg.Labels["host"] == "" {
 		cfg.Labels["host"] = hostname
 	}
@@ -206,6 +302,10 @@ func (c Agent) Validate() error {
 	bmcs := map[string]bool{}
 	for _, r := range c.Sources.Redfish {
 		errs = append(errs, r.validate(bmcs))
+	}
+	errs = append(errs, c.Exporters.Stream.validate("exporters.stream", true), c.Exporters.Influx.validate("exporters.influx", false))
+	if s, i := c.Exporters.Stream, c.Exporters.Influx; s.URL.Value != "" && i.URL.Value != "" && s.SpoolDir == i.SpoolDir {
+		errs = append(errs, fmt.Errorf("exporters.stream and exporters.influx share the spool_dir %s: give each its own", s.SpoolDir))
 	}
 	return errors.Join(errs...)
 }
@@ -257,17 +357,11 @@ func (r RedfishSource) validate(names map[string]bool) error {
 
 // Password returns the BMC password from its file or environment variable.
 func (r RedfishSource) Password() (string, error) {
-	switch {
-	case r.PasswordFile != "":
-		raw, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("sources.redfish %q: password_file: %w", r.Name.Value, err)
-		}
-		return strings.TrimRight(string(raw), "\r\n"), nil
-	case r.PasswordEnv != "":
-		return os.Getenv(r.PasswordEnv), nil
+	pw, err := secret(r.PasswordFile, r.PasswordEnv)
+	if err != nil {
+		return "", fmt.Errorf("sources.redfish %q: password_file: %w", r.Name.Value, err)
 	}
-	return "", nil
+	return pw, nil
 }
 
 func lineOf(line int) string {

@@ -1,0 +1,147 @@
+// Command joules-aggregator is the site aggregator: it takes line protocol
+// on the InfluxDB v2 write API from agents (or Telegraf, or any InfluxDB
+// client) and writes it durably to InfluxDB.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/exporters"
+	"github.com/joules-energy/joules/internal/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("joules-aggregator", "Site aggregator: InfluxDB v2 write API in, durable writes to InfluxDB out.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	var (
+		configFile  = app.Flag("config.file", "Aggregator configuration file (YAML).").Default("").String()
+		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
+		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose the aggregator's own metrics.").Default("/metrics").String()
+		webFlags    = kingpinflag.AddFlags(app, ":9561")
+	)
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+	app.Version(version.Print("joules-aggregator"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "joules-aggregator: %v; see joules-aggregator --help\n", err)
+		return 2
+	}
+	logConfig.Writer = stderr
+	logger := promslog.New(logConfig)
+
+	cfg, err := config.LoadAggregator(*configFile)
+	if err == nil && *webFlags.WebConfigFile != "" {
+		if werr := web.Validate(*webFlags.WebConfigFile); werr != nil {
+			err = fmt.Errorf("%s: %w", *webFlags.WebConfigFile, werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "joules-aggregator: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	if *configCheck {
+		out, err := cfg.Effective()
+		if err != nil {
+			fmt.Fprintf(stderr, "joules-aggregator: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "# effective configuration (defaults filled in)\n%s", out)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, logger, cfg, *metricsPath, webFlags); err != nil {
+		logger.Error("aggregator stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metricsPath string, webFlags *web.FlagConfig) error {
+	tokens, err := cfg.Tokens()
+	if err != nil {
+		return fmt.Errorf("tokens_file: %w", err)
+	}
+	if len(tokens) == 0 {
+		logger.Warn("tokens_file holds no token: every write will be refused", "file", cfg.TokensFile)
+	}
+	influxToken, err := cfg.Influx.Token()
+	if err != nil {
+		return fmt.Errorf("influx token: %w", err)
+	}
+	out, err := aggregator.NewOutput(aggregator.OutputConfig{
+		URL: cfg.Influx.URL.Value, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket, Token: influxToken,
+		SpoolDir: cfg.Influx.SpoolDir, SpoolMaxBytes: cfg.Influx.SpoolMaxBytes, BatchBytes: cfg.Influx.BatchBytes,
+		Timeout: cfg.Influx.Timeout.Duration, DeadLetterFile: cfg.Influx.DeadLetterFile,
+	}, logger.With("component", "output"))
+	if err != nil {
+		return err
+	}
+	var processors []aggregator.Processor
+	if d := cfg.Downsample.Interval.Duration; d > 0 {
+		processors = append(processors, aggregator.NewDownsample(d))
+		logger.Info("downsampling raw points", "interval", d)
+	}
+	ingest := aggregator.NewIngest(tokens, aggregator.Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxDecompressedBytes: cfg.Limits.MaxDecompressedBytes, MaxLineBytes: cfg.Limits.MaxLineBytes}, out, logger.With("component", "ingest"), processors...)
+
+	reg := exporters.NewRegistry("joules_aggregator")
+	reg.MustRegister(aggregator.NewCollector(ingest, out))
+	mux := http.NewServeMux()
+	mux.Handle("/api/v2/write", ingest)
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = io.WriteString(w, `{"name":"joules-aggregator","status":"pass"}`+"\n")
+	})
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+
+	outCtx, cancelOut := context.WithCancel(context.Background())
+	outDone := make(chan struct{})
+	go func() { defer close(outDone); out.Run(outCtx) }()
+
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(server, webFlags, logger) }()
+	logger.Info("joules-aggregator started", "version", version.Info(), "influx", cfg.Influx.URL.Value, "bucket", cfg.Influx.Bucket)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing requests, then flushing to the spool")
+	case err = <-serveErr:
+		err = fmt.Errorf("web server: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		logger.Warn("web server shutdown", "err", serr)
+	}
+	cancelOut()
+	<-outDone
+	logger.Info("stopped")
+	return err
+}

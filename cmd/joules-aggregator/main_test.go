@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+
+	"github.com/joules-energy/joules/internal/testenv"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "joules-pipeline-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", ".", "../joules-agent")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const pipelineToken = "pipeline-token-5"
+
+type pipeline struct {
+	t        *testing.T
+	db       *testenv.InfluxDB
+	aggAddr  string
+	aggCfg   string
+	agg      *testenv.Process
+	agentCfg string
+	agent    *testenv.Process
+	sys      string
+}
+
+// newPipeline starts InfluxDB and the aggregator, and writes an agent
+// configuration that streams the shared sysfs fixture's InfiniBand and RAPL
+// counters to it every second.
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	p := &pipeline{t: t, db: testenv.StartInfluxDB(t), aggAddr: testenv.FreeAddr(t)}
+	p.sys = filepath.Join(testenv.SharedTestdata(t), "sysfs", "node-exporter", "sys")
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte("# writers\n"+pipelineToken+"\n"), 0o600)
+	p.aggCfg = filepath.Join(dir, "aggregator.yml")
+	os.WriteFile(p.aggCfg, []byte(fmt.Sprintf(`tokens_file: %s
+influx:
+  url: %s
+  bucket: %s
+  spool_dir: %s
+  dead_letter_file: %s
+  timeout: 2s
+`, tokens, p.db.URL, p.db.Bucket, filepath.Join(dir, "agg-spool"), filepath.Join(dir, "dead.lp"))), 0o600)
+	p.startAggregator()
+	tokenFile := filepath.Join(dir, "agent-token")
+	os.WriteFile(tokenFile, []byte(pipelineToken+"\n"), 0o600)
+	p.agentCfg = filepath.Join(dir, "agent.yml")
+	os.WriteFile(p.agentCfg, []byte(fmt.Sprintf(`labels: {site: dc1, hall: h1, rack: r1, host: n1}
+sources:
+  nvml: {enabled: false}
+  node: {interval: 1s, collectors: [infiniband, rapl]}
+exporters:
+  stream:
+    url: http://%s
+    token_file: %s
+    spool_dir: %s
+    flush_interval: 1s
+    timeout: 2s
+`, p.aggAddr, tokenFile, filepath.Join(dir, "agent-spool"))), 0o600)
+	return p
+}
+
+func (p *pipeline) startAggregator() {
+	p.agg = testenv.StartProcess(p.t, filepath.Join(binDir, "joules-aggregator"), "--config.file="+p.aggCfg, "--web.listen-address="+p.aggAddr, "--log.format=json")
+	p.agg.WaitHTTP("http://" + p.aggAddr + "/health")
+}
+
+func (p *pipeline) startAgent() {
+	addr := testenv.FreeAddr(p.t)
+	p.agent = testenv.StartProcess(p.t, filepath.Join(binDir, "joules-agent"), "--config.file="+p.agentCfg, "--web.listen-address="+addr,
+		"--path.sysfs="+p.sys, "--log.format=json")
+	p.agent.WaitHTTP("http://" + addr + "/healthz")
+}
+
+// producedPoints reads the count the agent's stream logs when it stops.
+func producedPoints(t *testing.T, logs string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "exporter stopped" {
+			continue
+		}
+		if v, ok := rec["produced_points"].(float64); ok {
+			return int64(v)
+		}
+	}
+	t.Fatalf("the agent did not log its produced points:\n%s", logs)
+	return 0
+}
+
+// flux runs a query and returns the rows' values.
+func flux(t *testing.T, db *testenv.InfluxDB, q string) []any {
+	t.Helper()
+	client := influxdb2.NewClient(db.URL, "")
+	defer client.Close()
+	res, err := client.QueryAPI("").Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("flux %s: %v", q, err)
+	}
+	var out []any
+	for res.Next() {
+		out = append(out, res.Record().Value())
+	}
+	if res.Err() != nil {
+		t.Fatalf("flux: %v", res.Err())
+	}
+	return out
+}
+
+func totalPoints(t *testing.T, db *testenv.InfluxDB) int64 {
+	rows := flux(t, db, fmt.Sprintf(`from(bucket: %q) |> range(start: 0) |> group() |> count()`, db.Bucket))
+	if len(rows) == 0 {
+		return 0
+	}
+	n, _ := rows[0].(int64)
+	return n
+}
+
+func waitTotal(t *testing.T, db *testenv.InfluxDB, want int64, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := totalPoints(t, db)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("InfluxDB holds %d points, want %d (every point produced)", got, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestAgentToInfluxDBExactValues sends fixture counters through the real
+// aggregator into the real InfluxDB and reads them back exactly.
+func TestAgentToInfluxDBExactValues(t *testing.T) {
+	p := newPipeline(t)
+	p.startAgent()
+	words := readUint(t, filepath.Join(p.sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
+	energy := readUint(t, filepath.Join(p.sys, "class/powercap/intel-rapl:0/energy_uj"))
+	checks := map[string]float64{
+		`r._measurement == "node_infiniband_port_data_received_bytes_total" and r.device == "mlx4_0" and r.port == "1" and r.host == "n1" and r.site == "dc1"`: float64(4 * words),
+		`r._measurement == "node_rapl_package_joules_total" and r.index == "0" and r.rack == "r1"`:                                                                 float64(energy) / 1e6,
+	}
+	for filter, want := range checks {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rows := flux(t, p.db, fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => %s) |> last()`, p.db.Bucket, filter))
+			if len(rows) == 1 && rows[0] == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: InfluxDB has %v, want exactly %v\naggregator:\n%s", filter, rows, want, p.agg.Logs())
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	waitTotal(t, p.db, producedPoints(t, p.agent.Logs()), 30*time.Second)
+}
+
+// TestAggregatorDownTwoMinutes stops the aggregator for two minutes while
+// the agent keeps sampling: every point arrives afterwards.
+func TestAggregatorDownTwoMinutes(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.startAgent()
+	time.Sleep(3 * time.Second)
+	if err := p.agg.Stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("aggregator exit: %v", err)
+	}
+	time.Sleep(2 * time.Minute)
+	p.startAggregator()
+	time.Sleep(5 * time.Second)
+	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	produced := producedPoints(t, p.agent.Logs())
+	if produced < 100 {
+		t.Fatalf("only %d points produced in over two minutes", produced)
+	}
+	waitTotal(t, p.db, produced, 60*time.Second)
+}
+
+// TestInfluxDBDownTwoMinutes stops InfluxDB for two minutes: the
+// aggregator spools and every point arrives afterwards.
+func TestInfluxDBDownTwoMinutes(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.startAgent()
+	time.Sleep(3 * time.Second)
+	p.db.Stop()
+	time.Sleep(2 * time.Minute)
+	p.db.Start()
+	time.Sleep(5 * time.Second)
+	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	waitTotal(t, p.db, producedPoints(t, p.agent.Logs()), 60*time.Second)
+}
+
+// TestAgentKilledWhileSpooling kills the agent with SIGKILL three times
+// while the aggregator is away and its spool grows; each restart opens the
+// spool, nothing corrupt is sent, and every point that was spooled before a
+// kill arrives.
+func TestAgentKilledWhileSpooling(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	if err := p.agg.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var spooledBeforeLastKill float64
+	for i := range 3 {
+		addr := testenv.FreeAddr(t)
+		agent := testenv.StartProcess(t, filepath.Join(binDir, "joules-agent"), "--config.file="+p.agentCfg, "--web.listen-address="+addr,
+			"--path.sysfs="+p.sys, "--log.format=json")
+		agent.WaitHTTP("http://" + addr + "/healthz")
+		time.Sleep(time.Duration(2500+700*i) * time.Millisecond) // kill at different points of the flush cycle
+		spooledBeforeLastKill = scrapeValue(t, "http://"+addr+"/metrics", `joules_spool_points{`)
+		if err := agent.Stop(syscall.SIGKILL); err == nil {
+			t.Fatal("agent survived SIGKILL?")
+		}
+	}
+	p.startAggregator()
+	p.startAgent()
+	deadline := time.Now().Add(60 * time.Second)
+	for totalPoints(t, p.db) < int64(spooledBeforeLastKill) {
+		if time.Now().After(deadline) {
+			t.Fatalf("InfluxDB holds %d points; %v were spooled before the last kill", totalPoints(t, p.db), spooledBeforeLastKill)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if strings.Contains(p.agg.Logs(), "partial write") {
+		t.Errorf("the aggregator refused lines: something corrupt was sent\n%s", p.agg.Logs())
+	}
+}
+
+func scrapeValue(t *testing.T, url, prefix string) float64 {
+	t.Helper()
+	out, err := exec.Command("curl", "-s", url).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			return v
+		}
+	}
+	t.Fatalf("no %s in the exposition", prefix)
+	return 0
+}
+
+func readUint(t *testing.T, path string) uint64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -1,0 +1,150 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Aggregator is the configuration of joules-aggregator. Every field has a default.
+type Aggregator struct {
+	// TokensFile lists the tokens writers may use, one a line ("#" starts a
+	// comment). Without tokens every write is refused.
+	TokensFile string     `yaml:"tokens_file"`
+	Limits     Limits     `yaml:"limits"`
+	Influx     Output     `yaml:"influx"`
+	Downsample Downsample `yaml:"downsample"`
+}
+
+// Limits bound one write request.
+type Limits struct {
+	MaxBodyBytes         int64 `yaml:"max_body_bytes"`
+	MaxDecompressedBytes int64 `yaml:"max_decompressed_bytes"`
+	MaxLineBytes         int   `yaml:"max_line_bytes"`
+}
+
+// Output is where the aggregator writes: InfluxDB 2.x (org, bucket, token)
+// or 1.8 (bucket "db/rp", token "user:password" or none).
+type Output struct {
+	URL            String   `yaml:"url"`
+	Org            string   `yaml:"org"`
+	Bucket         string   `yaml:"bucket"`
+	TokenFile      string   `yaml:"token_file"`
+	TokenEnv       string   `yaml:"token_env"`
+	SpoolDir       string   `yaml:"spool_dir"`
+	SpoolMaxBytes  int64    `yaml:"spool_max_bytes"`
+	BatchBytes     int      `yaml:"batch_bytes"`
+	Timeout        Duration `yaml:"timeout"`
+	DeadLetterFile string   `yaml:"dead_letter_file"`
+}
+
+// Downsample thins raw points for large fleets: of each series, at most one
+// point per interval is written (0: every point, the default).
+type Downsample struct {
+	Interval Duration `yaml:"interval"`
+}
+
+var aggregatorSections = map[string]string{
+	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample",
+}
+
+// DefaultAggregator returns the configuration used when there is no file.
+func DefaultAggregator() Aggregator {
+	return Aggregator{
+		TokensFile: "/etc/joules/tokens",
+		Limits:     Limits{MaxBodyBytes: 16 << 20, MaxDecompressedBytes: 128 << 20, MaxLineBytes: 64 << 10},
+		Influx: Output{URL: String{Value: "http://127.0.0.1:8086"}, Bucket: "joules/autogen", SpoolDir: "/var/lib/joules/aggregator/spool",
+			SpoolMaxBytes: 4 << 30, BatchBytes: 1 << 20, Timeout: Duration{Duration: 10 * time.Second}, DeadLetterFile: "/var/lib/joules/aggregator/dead-letter.lp"},
+	}
+}
+
+// LoadAggregator reads the aggregator configuration; an empty path gives the defaults.
+func LoadAggregator(path string) (Aggregator, error) {
+	cfg := DefaultAggregator()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(bytes.NewReader(raw), &cfg, aggregatorSections); err != nil {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		if path != "" {
+			return cfg, fmt.Errorf("%s: %w", path, err)
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem at once.
+func (c Aggregator) Validate() error {
+	var errs []error
+	if c.TokensFile == "" {
+		errs = append(errs, errors.New("tokens_file is required: writes need a token"))
+	} else if _, err := os.Stat(c.TokensFile); err != nil {
+		errs = append(errs, fmt.Errorf("tokens_file: %w (one token a line)", err))
+	}
+	if c.Limits.MaxBodyBytes <= 0 || c.Limits.MaxDecompressedBytes < c.Limits.MaxBodyBytes || c.Limits.MaxLineBytes <= 0 {
+		errs = append(errs, fmt.Errorf("limits: max_body_bytes (%d) and max_line_bytes (%d) must be positive and max_decompressed_bytes (%d) at least max_body_bytes",
+			c.Limits.MaxBodyBytes, c.Limits.MaxLineBytes, c.Limits.MaxDecompressedBytes))
+	}
+	o := c.Influx
+	if u, err := url.Parse(o.URL.Value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s: influx.url %q must be an http(s) URL such as http://127.0.0.1:8086", lineOf(o.URL.Line), o.URL.Value))
+	}
+	if o.Bucket == "" {
+		errs = append(errs, errors.New("influx.bucket is required (InfluxDB 1.8: \"db/rp\", e.g. joules/autogen)"))
+	}
+	if o.TokenFile != "" && o.TokenEnv != "" {
+		errs = append(errs, errors.New("influx: give token_file or token_env, not both"))
+	}
+	if o.TokenFile != "" {
+		if _, err := os.Stat(o.TokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("influx.token_file: %w", err))
+		}
+	}
+	if o.SpoolMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("influx.spool_max_bytes must be at least 1 MiB, got %d", o.SpoolMaxBytes))
+	}
+	if o.Timeout.Duration <= 0 {
+		errs = append(errs, errors.New("influx.timeout must be positive"))
+	}
+	if c.Downsample.Interval.Duration < 0 {
+		errs = append(errs, errors.New("downsample.interval must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Token reads the InfluxDB token.
+func (o Output) Token() (string, error) { return secret(o.TokenFile, o.TokenEnv) }
+
+// Tokens reads the writers' tokens.
+func (c Aggregator) Tokens() ([]string, error) {
+	f, err := os.Open(c.TokensFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var tokens []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			tokens = append(tokens, line)
+		}
+	}
+	return tokens, sc.Err()
+}
+
+// Effective renders the configuration as YAML, defaults filled in.
+func (c Aggregator) Effective() ([]byte, error) { return yaml.Marshal(c) }
