@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,7 +171,7 @@ func TestAgentToInfluxDBExactValues(t *testing.T) {
 	energy := readUint(t, filepath.Join(p.sys, "class/powercap/intel-rapl:0/energy_uj"))
 	checks := map[string]float64{
 		`r._measurement == "node_infiniband_port_data_received_bytes_total" and r.device == "mlx4_0" and r.port == "1" and r.host == "n1" and r.site == "dc1"`: float64(4 * words),
-		`r._measurement == "node_rapl_package_joules_total" and r.index == "0" and r.rack == "r1"`:                                                                 float64(energy) / 1e6,
+		`r._measurement == "node_rapl_package_joules_total" and r.index == "0" and r.rack == "r1"`:                                                             float64(energy) / 1e6,
 	}
 	for filter, want := range checks {
 		deadline := time.Now().Add(30 * time.Second)
@@ -268,10 +270,12 @@ func TestAgentKilledWhileSpooling(t *testing.T) {
 
 func scrapeValue(t *testing.T, url, prefix string) float64 {
 	t.Helper()
-	out, err := exec.Command("curl", "-s", url).Output()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(line, prefix) {
 			f := strings.Fields(line)
