@@ -273,6 +273,11 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now time.
 		a.tags = append(a.tags, Tag{a.str(k, body), a.str(v, body)})
 	}
 	p.Tags = a.tags[start:len(a.tags):len(a.tags)]
+	// Line protocol allows tags in any order; InfluxDB's identity and the
+	// encoder want them sorted by key.
+	if !slices.IsSortedFunc(p.Tags, compareTags) {
+		slices.SortFunc(p.Tags, compareTags)
+	}
 	fstart := len(a.fields)
 	for {
 		k, v, err := dec.NextField()
@@ -320,6 +325,8 @@ func shape(body []byte) (tags, fields int) {
 	}
 	return tags, fields
 }
+
+func compareTags(a, b Tag) int { return strings.Compare(a.Key, b.Key) }
 
 // arena holds what the points of one request share.
 type arena struct {

@@ -152,3 +152,14 @@ nvidia_smi,index=0,name=NVIDIA\ H200,uuid=GPU-1 power_draw=612.4,temperature_gpu
 		t.Errorf("parsed %+v", sink.points)
 	}
 }
+
+func TestIngestSortsTags(t *testing.T) {
+	srv, sink := newIngest(t, Limits{})
+	if code, resp := post(t, srv.URL+"/api/v2/write", "Token "+token, []byte("m,zone=b,host=a,gpu=0 value=1 1"), false); code != http.StatusNoContent {
+		t.Fatalf("%d %s", code, resp)
+	}
+	got := sink.points[0].Tags
+	if got[0].Key != "gpu" || got[1].Key != "host" || got[2].Key != "zone" {
+		t.Errorf("tags %v, want sorted by key", got)
+	}
+}

@@ -29,11 +29,12 @@ var (
 	descSpoolPoints = prometheus.NewDesc("joules_output_spool_points", "Points waiting in the output spool for InfluxDB.", nil, nil)
 	descSpoolBytes  = prometheus.NewDesc("joules_output_spool_bytes", "Bytes in the output spool.", nil, nil)
 	descSpoolAge    = prometheus.NewDesc("joules_output_spool_oldest_age_seconds", "Age of the oldest point waiting for InfluxDB.", nil, nil)
+	descLatency     = prometheus.NewDesc("joules_output_latency_seconds", "Time from a request's oldest sample to its write into InfluxDB, over the last 4,096 requests.", []string{"quantile"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descPoints, descBadLines, descUnauth, descTooLarge, descFailed, descWritten, descRetries, descDead, descDropped, descSpoolPoints, descSpoolBytes, descSpoolAge} {
+	for _, d := range []*prometheus.Desc{descRequests, descPoints, descBadLines, descUnauth, descTooLarge, descFailed, descWritten, descRetries, descDead, descDropped, descSpoolPoints, descSpoolBytes, descSpoolAge, descLatency} {
 		ch <- d
 	}
 }
@@ -61,4 +62,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		age = time.Since(st.Oldest).Seconds()
 	}
 	ch <- prometheus.MustNewConstMetric(descSpoolAge, prometheus.GaugeValue, age)
+	for _, q := range []struct {
+		phi   float64
+		label string
+	}{{0.5, "0.5"}, {0.99, "0.99"}} {
+		if v, n := c.out.Latency.Quantile(q.phi); n > 0 {
+			ch <- prometheus.MustNewConstMetric(descLatency, prometheus.GaugeValue, v.Seconds(), q.label)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,12 +45,44 @@ type Output struct {
 	commits chan commit
 
 	Written, Retries, DeadLettered, SpoolDropped atomic.Int64
-	deadMu                                       sync.Mutex
+	// Latency is, per accepted request, the time from its oldest sample to
+	// its write into InfluxDB.
+	Latency Quantiles
+	deadMu  sync.Mutex
+}
+
+// Quantiles keeps the last 4,096 observations for p50 and p99.
+type Quantiles struct {
+	mu   sync.Mutex
+	ring [4096]time.Duration
+	n    int
+}
+
+// Observe adds one observation.
+func (q *Quantiles) Observe(d time.Duration) {
+	q.mu.Lock()
+	q.ring[q.n%len(q.ring)] = d
+	q.n++
+	q.mu.Unlock()
+}
+
+// Quantile returns the φ-quantile of the kept observations, and how many there are.
+func (q *Quantiles) Quantile(phi float64) (time.Duration, int) {
+	q.mu.Lock()
+	n := min(q.n, len(q.ring))
+	vals := append([]time.Duration(nil), q.ring[:n]...)
+	q.mu.Unlock()
+	if n == 0 {
+		return 0, 0
+	}
+	slices.Sort(vals)
+	return vals[min(n-1, int(phi*float64(n)))], n
 }
 
 type commit struct {
 	data   []byte
 	points int
+	oldest time.Time // the request's oldest sample: delivery latency runs from it
 	done   chan error
 }
 
@@ -76,11 +109,22 @@ func NewOutput(cfg OutputConfig, logger *slog.Logger) (*Output, error) {
 // Write encodes points and returns once they are spooled to disk.
 func (o *Output) Write(points []Point) error {
 	var enc lineprotocol.Encoder
-	n := encode(&enc, points)
+	n, err := encode(&enc, points)
+	if err != nil {
+		dropped := len(points) - n
+		o.DeadLettered.Add(int64(dropped))
+		o.log.Error("points that cannot be written as line protocol are dropped", "points", dropped, "first", err)
+	}
 	if n == 0 {
 		return nil
 	}
-	c := commit{data: enc.Bytes(), points: n, done: make(chan error, 1)}
+	oldest := points[0].Time
+	for _, p := range points[1:] {
+		if p.Time.Before(oldest) {
+			oldest = p.Time
+		}
+	}
+	c := commit{data: enc.Bytes(), points: n, oldest: oldest, done: make(chan error, 1)}
 	o.commits <- c
 	return <-c.done
 }
@@ -145,10 +189,14 @@ func (o *Output) commitGroup(first commit) {
 	}
 	data := make([][]byte, len(group))
 	points := make([]int, len(group))
+	oldest := group[0].oldest
 	for i, c := range group {
 		data[i], points[i] = c.data, c.points
+		if c.oldest.Before(oldest) {
+			oldest = c.oldest
+		}
 	}
-	dropped, err := o.spool.AppendMany(data, points, time.Now())
+	dropped, err := o.spool.AppendMany(data, points, oldest)
 	if dropped.Batches > 0 {
 		o.SpoolDropped.Add(int64(dropped.Points))
 		o.log.Warn("output spool full: dropped the oldest points", "points", dropped.Points, "batches", dropped.Batches)
@@ -187,6 +235,10 @@ func (o *Output) send(ctx context.Context) {
 				o.log.Error("output spool acknowledge failed", "err", err)
 			}
 			o.Written.Add(int64(points))
+			now := time.Now()
+			for _, b := range batches {
+				o.Latency.Observe(now.Sub(b.Created))
+			}
 			if failing {
 				o.log.Info("InfluxDB writes resumed")
 			}

@@ -4,6 +4,7 @@
 package aggregator
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
@@ -34,9 +35,12 @@ type Processor interface {
 	Process(points []Point) []Point
 }
 
-// encode appends points to enc at nanosecond precision.
-func encode(enc *lineprotocol.Encoder, points []Point) int {
+// encode appends points to enc at nanosecond precision and returns how many
+// it wrote, and the first error of those it could not (a processor's point
+// with unsorted tags, a value out of range).
+func encode(enc *lineprotocol.Encoder, points []Point) (int, error) {
 	n := 0
+	var first error
 	for i := range points {
 		p := &points[i]
 		enc.StartLine(p.Measurement)
@@ -47,11 +51,14 @@ func encode(enc *lineprotocol.Encoder, points []Point) int {
 			enc.AddField(f.Key, f.Value)
 		}
 		enc.EndLine(p.Time)
-		if enc.Err() != nil {
+		if err := enc.Err(); err != nil {
+			if first == nil {
+				first = fmt.Errorf("point %q: %w", p.Measurement, err)
+			}
 			enc.ClearErr()
 			continue
 		}
 		n++
 	}
-	return n
+	return n, first
 }

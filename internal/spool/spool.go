@@ -142,7 +142,8 @@ func repairTail(dir string) error {
 }
 
 // Append spools one batch of points, dropping the oldest batches first when
-// it would not fit. It returns once the batch is on disk (fsynced unless
+// it would not fit. created is kept with the batch (its oldest sample, or
+// when it was made) and given back by Peek. It returns once the batch is on disk (fsynced unless
 // Options.NoSync).
 func (s *Spool) Append(data []byte, points int, created time.Time) (Dropped, error) {
 	d, err := s.AppendMany([][]byte{data}, []int{points}, created)

@@ -106,4 +106,3 @@ func (p *Process) Stop(sig syscall.Signal) error {
 
 // FreeAddr returns a loopback address with a free port.
 func FreeAddr(t testing.TB) string { return freePort(t) }
-

@@ -1,0 +1,260 @@
+// Command bench-pipeline measures joules-aggregator as a whole process in
+// front of a real InfluxDB 1.8: in "fleet" mode, N simulated agents each
+// send one batch a second and the aggregator's sample-to-InfluxDB latency
+// is read; in "blast" mode, 5,000-line batches are sent as fast as the
+// aggregator takes them and its CPU per line is measured. It prints Markdown
+// for BENCHMARKS.md.
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var (
+		mode     = flag.String("mode", "fleet", "fleet or blast")
+		aggBin   = flag.String("aggregator", "bin/joules-aggregator", "joules-aggregator binary")
+		influxd  = flag.String("influxd", "influxd", "influxd 1.8 binary")
+		hosts    = flag.Int("hosts", 1000, "fleet: simulated agents")
+		series   = flag.Int("series", 10, "fleet: series per agent")
+		duration = flag.Duration("duration", 60*time.Second, "how long to load")
+		fields   = flag.Int("fields", 10, "blast: fields per line")
+		gz       = flag.Bool("gzip", true, "compress requests")
+		senders  = flag.Int("senders", 2, "blast: concurrent senders")
+	)
+	flag.Parse()
+	if err := run(*mode, *aggBin, *influxd, *hosts, *series, *duration, *fields, *gz, *senders); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-pipeline:", err)
+		os.Exit(1)
+	}
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(u string) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(u); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s did not answer", u)
+}
+
+func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration, fields int, gz bool, senders int) error {
+	dir, err := os.MkdirTemp("", "bench-pipeline")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	influxAddr, aggAddr := freeAddr(), freeAddr()
+	conf := filepath.Join(dir, "influxdb.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("reporting-disabled = true\nbind-address = %q\n[meta]\n  dir = %q\n[data]\n  dir = %q\n  wal-dir = %q\n  query-log-enabled = false\n[http]\n  bind-address = %q\n  flux-enabled = true\n  log-enabled = false\n[logging]\n  level = \"warn\"\n[monitor]\n  store-enabled = false\n",
+		freeAddr(), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), influxAddr)), 0o600)
+	db := exec.Command(influxd, "-config", conf)
+	if err := db.Start(); err != nil {
+		return fmt.Errorf("influxd: %w", err)
+	}
+	defer func() { _ = db.Process.Signal(syscall.SIGTERM); _ = db.Wait() }()
+	if err := waitHTTP("http://" + influxAddr + "/ping"); err != nil {
+		return err
+	}
+	if resp, err := http.PostForm("http://"+influxAddr+"/query", url.Values{"q": {"CREATE DATABASE joules"}}); err == nil {
+		resp.Body.Close()
+	}
+	os.WriteFile(filepath.Join(dir, "tokens"), []byte("bench\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\n",
+		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"))), 0o600)
+	agg := exec.Command(aggBin, "--config.file="+filepath.Join(dir, "agg.yml"), "--web.listen-address="+aggAddr, "--log.level=warn")
+	agg.Stderr = os.Stderr
+	if err := agg.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = agg.Process.Signal(syscall.SIGTERM); _ = agg.Wait() }()
+	if err := waitHTTP("http://" + aggAddr + "/health"); err != nil {
+		return err
+	}
+	write := "http://" + aggAddr + "/api/v2/write?precision=ms"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
+	send := func(body []byte) error {
+		if gz {
+			var b bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+			zw.Write(body)
+			zw.Close()
+			body = b.Bytes()
+		}
+		req, _ := http.NewRequest(http.MethodPost, write, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Token bench")
+		if gz {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("write: %s", resp.Status)
+		}
+		return nil
+	}
+	cpu0 := cpuTime(agg.Process.Pid)
+	start := time.Now()
+	var lines atomic.Int64
+	var failures atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	switch mode {
+	case "fleet":
+		// Each agent samples every second and sends the batch at once, like
+		// an agent with flush_interval 1s; agents are spread over the second.
+		for h := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(h) * time.Second / time.Duration(hosts))
+				tick := time.NewTicker(time.Second)
+				defer tick.Stop()
+				for {
+					now := time.Now()
+					var b bytes.Buffer
+					for s := range series {
+						fmt.Fprintf(&b, "joules_gpu_power_watts,host=gpu-%04d,gpu=%d,site=dc1 value=%d.5 %d\n", h, s, 300+s, now.UnixMilli())
+					}
+					if err := send(b.Bytes()); err != nil {
+						failures.Add(1)
+					} else {
+						lines.Add(int64(series))
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+				}
+			}()
+		}
+	case "blast":
+		for s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ctx.Err() == nil; i++ {
+					var b bytes.Buffer
+					base := time.Now().Add(-time.Hour).UnixMilli()
+					for l := range 5000 {
+						fmt.Fprintf(&b, "nvidia_gpu,host=gpu-%03d,gpu=%d,sender=%d ", l/8, l%8, s)
+						for f := range fields {
+							if f > 0 {
+								b.WriteByte(',')
+							}
+							fmt.Fprintf(&b, "f%d=%d.%d", f, 300+l%400, f)
+						}
+						fmt.Fprintf(&b, " %d\n", base+int64(i*5000+l))
+					}
+					if err := send(b.Bytes()); err != nil {
+						failures.Add(1)
+						continue
+					}
+					lines.Add(5000)
+				}
+			}()
+		}
+	default:
+		return fmt.Errorf("mode %q: fleet or blast", mode)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuTime(agg.Process.Pid) - cpu0
+	rss := rssMiB(agg.Process.Pid)
+	time.Sleep(5 * time.Second) // let the last requests reach InfluxDB
+	metrics := scrape("http://" + aggAddr + "/metrics")
+	if os.Getenv("BENCH_DEBUG") != "" {
+		for k, v := range metrics {
+			if strings.HasPrefix(k, "joules_") {
+				fmt.Fprintln(os.Stderr, k, v)
+			}
+		}
+	}
+	if len(metrics) == 0 {
+		return fmt.Errorf("could not read the aggregator's metrics")
+	}
+	fmt.Printf("| mode | load | lines accepted/s | aggregator CPU | lines per aggregator CPU-second | aggregator RSS | latency p50 / p99 | written to InfluxDB | failed requests |\n|---|---|---|---|---|---|---|---|---|\n")
+	load := fmt.Sprintf("%d agents × %d series at 1 Hz", hosts, series)
+	if mode == "blast" {
+		load = fmt.Sprintf("%d senders × 5,000-line batches, %d fields, gzip %v", senders, fields, gz)
+	}
+	fmt.Printf("| %s | %s | %.0f | %.1f %% | %.0f | %.1f MiB | %.3fs / %.3fs | %.0f | %d |\n", mode, load, float64(lines.Load())/elapsed.Seconds(),
+		100*cpu.Seconds()/elapsed.Seconds(), float64(lines.Load())/cpu.Seconds(), rss,
+		metrics[`joules_output_latency_seconds{quantile="0.5"}`], metrics[`joules_output_latency_seconds{quantile="0.99"}`],
+		metrics["joules_output_written_points_total"], failures.Load())
+	return nil
+}
+
+func scrape(u string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get(u)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.LastIndexByte(line, ' '); i > 0 && !strings.HasPrefix(line, "#") {
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+func cpuTime(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / 100
+}
+
+func rssMiB(pid int) float64 {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
