@@ -2,9 +2,11 @@ package exporters
 
 import (
 	"context"
+	"encoding/pem"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,5 +209,26 @@ func TestStreamWrongTokenKeepsRetrying(t *testing.T) {
 		if smp.Name == "joules_stream_send_failures_total" && smp.Labels[0].Value == "auth" && smp.Value < 1 {
 			t.Error("auth failures not counted")
 		}
+	}
+}
+
+func TestStreamVerifiesTLS(t *testing.T) {
+	sink := &pointSink{}
+	in := aggregator.NewIngest([]string{"tok"}, aggregator.Limits{}, sink, slog.New(slog.DiscardHandler))
+	srv := httptest.NewTLSServer(in)
+	defer srv.Close()
+	ca := t.TempDir() + "/ca.pem"
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _, _ := startStream(t, srv.URL, func(c *StreamConfig) { c.CAFile = ca })
+	s.Add(samplesAt(8, time.UnixMilli(1_800_000_000_000)))
+	waitUntil(t, "delivery over verified TLS", func() bool { return sink.count() == 8 })
+
+	untrusted, _, _ := startStream(t, srv.URL)
+	untrusted.Add(samplesAt(8, time.UnixMilli(1_800_000_000_000)))
+	time.Sleep(300 * time.Millisecond)
+	if st := untrusted.spool.Stats(); st.Points != 8 {
+		t.Errorf("a server whose certificate is not trusted got the points (spool holds %d)", st.Points)
 	}
 }

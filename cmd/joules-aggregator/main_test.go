@@ -299,3 +299,54 @@ func readUint(t *testing.T, path string) uint64 {
 	}
 	return v
 }
+
+// TestAgentWritesStraightToInfluxDB uses exporters.influx instead of the aggregator.
+func TestAgentWritesStraightToInfluxDB(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	sys := filepath.Join(testenv.SharedTestdata(t), "sysfs", "node-exporter", "sys")
+	cfg := filepath.Join(t.TempDir(), "agent.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`labels: {host: direct}
+sources:
+  nvml: {enabled: false}
+  node: {collectors: [rapl]}
+exporters:
+  influx: {url: %q, bucket: %q, spool_dir: %s}
+`, db.URL, db.Bucket, filepath.Join(t.TempDir(), "spool"))), 0o600)
+	addr := testenv.FreeAddr(t)
+	agent := testenv.StartProcess(t, filepath.Join(binDir, "joules-agent"), "--config.file="+cfg, "--web.listen-address="+addr, "--path.sysfs="+sys, "--log.format=json")
+	agent.WaitHTTP("http://" + addr + "/healthz")
+	energy := float64(readUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rows := flux(t, db, fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r._measurement == "node_rapl_package_joules_total" and r.host == "direct") |> last()`, db.Bucket))
+		if len(rows) == 1 && rows[0] == energy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("InfluxDB has %v, want %v\n%s", rows, energy, agent.Logs())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := agent.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	waitTotal(t, db, producedPoints(t, agent.Logs()), 30*time.Second)
+}
+
+func TestAggregatorConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(bad, []byte("tokens_file: /nonexistent\ninflux:\n  urll: x\n"), 0o600)
+	out, err := exec.Command(filepath.Join(binDir, "joules-aggregator"), "--config.check", "--config.file="+bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `line 3: unknown key "urll" in influx`) {
+		t.Errorf("bad config: err %v\n%s", err, out)
+	}
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte("secret-token-77\n"), 0o600)
+	good := filepath.Join(dir, "good.yml")
+	os.WriteFile(good, []byte("tokens_file: "+tokens+"\n"), 0o600)
+	out, err = exec.Command(filepath.Join(binDir, "joules-aggregator"), "--config.check", "--config.file="+good).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "bucket: joules/autogen") || strings.Contains(string(out), "secret-token-77") {
+		t.Errorf("good config: err %v\n%s", err, out)
+	}
+}

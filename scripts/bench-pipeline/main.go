@@ -213,9 +213,12 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 	if mode == "blast" {
 		load = fmt.Sprintf("%d senders × 5,000-line batches, %d fields, gzip %v", senders, fields, gz)
 	}
-	fmt.Printf("| %s | %s | %.0f | %.1f %% | %.0f | %.1f MiB | %.3fs / %.3fs | %.0f | %d |\n", mode, load, float64(lines.Load())/elapsed.Seconds(),
-		100*cpu.Seconds()/elapsed.Seconds(), float64(lines.Load())/cpu.Seconds(), rss,
-		metrics[`joules_output_latency_seconds{quantile="0.5"}`], metrics[`joules_output_latency_seconds{quantile="0.99"}`],
+	latency := "n/a (old timestamps)"
+	if mode == "fleet" {
+		latency = fmt.Sprintf("%.3fs / %.3fs", metrics[`joules_output_latency_seconds{quantile="0.5"}`], metrics[`joules_output_latency_seconds{quantile="0.99"}`])
+	}
+	fmt.Printf("| %s | %s | %.0f | %.1f %% | %.0f | %.1f MiB | %s | %.0f | %d |\n", mode, load, float64(lines.Load())/elapsed.Seconds(),
+		100*cpu.Seconds()/elapsed.Seconds(), float64(lines.Load())/cpu.Seconds(), rss, latency,
 		metrics["joules_output_written_points_total"], failures.Load())
 	return nil
 }
