@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,7 +173,7 @@ func TestNodeSourceOnSharedFixture(t *testing.T) {
 		"port_rcv_data":  "node_infiniband_port_data_received_bytes_total",
 		"port_xmit_data": "node_infiniband_port_data_transmitted_bytes_total",
 	} {
-		words := readUintFile(t, filepath.Join(counters, file))
+		words := float64(testenv.ReadUint(t, filepath.Join(counters, file)))
 		got, ok := find(samples, metric, map[string]string{"device": "mlx4_0", "port": "1"})
 		if !ok || got != 4*words {
 			t.Errorf("%s{mlx4_0,1} = %v (present %v), want 4 × %v words = %v", metric, got, ok, words, 4*words)
@@ -182,11 +181,11 @@ func TestNodeSourceOnSharedFixture(t *testing.T) {
 	}
 
 	zone := filepath.Join(sys, "class/powercap/intel-rapl:0")
-	energy := readUintFile(t, filepath.Join(zone, "energy_uj"))
+	energy := float64(testenv.ReadUint(t, filepath.Join(zone, "energy_uj")))
 	if got, _ := find(samples, "node_rapl_package_joules_total", map[string]string{"path": zone, "index": "0"}); got != energy/1e6 {
 		t.Errorf("node_rapl_package_joules_total = %v, want %v", got, energy/1e6)
 	}
-	maxRange := readUintFile(t, filepath.Join(zone, "max_energy_range_uj"))
+	maxRange := float64(testenv.ReadUint(t, filepath.Join(zone, "max_energy_range_uj")))
 	if got, _ := find(samples, metricRAPLMaxRange, map[string]string{"path": zone, "index": "0"}); got != maxRange/1e6 {
 		t.Errorf("%s joined on node_exporter's labels = %v, want %v", metricRAPLMaxRange, got, maxRange/1e6)
 	}
@@ -198,17 +197,4 @@ func TestNodeSourceOnSharedFixture(t *testing.T) {
 			t.Errorf("collector %s success = %v (present %v), want 1", c, v, ok)
 		}
 	}
-}
-
-func readUintFile(t *testing.T, path string) float64 {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return float64(v)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -69,21 +68,11 @@ type agent struct {
 	done chan error
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startAgent runs the built agent on a free loopback port and waits until it
 // serves. It is stopped with SIGTERM when the test ends.
 func startAgent(t *testing.T, args ...string) *agent {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	a := &agent{url: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	a.cmd = exec.Command(agentBin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
@@ -245,7 +234,7 @@ func TestInfiniBandBytesAreFourTimesWords(t *testing.T) {
 		"port_rcv_data":  "node_infiniband_port_data_received_bytes_total",
 		"port_xmit_data": "node_infiniband_port_data_transmitted_bytes_total",
 	} {
-		words := readUint(t, filepath.Join(counters, file))
+		words := testenv.ReadUint(t, filepath.Join(counters, file))
 		got := metricValue(t, body, metric, `device="mlx4_0"`, `port="1"`)
 		if got != float64(4*words) {
 			t.Errorf("%s = %v, want 4 × %d = %d", metric, got, words, 4*words)
@@ -254,7 +243,7 @@ func TestInfiniBandBytesAreFourTimesWords(t *testing.T) {
 }
 
 func TestNoConfigServesThisMachinesNICCounters(t *testing.T) {
-	rxBefore := readUint(t, "/sys/class/net/lo/statistics/rx_bytes")
+	rxBefore := testenv.ReadUint(t, "/sys/class/net/lo/statistics/rx_bytes")
 	a := startAgent(t)
 	body := a.scrapeWhen(t, hasLine(`node_network_receive_bytes_total{device="lo"`))
 	got := metricValue(t, body, "node_network_receive_bytes_total", `device="lo"`)
@@ -356,7 +345,7 @@ func TestRealPrometheusScrapesAgent(t *testing.T) {
 	sys := fixtureSys(t)
 	a := startAgent(t, "--path.sysfs="+sys, "--config.file="+writeFile(t, "a.yml", "labels: {site: dc1, host: n1}\nsources: {node: {interval: 500ms}}\n"))
 
-	promAddr := freeAddr(t)
+	promAddr := testenv.FreeAddr(t)
 	dir := t.TempDir()
 	promCfg := writeFile(t, "prometheus.yml", fmt.Sprintf(`global: {scrape_interval: 1s, scrape_timeout: 1s}
 scrape_configs:
@@ -395,12 +384,12 @@ scrape_configs:
 		v, err := strconv.ParseFloat(s, 64)
 		return v, err == nil
 	}
-	words := readUint(t, filepath.Join(sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
+	words := testenv.ReadUint(t, filepath.Join(sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
 	checks := map[string]float64{
 		`up{job="joules"}`: 1,
 		`node_infiniband_port_data_received_bytes_total{device="mlx4_0",port="1",host="n1",site="dc1"}`: float64(4 * words),
 		`joules_source_up{source="node"}`:           1,
-		`node_rapl_package_joules_total{index="0"}`: float64(readUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6,
+		`node_rapl_package_joules_total{index="0"}`: float64(testenv.ReadUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6,
 	}
 	for q, want := range checks {
 		deadline := time.Now().Add(60 * time.Second)
@@ -443,19 +432,6 @@ func metricValue(t *testing.T, body, name string, matchers ...string) float64 {
 	}
 	t.Fatalf("no %s%v in exposition", name, matchers)
 	return 0
-}
-
-func readUint(t *testing.T, path string) uint64 {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
 
 func exitCode(err error) int {
@@ -559,7 +535,7 @@ func TestRedfishThroughSimulator(t *testing.T) {
 	dir := t.TempDir()
 	ca, endpoints := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "endpoints")
 	pass := writeFile(t, "pass", "demo-secret-9\n")
-	first := freeAddr(t)
+	first := testenv.FreeAddr(t)
 	sim := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints,
 		"--listen-address="+first, "--password-file="+pass,
 		"--bmc=rack1="+filepath.Join(shared, "redfish", "dmtf-public-rackmount1"),

@@ -167,8 +167,8 @@ func waitTotal(t *testing.T, db *testenv.InfluxDB, want int64, within time.Durat
 func TestAgentToInfluxDBExactValues(t *testing.T) {
 	p := newPipeline(t)
 	p.startAgent()
-	words := readUint(t, filepath.Join(p.sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
-	energy := readUint(t, filepath.Join(p.sys, "class/powercap/intel-rapl:0/energy_uj"))
+	words := testenv.ReadUint(t, filepath.Join(p.sys, "class/infiniband/mlx4_0/ports/1/counters/port_rcv_data"))
+	energy := testenv.ReadUint(t, filepath.Join(p.sys, "class/powercap/intel-rapl:0/energy_uj"))
 	checks := map[string]float64{
 		`r._measurement == "node_infiniband_port_data_received_bytes_total" and r.device == "mlx4_0" and r.port == "1" and r.host == "n1" and r.site == "dc1"`: float64(4 * words),
 		`r._measurement == "node_rapl_package_joules_total" and r.index == "0" and r.rack == "r1"`:                                                             float64(energy) / 1e6,
@@ -287,19 +287,6 @@ func scrapeValue(t *testing.T, url, prefix string) float64 {
 	return 0
 }
 
-func readUint(t *testing.T, path string) uint64 {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // TestAgentWritesStraightToInfluxDB uses exporters.influx instead of the aggregator.
 func TestAgentWritesStraightToInfluxDB(t *testing.T) {
 	db := testenv.StartInfluxDB(t)
@@ -315,7 +302,7 @@ exporters:
 	addr := testenv.FreeAddr(t)
 	agent := testenv.StartProcess(t, filepath.Join(binDir, "joules-agent"), "--config.file="+cfg, "--web.listen-address="+addr, "--path.sysfs="+sys, "--log.format=json")
 	agent.WaitHTTP("http://" + addr + "/healthz")
-	energy := float64(readUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6
+	energy := float64(testenv.ReadUint(t, filepath.Join(sys, "class/powercap/intel-rapl:0/energy_uj"))) / 1e6
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		rows := flux(t, db, fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r._measurement == "node_rapl_package_joules_total" and r.host == "direct") |> last()`, db.Bucket))

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -88,4 +89,18 @@ func AssertDocumented(t testing.TB, pattern *regexp.Regexp, files []string, min 
 	if len(seen) < min {
 		t.Errorf("found only %d metric names; the scan is broken", len(seen))
 	}
+}
+
+// ReadUint reads a file holding one unsigned integer, as sysfs counters do.
+func ReadUint(t testing.TB, path string) uint64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
 }
