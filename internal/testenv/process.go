@@ -16,7 +16,6 @@ type Process struct {
 	cmd  *exec.Cmd
 	logs syncBuffer
 	done chan error
-	err  error
 }
 
 type syncBuffer struct {
