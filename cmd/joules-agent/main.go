@@ -194,6 +194,25 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 	return sources, nil
 }
 
+// addWork registers the work counters, when any endpoint or textfile
+// directory is configured.
+func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) error {
+	w := cfg.Sources.Work
+	if len(w.Scrape) == 0 && w.TextfileDir == "" {
+		return nil
+	}
+	var targets []collector.WorkTarget
+	for _, t := range w.Scrape {
+		metrics := append([]collector.WorkMetric(nil), collector.WorkPresets[t.Preset.Value]...)
+		for _, m := range t.Metrics {
+			metrics = append(metrics, collector.WorkMetric{Name: m.Name, Unit: m.Unit, Kind: m.Kind})
+		}
+		targets = append(targets, collector.WorkTarget{Name: t.Name, URL: t.URL.Value, Metrics: metrics})
+	}
+	src := collector.NewWorkSource(targets, w.TextfileDir, w.Timeout.Duration, logger.With("collector", "work"))
+	return runner.Add(collector.Registration{Name: "work", Interval: w.Interval.Duration, Timeout: w.Timeout.Duration, Source: src})
+}
+
 // addWriters sets up the stream to the aggregator and the direct InfluxDB
 // writer, each fed by every fresh collection and reporting its own state as
 // a source.
@@ -261,6 +280,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		return err
 	}
 
+	if err := addWork(logger, runner, cfg); err != nil {
+		return err
+	}
 	writers, err := addWriters(logger, runner, cfg)
 	if err != nil {
 		return err

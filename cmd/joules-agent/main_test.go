@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -577,5 +578,32 @@ func TestRedfishThroughSimulator(t *testing.T) {
 	check.Stdin = strings.NewReader(body)
 	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestWorkCountersFromAnInferenceServer scrapes a vLLM-shaped endpoint and
+// a textfile directory.
+func TestWorkCountersFromAnInferenceServer(t *testing.T) {
+	vllm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{model_name=\"llama\"} 12345\n# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"llama\"} 678\n")
+	}))
+	defer vllm.Close()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "job.prom"), []byte("joules_work_total{unit=\"flop\",kind=\"training\"} 1e15\n"), 0o644)
+	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", fmt.Sprintf(`sources:
+  nvml: {enabled: false}
+  work:
+    scrape: [{url: %q, preset: vllm, name: chat}]
+    textfile_dir: %s
+`, vllm.URL+"/metrics", dir)))
+	body := a.scrapeWhen(t, hasLine("joules_work_total{"))
+	if v := metricValue(t, body, "joules_work_total", `kind="generation"`, `workload="chat"`, `unit="token"`, `model_name="llama"`); v != 12345 {
+		t.Errorf("generation tokens %v", v)
+	}
+	if v := metricValue(t, body, "joules_work_total", `unit="flop"`, `workload="job"`); v != 1e15 {
+		t.Errorf("textfile FLOP %v", v)
+	}
+	if v := metricValue(t, body, "joules_work_target_up", `workload="chat"`); v != 1 {
+		t.Error("target not up")
 	}
 }

@@ -28,7 +28,37 @@ type Sources struct {
 	Node    NodeSource      `yaml:"node"`
 	NVML    NVMLSource      `yaml:"nvml"`
 	Redfish []RedfishSource `yaml:"redfish"`
+	Work    WorkSource      `yaml:"work"`
 }
+
+// WorkSource configures the counters of useful work: local metrics
+// endpoints of inference or training servers, and a textfile directory.
+type WorkSource struct {
+	Interval    Duration     `yaml:"interval"`
+	Timeout     Duration     `yaml:"timeout"`
+	Scrape      []WorkTarget `yaml:"scrape"`
+	TextfileDir string       `yaml:"textfile_dir"` // *.prom files with joules_work_total{unit=…}
+}
+
+// WorkTarget is one endpoint: a preset (vllm, sglang, tgi, triton) or
+// explicit metrics, or both.
+type WorkTarget struct {
+	URL     String       `yaml:"url"`
+	Name    string       `yaml:"name"` // the workload label; default host:port
+	Preset  String       `yaml:"preset"`
+	Metrics []WorkMetric `yaml:"metrics"`
+}
+
+// WorkMetric is a counter (or a histogram's _sum or _count) of work.
+type WorkMetric struct {
+	Name string `yaml:"name"`
+	Unit string `yaml:"unit"` // token, flop, sample, inference, …
+	Kind string `yaml:"kind"` // generation, prompt, training, …
+}
+
+// WorkPresetNames are the presets the agent knows (kept in step with
+// collector.WorkPresets by a test).
+var WorkPresetNames = []string{"sglang", "tgi", "triton", "vllm"}
 
 // RedfishSource is one BMC or power-equipment meter.
 type RedfishSource struct {
@@ -185,6 +215,9 @@ var agentSections = map[string]string{
 	"NodeSource":         "sources.node",
 	"NVMLSource":         "sources.nvml",
 	"RedfishSource":      "a sources.redfish entry",
+	"WorkSource":         "sources.work",
+	"WorkTarget":         "a sources.work.scrape entry",
+	"WorkMetric":         "a sources.work.scrape metrics entry",
 	"Exporters":          "exporters",
 	"PrometheusExporter": "exporters.prometheus",
 	"Writer":             "exporters.stream or exporters.influx",
@@ -254,6 +287,12 @@ func LoadAgent(path, hostname string) (Agent, error) {
 			r.Role.Value = "host"
 		}
 	}
+	if w := &cfg.Sources.Work; w.Interval.Duration == 0 {
+		w.Interval.Duration = time.Second
+	}
+	if w := &cfg.Sources.Work; w.Timeout.Duration == 0 {
+		w.Timeout.Duration = w.Interval.Duration
+	}
 	cfg.Exporters.Stream.defaults("/var/lib/joules/spool/stream")
 	cfg.Exporters.Influx.defaults("/var/lib/joules/spool/influx")
 	if cfg.Labels["host"] == "" {
@@ -304,6 +343,27 @@ func (c Agent) Validate() error {
 		errs = append(errs, r.validate(bmcs))
 	}
 	errs = append(errs, c.Exporters.Stream.validate("exporters.stream", true), c.Exporters.Influx.validate("exporters.influx", false))
+	w := c.Sources.Work
+	if len(w.Scrape) > 0 || w.TextfileDir != "" {
+		errs = append(errs, positive("sources.work.interval", w.Interval), timeoutWithin("sources.work", w.Timeout, w.Interval))
+	}
+	for _, t := range w.Scrape {
+		at := lineOf(t.URL.Line)
+		if u, err := url.Parse(t.URL.Value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: sources.work.scrape: url %q must be an http(s) URL such as http://127.0.0.1:8000/metrics", at, t.URL.Value))
+		}
+		if t.Preset.Value != "" && !slices.Contains(WorkPresetNames, t.Preset.Value) {
+			errs = append(errs, fmt.Errorf("%s: sources.work.scrape: preset %q is not one of %s", lineOf(t.Preset.Line), t.Preset.Value, strings.Join(WorkPresetNames, ", ")))
+		}
+		if t.Preset.Value == "" && len(t.Metrics) == 0 {
+			errs = append(errs, fmt.Errorf("%s: sources.work.scrape %q: give a preset or metrics", at, t.URL.Value))
+		}
+		for _, m := range t.Metrics {
+			if m.Name == "" || m.Unit == "" {
+				errs = append(errs, fmt.Errorf("%s: sources.work.scrape %q: each metric needs a name and a unit", at, t.URL.Value))
+			}
+		}
+	}
 	if s, i := c.Exporters.Stream, c.Exporters.Influx; s.URL.Value != "" && i.URL.Value != "" && s.SpoolDir == i.SpoolDir {
 		errs = append(errs, fmt.Errorf("exporters.stream and exporters.influx share the spool_dir %s: give each its own", s.SpoolDir))
 	}
