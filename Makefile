@@ -12,7 +12,6 @@ LDFLAGS   := -s -w \
 STATICCHECK_VERSION := v0.8.2
 # go-nvml's cgo bindings include deprecated NVML calls; their warnings are noise.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
-DEMO_ADDR ?= 127.0.0.1:9560
 
 .PHONY: all build test test-short lint bench demo golden clean
 
@@ -44,11 +43,10 @@ bench: build
 golden: build
 	JOULES_UPDATE_GOLDEN=1 $(GO) test -count=1 -run Golden ./...
 
-# Today the pipeline is the agent alone: it serves this machine's real
-# counters on http://$(DEMO_ADDR)/metrics until Ctrl-C.
+# The whole pipeline on this machine (InfluxDB, aggregator, simulated BMCs
+# and PDU, an agent with eight simulated H200s) until Ctrl-C.
 demo: build
-	@echo "joules-agent: metrics on http://$(DEMO_ADDR)/metrics (Ctrl-C stops it)"
-	$(BIN)/joules-agent --config.file packaging/config/agent.yml --web.listen-address $(DEMO_ADDR)
+	scripts/demo.sh
 
 clean:
 	rm -rf $(BIN) dist
