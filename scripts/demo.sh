@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin
+[ -x "$BIN/joules-agent" ] && [ -x "$BIN/joules-aggregator" ] && [ -x "$BIN/joules" ] || { echo "demo: run 'make build' first (make demo does)"; exit 1; }
 STATE=${DEMO_DIR:-$(mktemp -d -t joules-demo.XXXXXX)}
 SHARED=${JOULES_TESTDATA:-../shared/testdata}
 mkdir -p "$STATE"
@@ -65,7 +66,10 @@ if [ -d "$SHARED/redfish" ]; then
 		--bmc "rack1-bmc=$SHARED/redfish/dmtf-public-rackmount1" \
 		--bmc "giga-bmc=$SHARED/redfish/gigabyte-h262-z63" \
 		--bmc "pdu-a=$SHARED/redfish/dmtf-public-pdu" >"$STATE/sim.log" 2>&1 & pids+=($!)
-	for _ in $(seq 50); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
+	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
+	[ -s "$STATE/bmcs" ] || { echo "demo: the Redfish simulator did not start:"; cat "$STATE/sim.log"; exit 1; }
+else
+	echo "demo: no shared Redfish mockups at $SHARED/redfish: running without BMCs"
 fi
 
 {
@@ -86,6 +90,7 @@ fi
 "$BIN/joules-agent" --config.file "$STATE/agent.yml" --web.listen-address 127.0.0.1:9560 >"$STATE/agent.log" 2>&1 & pids+=($!)
 
 for _ in $(seq 100); do curl -sf http://127.0.0.1:9560/healthz >/dev/null && break; sleep 0.2; done
+curl -sf http://127.0.0.1:9560/healthz >/dev/null || { echo "demo: the agent did not start:"; cat "$STATE/agent.log"; exit 1; }
 cat <<MSG
 
 joules demo — everything below is SIMULATED (GPUs and BMCs; samples say simulated="true" where they are):
