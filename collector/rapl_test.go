@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,5 +173,33 @@ func TestRAPLNoPowercapIsQuiet(t *testing.T) {
 	samples := NewRAPL(slog.New(slog.NewTextHandler(&logs, nil)), t.TempDir()).Read(time.Now())
 	if len(samples) != 0 || logs.String() != "" {
 		t.Errorf("host without powercap: samples %v, log %q; want none", samples, logs.String())
+	}
+}
+
+// TestRAPLWrapCanBeUnwrappedFromTheRange shows the contract the range
+// serves: node_exporter passes energy_uj through, so across a wrap its
+// counter drops; with the range the agent exports, the energy used across
+// the wrap is exact.
+func TestRAPLWrapCanBeUnwrappedFromTheRange(t *testing.T) {
+	const maxUJ = 262143328850
+	root := writeTree(t, map[string]string{
+		"class/powercap/intel-rapl:0/name":                "package-0\n",
+		"class/powercap/intel-rapl:0/energy_uj":           fmt.Sprintf("%d\n", maxUJ-1_000_000),
+		"class/powercap/intel-rapl:0/max_energy_range_uj": fmt.Sprintf("%d\n", maxUJ),
+	})
+	r := NewRAPL(discardLogger(), root)
+	before := raplValues(r.Read(time.Now()), metricRAPLMaxRange)["package-0"]
+	readBefore := float64(maxUJ-1_000_000) / 1e6
+	if err := os.WriteFile(filepath.Join(root, "class/powercap/intel-rapl:0/energy_uj"), []byte("2500000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := raplValues(r.Read(time.Now()), metricRAPLMaxRange)["package-0"]
+	readAfter := 2.5
+	if before != after || after != float64(maxUJ)/1e6 {
+		t.Fatalf("range %v then %v, want %v both times", before, after, float64(maxUJ)/1e6)
+	}
+	used := readAfter + after - readBefore // the counter wrapped once
+	if math.Abs(used-3.5) > 1e-6 {
+		t.Errorf("energy across the wrap = %v J, want 3.5 J (1 J to the wrap, 2.5 J after)", used)
 	}
 }
