@@ -43,6 +43,7 @@ type Output struct {
 	write  api.WriteAPIBlocking
 
 	commits chan commit
+	beat    atomic.Int64 // unix nanoseconds of the commit loop's last turn
 
 	Written, Retries, DeadLettered, SpoolDropped atomic.Int64
 	// Latency is, per accepted request, the time from its oldest sample to
@@ -143,10 +144,15 @@ func (o *Output) Run(ctx context.Context) {
 		defer wg.Done()
 		o.send(sendCtx)
 	}()
+	heartbeat := time.NewTicker(time.Second)
+	defer heartbeat.Stop()
 	for {
+		o.beat.Store(time.Now().UnixNano())
 		select {
 		case c := <-o.commits:
 			o.commitGroup(c)
+			continue
+		case <-heartbeat.C:
 			continue
 		case <-ctx.Done():
 		}
@@ -331,6 +337,12 @@ func (o *Output) deadLetter(lines []byte, reason error) {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "# %s %s\n%s", time.Now().UTC().Format(time.RFC3339), reason, lines)
+}
+
+// Alive reports whether the commit loop turned in the last 30 s: requests
+// wait on it, so a stuck loop means a stuck aggregator.
+func (o *Output) Alive() bool {
+	return time.Since(time.Unix(0, o.beat.Load())) < 30*time.Second
 }
 
 // SpoolStats is the output spool's state.

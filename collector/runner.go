@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,8 @@ type Runner struct {
 }
 
 type sourceState struct {
-	reg Registration
+	reg  Registration
+	tick atomic.Int64 // unix nanoseconds of the loop's last turn
 
 	mu          sync.Mutex
 	samples     []Sample // immutable once published
@@ -118,6 +120,7 @@ func (r *Runner) loop(ctx context.Context, s *sourceState) {
 		failing      bool
 	)
 	for {
+		s.tick.Store(r.now().UnixNano())
 		if pending != nil {
 			select {
 			case <-pending:
@@ -251,6 +254,20 @@ func hasLabel(ls []Label, name string) bool {
 		}
 	}
 	return false
+}
+
+// Alive reports whether every source's loop has turned within three of its
+// intervals (at least 30 s): a loop whose source hangs still turns, so only a
+// runner that stopped working fails it. The systemd watchdog asks it.
+func (r *Runner) Alive() bool {
+	now := r.now()
+	for _, s := range r.sources {
+		limit := max(3*s.reg.Interval, 30*time.Second)
+		if last := s.tick.Load(); last != 0 && now.Sub(time.Unix(0, last)) > limit {
+			return false
+		}
+	}
+	return true
 }
 
 // Self-metric names, exported for every registered source.

@@ -29,6 +29,7 @@ import (
 	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/internal/service"
 	"github.com/joules-energy/joules/nvml"
 	"github.com/joules-energy/joules/redfish"
 )
@@ -331,7 +332,16 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(server, webFlags, logger) }()
+	if err := service.Serve(server, webFlags, logger, serveErr); err != nil {
+		cancelRunner()
+		<-runnerDone
+		cancelWriters()
+		writersDone.Wait()
+		return err
+	}
+	watchCtx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	go service.Watchdog(watchCtx, logger, func(context.Context) bool { return runner.Alive() })
 
 	select {
 	case <-ctx.Done():
@@ -339,6 +349,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	case err = <-serveErr:
 		err = fmt.Errorf("web server: %w", err)
 	}
+	service.Stopping()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {

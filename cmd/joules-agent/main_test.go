@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -606,4 +607,52 @@ func TestWorkCountersFromAnInferenceServer(t *testing.T) {
 	if v := metricValue(t, body, "joules_work_target_up", `workload="chat"`); v != 1 {
 		t.Error("target not up")
 	}
+}
+
+// TestSystemdNotify runs the agent as systemd would with Type=notify and
+// WatchdogSec: it says READY=1 once it serves, pings the watchdog, and says
+// STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	addr := testenv.FreeAddr(t)
+	cmd := exec.Command(agentBin, "--web.listen-address="+addr, "--config.file="+writeFile(t, "a.yml", "sources: {nvml: {enabled: false}}\n"))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	got := map[string]int{}
+	buf := make([]byte, 256)
+	deadline := time.Now().Add(10 * time.Second)
+	for got["WATCHDOG=1"] < 2 && time.Now().Before(deadline) {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			continue
+		}
+		got[strings.TrimSpace(string(buf[:n]))]++
+	}
+	if got["READY=1"] != 1 || got["WATCHDOG=1"] < 2 {
+		t.Fatalf("notifications %v, want READY=1 once and watchdog pings", got)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("READY=1 was sent but the agent does not serve: %v", err)
+	}
+	resp.Body.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := conn.Read(buf)
+		if err == nil && strings.TrimSpace(string(buf[:n])) == "STOPPING=1" {
+			cmd.Wait()
+			return
+		}
+	}
+	t.Error("no STOPPING=1 after SIGTERM")
 }

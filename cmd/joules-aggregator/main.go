@@ -26,6 +26,7 @@ import (
 	"github.com/joules-energy/joules/aggregator"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/internal/service"
 )
 
 func main() {
@@ -126,7 +127,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(server, webFlags, logger) }()
+	if err := service.Serve(server, webFlags, logger, serveErr); err != nil {
+		cancelOut()
+		<-outDone
+		return err
+	}
+	watchCtx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	go service.Watchdog(watchCtx, logger, func(context.Context) bool { return out.Alive() })
 	logger.Info("joules-aggregator started", "version", version.Info(), "influx", cfg.Influx.URL.Value, "bucket", cfg.Influx.Bucket)
 
 	select {
@@ -135,6 +143,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	case err = <-serveErr:
 		err = fmt.Errorf("web server: %w", err)
 	}
+	service.Stopping()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
