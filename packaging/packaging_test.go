@@ -3,8 +3,10 @@
 package packaging
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -73,6 +75,50 @@ func TestSystemdUnits(t *testing.T) {
 	for _, want := range []string{"DeviceAllow=/dev/nvidiactl", "AmbientCapabilities=CAP_DAC_READ_SEARCH"} {
 		if !strings.Contains(string(agent), want) {
 			t.Errorf("agent unit lacks %s (NVML devices, RAPL)", want)
+		}
+	}
+}
+
+// TestDashboardsUseKnownMetrics checks every expression of every dashboard:
+// each joules_ name is a documented metric or a recording rule of rules.yml.
+func TestDashboardsUseKnownMetrics(t *testing.T) {
+	doc, _ := os.ReadFile("../docs/METRICS.md")
+	rules, _ := os.ReadFile("prometheus/rules.yml")
+	files, _ := filepath.Glob("grafana/dashboards/*.json")
+	if len(files) == 0 {
+		t.Fatal("no dashboards")
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dash struct {
+			Panels []struct {
+				Title   string
+				Targets []struct{ Expr string }
+			}
+		}
+		if err := json.Unmarshal(raw, &dash); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		names := 0
+		for _, p := range dash.Panels {
+			for _, target := range p.Targets {
+				for _, name := range regexp.MustCompile(`[a-z_]*:?joules_[a-z_:]+[a-z0-9]`).FindAllString(target.Expr, -1) {
+					names++
+					if strings.Contains(name, ":") {
+						if !strings.Contains(string(rules), "record: "+name) {
+							t.Errorf("%s, panel %q: %s is no recording rule of rules.yml", f, p.Title, name)
+						}
+					} else if !strings.Contains(string(doc), "`"+name+"`") {
+						t.Errorf("%s, panel %q: %s is not in docs/METRICS.md", f, p.Title, name)
+					}
+				}
+			}
+		}
+		if names < 10 {
+			t.Errorf("%s: only %d metric names found; the scan is broken", f, names)
 		}
 	}
 }
