@@ -13,7 +13,12 @@ STATICCHECK_VERSION := v0.8.2
 # go-nvml's cgo bindings include deprecated NVML calls; their warnings are noise.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build test test-short lint bench demo golden clean
+NFPM_VERSION := v2.45.2
+# Package versions must start with a digit: the tag, or 0.1.0+git<commit> before the first tag.
+PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
+ARCH ?= amd64
+
+.PHONY: all build test test-short lint bench demo golden package clean
 
 all: build
 
@@ -47,6 +52,13 @@ golden: build
 # and PDU, an agent with eight simulated H200s) until Ctrl-C.
 demo: build
 	scripts/demo.sh
+
+# deb and rpm into dist/ (nfpm is installed with go install if missing).
+package: build
+	@command -v nfpm >/dev/null 2>&1 || $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	rm -rf dist && mkdir -p dist
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" VERSION="$(PKG_VERSION)" ARCH=$(ARCH) nfpm package --config packaging/nfpm.yaml --packager deb --target dist/
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" VERSION="$(PKG_VERSION)" ARCH=$(ARCH) nfpm package --config packaging/nfpm.yaml --packager rpm --target dist/
 
 clean:
 	rm -rf $(BIN) dist

@@ -122,3 +122,67 @@ func TestDashboardsUseKnownMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestDebPackage checks the .deb that `make package` builds (.ci/run runs it
+// before the tests): metadata, contents, conffiles, and an install into a
+// throwaway root whose agent checks the shipped configuration.
+func TestDebPackage(t *testing.T) {
+	debs, _ := filepath.Glob("../dist/joules_*.deb")
+	rpms, _ := filepath.Glob("../dist/joules-*.rpm")
+	if len(debs) != 1 || len(rpms) != 1 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("dist/ holds %d .deb and %d .rpm; .ci/run must run make package before make test", len(debs), len(rpms))
+		}
+		t.Skip("no package in dist/: run make package")
+	}
+	deb := debs[0]
+	fields, err := exec.Command("dpkg-deb", "-f", deb, "Package", "Architecture", "Version", "Maintainer").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Package: joules", "Architecture: amd64", "Version: ", "Maintainer: "} {
+		if !strings.Contains(string(fields), want) {
+			t.Errorf("metadata lacks %q:\n%s", want, fields)
+		}
+	}
+	contents, err := exec.Command("dpkg-deb", "--contents", deb).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"./usr/bin/joules-agent", "./usr/bin/joules-aggregator", "./usr/bin/joules", "./lib/systemd/system/joules-agent.service",
+		"./lib/systemd/system/joules-aggregator.service", "./etc/joules/agent.yml", "./etc/joules/aggregator.yml",
+		"./usr/share/joules/prometheus/rules.yml", "./usr/share/joules/grafana/dashboards/joules-overview.json"} {
+		if !strings.Contains(string(contents), want) {
+			t.Errorf("package lacks %s", want)
+		}
+	}
+	ctl := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-e", deb, ctl).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	conffiles, _ := os.ReadFile(filepath.Join(ctl, "conffiles"))
+	if !strings.Contains(string(conffiles), "/etc/joules/agent.yml") || !strings.Contains(string(conffiles), "/etc/joules/aggregator.yml") {
+		t.Errorf("configs are not conffiles: %q", conffiles)
+	}
+	postinst, _ := os.ReadFile(filepath.Join(ctl, "postinst"))
+	if strings.Contains(string(postinst), "enable --now") && !strings.Contains(string(postinst), "then: systemctl enable") {
+		t.Error("postinst starts services; nothing unconfigured may start")
+	}
+
+	root := t.TempDir()
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
+	install := exec.Command("dpkg", "--root="+root, "--force-not-root", "--force-script-chrootless", "--force-depends", "-i", deb)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i into a throwaway root: %v\n%s", err, out)
+	}
+	check := exec.Command(filepath.Join(root, "usr/bin/joules-agent"), "--config.check", "--config.file", filepath.Join(root, "etc/joules/agent.yml"))
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "effective configuration") {
+		t.Errorf("installed agent on the shipped config: %v\n%s", err, out)
+	}
+	if info, err := os.Stat(rpms[0]); err != nil || info.Size() < 1<<20 {
+		t.Errorf("rpm missing or too small: %v", err)
+	}
+}
