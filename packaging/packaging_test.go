@@ -65,13 +65,23 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "ProtectSystem=strict", "PrivateTmp=yes",
-			"NoNewPrivileges=yes", "CapabilityBoundingSet=", "StateDirectory=joules", "LoadCredential=", "User=joules", "ExecStart=/usr/bin/"} {
+			"NoNewPrivileges=yes", "CapabilityBoundingSet=", "StateDirectory=joules", "User=joules", "ExecStart=/usr/bin/"} {
 			if !strings.Contains(string(raw), "\n"+want) {
 				t.Errorf("%s lacks %s", unit, want)
 			}
 		}
 	}
 	agent, _ := os.ReadFile("systemd/joules-agent.service")
+	aggregator, _ := os.ReadFile("systemd/joules-aggregator.service")
+	// The aggregator cannot run without tokens; the agent's secrets depend on
+	// its configuration, so its credential lines are documented, commented
+	// out: a missing credential file would stop the unit from starting.
+	if !strings.Contains(string(aggregator), "\nLoadCredential=tokens:") {
+		t.Error("aggregator unit does not load the writers' tokens as a credential")
+	}
+	if !strings.Contains(string(agent), "\n#LoadCredential=bmc.pass:") || strings.Contains(string(agent), "\nLoadCredential=") {
+		t.Error("agent unit must document its credentials without requiring files a fresh install lacks")
+	}
 	for _, want := range []string{"DeviceAllow=/dev/nvidiactl", "AmbientCapabilities=CAP_DAC_READ_SEARCH"} {
 		if !strings.Contains(string(agent), want) {
 			t.Errorf("agent unit lacks %s (NVML devices, RAPL)", want)
