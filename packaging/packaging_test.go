@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -194,5 +195,47 @@ func TestDebPackage(t *testing.T) {
 	}
 	if info, err := os.Stat(rpms[0]); err != nil || info.Size() < 1<<20 {
 		t.Errorf("rpm missing or too small: %v", err)
+	}
+}
+
+// TestSystemdAnalyze verifies the units with systemd's own checker and
+// holds their exposure score (systemd-analyze security) at "OK" or better.
+func TestSystemdAnalyze(t *testing.T) {
+	analyze := testenv.Tool(t, "systemd-analyze", "apt-get install -y systemd")
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"joules-agent", "joules-aggregator"} {
+		raw, err := os.ReadFile("systemd/" + name + ".service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The binaries are not installed here: point ExecStart at a stand-in.
+		bin := filepath.Join(dir, name)
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		unit := filepath.Join(dir, name+".service")
+		if err := os.WriteFile(unit, []byte(strings.ReplaceAll(string(raw), "/usr/bin/"+name, bin)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, unit)
+	}
+	verify := exec.Command(analyze, append([]string{"verify"}, units...)...)
+	verify.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
+	if out, err := verify.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, unit := range units {
+		out, err := exec.Command(analyze, "security", "--offline=true", unit).CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemd-analyze security %s: %v\n%s", unit, err, out)
+		}
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("no exposure level in:\n%s", out)
+		}
+		if level, _ := strconv.ParseFloat(string(m[1]), 64); level > 3.0 {
+			t.Errorf("%s: exposure %v, want at most 3.0 (OK)", filepath.Base(unit), level)
+		}
 	}
 }
