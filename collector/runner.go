@@ -35,8 +35,9 @@ type Runner struct {
 }
 
 type sourceState struct {
-	reg  Registration
-	tick atomic.Int64 // unix nanoseconds of the loop's last turn
+	reg        Registration
+	selfLabels []Label      // source, target and topology, for the self-metrics
+	tick       atomic.Int64 // unix nanoseconds of the loop's last turn
 
 	mu          sync.Mutex
 	samples     []Sample // immutable once published
@@ -85,7 +86,9 @@ func (r *Runner) Add(reg Registration) error {
 			return fmt.Errorf("source %q target %q registered twice", reg.Name, reg.Target)
 		}
 	}
-	r.sources = append(r.sources, &sourceState{reg: reg})
+	// The self-metrics' labels never change: merge them with the topology once.
+	self := r.withTopology([]Sample{{Labels: []Label{{"source", reg.Name}, {"target", reg.Target}}}})[0].Labels
+	r.sources = append(r.sources, &sourceState{reg: reg, selfLabels: self})
 	return nil
 }
 
@@ -292,7 +295,7 @@ func (r *Runner) Snapshot() []Sample {
 		if !ran {
 			continue
 		}
-		labels := r.withTopologyLabels([]Label{{"source", s.reg.Name}, {"target", s.reg.Target}})
+		labels := s.selfLabels
 		out = append(out,
 			Sample{Name: MetricSourceUp, Help: "Whether the last collection of the source succeeded (1) or not (0).",
 				Kind: Gauge, Value: boolValue(up), Labels: labels, Time: now},
@@ -307,10 +310,6 @@ func (r *Runner) Snapshot() []Sample {
 		}
 	}
 	return out
-}
-
-func (r *Runner) withTopologyLabels(ls []Label) []Label {
-	return r.withTopology([]Sample{{Labels: ls}})[0].Labels
 }
 
 func boolValue(b bool) float64 {

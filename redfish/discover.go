@@ -201,35 +201,23 @@ func markHosts(all []*chassis) {
 	}
 }
 
-// membersWithMetrics lists a PSU collection: each PSU's label and the path
-// of its Metrics resource (PowerSupplyMetrics).
+// membersWithMetrics lists a PSU collection: each PSU's label (its Name
+// first) and the path of its Metrics resource (PowerSupplyMetrics).
 func membersWithMetrics(ctx context.Context, c *conn, path string) ([]named, error) {
-	if path == "" {
-		return nil, nil
-	}
-	var members collection
-	if err := c.getJSON(ctx, path, &members); err != nil {
-		return nil, err
-	}
-	seen := labels{}
-	var out []named
-	for _, m := range members.Members {
-		var psu struct {
-			ID      string `json:"Id"`
-			Name    string
-			Metrics link
-		}
-		if err := c.getJSON(ctx, m.ID, &psu); err != nil {
-			return nil, err
-		}
-		out = append(out, named{label: seen.unique(firstNonEmpty(psu.Name, psu.ID, m.ID)), path: psu.Metrics.ID})
-	}
-	return out, nil
+	return listMembers(ctx, c, path, true)
 }
 
 // namedMembers lists a collection's members with unique labels, read from
-// each member's Name or Id.
+// each member's Id first, then Name.
 func namedMembers(ctx context.Context, c *conn, path string) ([]named, error) {
+	return listMembers(ctx, c, path, false)
+}
+
+// listMembers reads a collection and each member once. With metrics, a
+// member's path is its Metrics link and its label prefers the Name (PSU
+// names are what people read on the chassis); otherwise the member's own path
+// and its Id.
+func listMembers(ctx context.Context, c *conn, path string, metrics bool) ([]named, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -241,13 +229,18 @@ func namedMembers(ctx context.Context, c *conn, path string) ([]named, error) {
 	out := make([]named, 0, len(members.Members))
 	for _, m := range members.Members {
 		var doc struct {
-			ID   string `json:"Id"`
-			Name string
+			ID      string `json:"Id"`
+			Name    string
+			Metrics link
 		}
 		if err := c.getJSON(ctx, m.ID, &doc); err != nil {
 			return nil, err
 		}
-		out = append(out, named{label: seen.unique(firstNonEmpty(doc.ID, doc.Name, m.ID)), path: m.ID})
+		label, memberPath := firstNonEmpty(doc.ID, doc.Name, m.ID), m.ID
+		if metrics {
+			label, memberPath = firstNonEmpty(doc.Name, doc.ID, m.ID), doc.Metrics.ID
+		}
+		out = append(out, named{label: seen.unique(label), path: memberPath})
 	}
 	return out, nil
 }

@@ -78,23 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = checkNVML(*configFile, cfg)
 	}
-	if err == nil && *webFlags.WebConfigFile != "" {
-		if werr := web.Validate(*webFlags.WebConfigFile); werr != nil {
-			err = fmt.Errorf("%s: %w", *webFlags.WebConfigFile, werr)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "joules-agent: invalid configuration:\n%v\n", err)
-		return 1
-	}
-	if *configCheck {
-		out, err := cfg.Effective()
-		if err != nil {
-			fmt.Fprintf(stderr, "joules-agent: render configuration: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "# effective configuration (defaults filled in)\n%s", out)
-		return 0
+	if code, done := config.Report(stdout, stderr, "joules-agent", *webFlags.WebConfigFile, err, *configCheck, cfg.Effective); done {
+		return code
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -105,11 +105,8 @@ func Open(dir string, opts Options) (*Spool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("spool %s: read batch %d: %w", dir, i, err)
 		}
-		info := entryInfo{size: int64(len(raw))}
-		if len(raw) >= headerSize {
-			info.points = int(binary.BigEndian.Uint32(raw[4:8]))
-			info.created = time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16])))
-		}
+		b, _ := decode(i, raw)
+		info := entryInfo{size: int64(len(raw)), points: b.Points, created: b.Created}
 		s.sizes[i] = info
 		s.bytes += info.size
 		s.points += info.points
@@ -205,13 +202,8 @@ func (s *Spool) Peek() (Batch, bool, error) {
 		if err != nil {
 			return Batch{}, false, fmt.Errorf("spool read: %w", err)
 		}
-		if len(raw) >= headerSize && crc32.ChecksumIEEE(raw[headerSize:]) == binary.BigEndian.Uint32(raw[0:4]) {
-			return Batch{
-				Index:   s.first,
-				Points:  int(binary.BigEndian.Uint32(raw[4:8])),
-				Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))),
-				Data:    raw[headerSize:],
-			}, true, nil
+		if b, ok := decode(s.first, raw); ok {
+			return b, true, nil
 		}
 		s.corrupt++
 		if err := s.truncate(s.first + 1); err != nil {
@@ -238,7 +230,8 @@ func (s *Spool) PeekMany(maxBytes int) ([]Batch, error) {
 		if err != nil {
 			return out, fmt.Errorf("spool read: %w", err)
 		}
-		if len(raw) < headerSize || crc32.ChecksumIEEE(raw[headerSize:]) != binary.BigEndian.Uint32(raw[0:4]) {
+		b, ok := decode(index, raw)
+		if !ok {
 			if len(out) > 0 {
 				return out, nil // Peek skips it once the batches before it are acknowledged
 			}
@@ -250,12 +243,11 @@ func (s *Spool) PeekMany(maxBytes int) ([]Batch, error) {
 			size += len(b.Data)
 			continue
 		}
-		if len(out) > 0 && size+len(raw)-headerSize > maxBytes {
+		if len(out) > 0 && size+len(b.Data) > maxBytes {
 			return out, nil
 		}
-		out = append(out, Batch{Index: index, Points: int(binary.BigEndian.Uint32(raw[4:8])),
-			Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))), Data: raw[headerSize:]})
-		size += len(raw) - headerSize
+		out = append(out, b)
+		size += len(b.Data)
 	}
 }
 
@@ -281,6 +273,21 @@ func (s *Spool) truncate(index uint64) error {
 	}
 	s.first = index
 	return nil
+}
+
+// decode reads a spooled entry: its header, and whether the payload's
+// checksum holds. A header too short to read gives a zero batch.
+func decode(index uint64, raw []byte) (Batch, bool) {
+	if len(raw) < headerSize {
+		return Batch{Index: index}, false
+	}
+	b := Batch{
+		Index:   index,
+		Points:  int(binary.BigEndian.Uint32(raw[4:8])),
+		Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))),
+		Data:    raw[headerSize:],
+	}
+	return b, crc32.ChecksumIEEE(b.Data) == binary.BigEndian.Uint32(raw[0:4])
 }
 
 // Stats describes the spool now.
