@@ -40,6 +40,14 @@ type Options struct {
 	NominalWatts float64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Scale multiplies every power, current and energy reading the mockup
+	// holds (default 1): one mockup can then stand for a meter that carries
+	// more, such as a facility meter upstream of the PDU it was taken from.
+	Scale float64
+	// LoadOf names the BMC whose load this one follows (default its own
+	// name): BMCs with the same LoadOf move together, as a facility meter
+	// follows the IT load it feeds.
+	LoadOf string
 }
 
 // BMC is one simulated Redfish service.
@@ -71,8 +79,14 @@ func New(name, dir string, opts Options) (*BMC, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Scale <= 0 {
+		opts.Scale = 1
+	}
+	if opts.LoadOf == "" {
+		opts.LoadOf = name
+	}
 	h := fnv.New64a()
-	h.Write([]byte(name))
+	h.Write([]byte(opts.LoadOf))
 	return &BMC{
 		Name: name, root: dir, opts: opts,
 		start:    opts.Now(),
@@ -277,10 +291,20 @@ var powerFields = map[string]bool{
 // Excerpts ({"Reading": …}) of power, scaled by the load factor.
 var powerExcerpts = map[string]bool{"PowerWatts": true, "InputPowerWatts": true, "OutputPowerWatts": true}
 
+// Numbers only Options.Scale changes: currents, each phase of a polyphase
+// power reading, and the apparent and reactive power beside a power reading.
+var (
+	currentExcerpts  = map[string]bool{"CurrentAmps": true, "InputCurrentAmps": true, "OutputCurrentAmps": true}
+	apparentReactive = map[string]bool{"ApparentVA": true, "ReactiveVAR": true, "ApparentkVAh": true, "ReactivekVARh": true}
+	// phaseKey is the key a polyphase reading's phases ({"Line1": {"Reading": …}}) are walked under.
+	phaseKey = map[string]string{"PolyPhasePowerWatts": "phase power", "PolyPhaseCurrentAmps": "CurrentAmps"}
+)
+
 // animate returns a copy of doc with readings moved to time t.
 func (b *BMC) animate(doc any, t time.Time, dropped map[string]bool) any {
 	f := b.LoadFactor(t)
 	integral := b.loadIntegral(t)
+	scale := b.opts.Scale
 	// Energy in a document follows the document's own power where it has one.
 	nominal := b.opts.NominalWatts
 	if m, ok := doc.(map[string]any); ok {
@@ -300,16 +324,22 @@ func (b *BMC) animate(doc any, t time.Time, dropped map[string]bool) any {
 				if dropped[k] {
 					continue
 				}
+				if pk, ok := phaseKey[key]; ok {
+					out[k] = walk(pk, c)
+					continue
+				}
 				out[k] = walk(k, c)
 			}
 			if r, ok := out["Reading"].(float64); ok {
 				switch {
 				case powerExcerpts[key] || readingType == "Power":
-					out["Reading"] = round(r * f)
+					out["Reading"] = round(r * f * scale)
 				case key == "EnergyJoules" || readingType == "EnergyJoules":
-					out["Reading"] = round(r + nominal*integral)
+					out["Reading"] = round((r + nominal*integral) * scale)
 				case key == "EnergykWh" || readingType == "EnergykWh":
-					out["Reading"] = r + nominal*integral/3.6e6
+					out["Reading"] = (r + nominal*integral/3.6e6) * scale
+				case scale != 1 && (key == "phase power" || currentExcerpts[key] || readingType == "Current"):
+					out["Reading"] = round(r * scale)
 				case readingType == "Temperature":
 					out["Reading"] = round(r + 3*math.Sin(2*math.Pi*t.Sub(b.start).Seconds()/60+b.phase))
 				}
@@ -324,7 +354,9 @@ func (b *BMC) animate(doc any, t time.Time, dropped map[string]bool) any {
 		case float64:
 			switch {
 			case powerFields[key]:
-				return round(x * f)
+				return round(x * f * scale)
+			case scale != 1 && apparentReactive[key]:
+				return round(x * scale)
 			case key == "ReadingCelsius":
 				return round(x + 3*math.Sin(2*math.Pi*t.Sub(b.start).Seconds()/60+b.phase))
 			}

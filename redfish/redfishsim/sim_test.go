@@ -2,6 +2,7 @@ package redfishsim
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,4 +129,88 @@ func TestFaults(t *testing.T) {
 	if code, _ := get(t, srv, "/redfish/v1/", false); code != http.StatusOK {
 		t.Errorf("healed BMC: %d", code)
 	}
+}
+
+// A scaled BMC serves the mockup's power, current and energy multiplied by
+// its factor; following another BMC's load, it moves in step with it.
+func TestScale(t *testing.T) {
+	dir := t.TempDir()
+	write := func(p, body string) {
+		f := filepath.Join(dir, p, "index.json")
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("", `{"@odata.id": "/redfish/v1/"}`)
+	write("Metrics", `{"PowerWatts": {"Reading": 6438, "ApparentVA": 6300}, "EnergykWh": {"Reading": 56438}, "TemperatureCelsius": {"Reading": 31}}`)
+	write("Circuit", `{"CurrentAmps": {"Reading": 5.19}, "Voltage": {"Reading": 118.2},
+		"PolyPhaseCurrentAmps": {"Line1": {"Reading": 8.02}}, "PolyPhasePowerWatts": {"Line1ToNeutral": {"Reading": 198.4, "ApparentVA": 200, "PowerFactor": 0.99}}}`)
+	write("Sensor", `{"ReadingType": "Current", "Reading": 2.74}`)
+
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	const factor = 1.35
+	pdu, _ := New("pdu-a", dir, Options{Username: "u", Password: "p", Now: clock})
+	facility, _ := New("facility", dir, Options{Username: "u", Password: "p", Now: clock, Scale: factor, LoadOf: "pdu-a"})
+	alone, _ := New("facility", dir, Options{Username: "u", Password: "p", Now: clock, Scale: factor})
+	servers := map[string]*httptest.Server{}
+	for name, b := range map[string]*BMC{"pdu": pdu, "facility": facility, "alone": alone} {
+		servers[name] = httptest.NewServer(b)
+		defer servers[name].Close()
+	}
+	at := func(m map[string]any, keys ...string) float64 {
+		var v any = m
+		for _, k := range keys {
+			v = v.(map[string]any)[k]
+		}
+		return v.(float64)
+	}
+	near := func(what string, got, want, tol float64) {
+		t.Helper()
+		if math.Abs(got-want) > tol {
+			t.Errorf("%s: %v, want %v (±%v)", what, got, want, tol)
+		}
+	}
+
+	// Alone, the scaled power stays within the load model's range (0.5..1)
+	// of factor × the mockup's value.
+	for range 12 {
+		_, m := get(t, servers["alone"], "/redfish/v1/Metrics", true)
+		if p := at(m, "PowerWatts", "Reading"); p < 0.5*factor*6438-0.01 || p > factor*6438+0.01 {
+			t.Errorf("scaled power %v W outside [%v, %v]", p, 0.5*factor*6438, factor*6438)
+		}
+		now = now.Add(10 * time.Second)
+	}
+
+	// Following the PDU's load, every electrical reading is factor × the PDU's.
+	for range 12 {
+		_, pm := get(t, servers["pdu"], "/redfish/v1/Metrics", true)
+		_, fm := get(t, servers["facility"], "/redfish/v1/Metrics", true)
+		near("power", at(fm, "PowerWatts", "Reading"), factor*at(pm, "PowerWatts", "Reading"), 0.02)
+		near("apparent power", at(fm, "PowerWatts", "ApparentVA"), factor*6300, 0.01)
+		near("energy", at(fm, "EnergykWh", "Reading"), factor*at(pm, "EnergykWh", "Reading"), 1e-6)
+		near("temperature (not scaled)", at(fm, "TemperatureCelsius", "Reading"), at(pm, "TemperatureCelsius", "Reading"), 0)
+
+		_, pc := get(t, servers["pdu"], "/redfish/v1/Circuit", true)
+		_, fc := get(t, servers["facility"], "/redfish/v1/Circuit", true)
+		near("current", at(fc, "CurrentAmps", "Reading"), factor*at(pc, "CurrentAmps", "Reading"), 0.01)
+		near("phase current", at(fc, "PolyPhaseCurrentAmps", "Line1", "Reading"), factor*8.02, 0.01)
+		near("phase power", at(fc, "PolyPhasePowerWatts", "Line1ToNeutral", "Reading"), factor*198.4, 0.01)
+		near("phase apparent power", at(fc, "PolyPhasePowerWatts", "Line1ToNeutral", "ApparentVA"), factor*200, 0.01)
+		near("power factor (not scaled)", at(fc, "PolyPhasePowerWatts", "Line1ToNeutral", "PowerFactor"), 0.99, 0)
+		near("voltage (not scaled)", at(fc, "Voltage", "Reading"), 118.2, 0)
+
+		_, ps := get(t, servers["pdu"], "/redfish/v1/Sensor", true)
+		_, fs := get(t, servers["facility"], "/redfish/v1/Sensor", true)
+		near("current sensor", at(fs, "Reading"), factor*at(ps, "Reading"), 0.01)
+		now = now.Add(7 * time.Second)
+	}
+
+	// The unscaled PDU serves the mockup's constants untouched.
+	_, pc := get(t, servers["pdu"], "/redfish/v1/Circuit", true)
+	near("unscaled current", at(pc, "CurrentAmps", "Reading"), 5.19, 0)
+	near("unscaled phase power", at(pc, "PolyPhasePowerWatts", "Line1ToNeutral", "Reading"), 198.4, 0)
 }
