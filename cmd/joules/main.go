@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -54,6 +55,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		passFile  = rf.Flag("password-file", "File with the password the BMCs accept (default: the password 'joules-demo').").String()
 		admin     = rf.Flag("admin-address", "Where to serve fault control: POST /bmc/NAME/fault (JSON), POST /bmc/NAME/expire-sessions.").Default("").String()
 		endpoints = rf.Flag("endpoints-out", "Write the BMCs' names and endpoints here, one 'NAME URL' per line.").String()
+		scales    = rf.Flag("scale", "Multiply BMC NAME's power, current and energy readings by FACTOR, as NAME=FACTOR (a facility meter from a PDU mockup). Repeatable.").Strings()
+		follows   = rf.Flag("follow", "Move BMC NAME's load with BMC OTHER's, as NAME=OTHER (a facility meter follows the IT load it feeds). Repeatable.").Strings()
+	)
+	inf := sim.Command("inference", "Serve a simulated inference server's token counters on /metrics in vLLM's format.")
+	var (
+		infListen = inf.Flag("listen-address", "Address to serve /metrics on.").Default("127.0.0.1:8000").String()
+		infRate   = inf.Flag("tokens-per-second", "Generation tokens per second, on average; the rate wanders around it.").Default("2500").Float64()
+		infPrompt = inf.Flag("prompt-ratio", "Prompt tokens per generation token, on average.").Default("1.5").Float64()
+		infSeed   = inf.Flag("seed", "Seed of the rate's wander: servers with different seeds move differently.").Default("1").Uint64()
+		infModel  = inf.Flag("model", "The model_name label.").Default("meta-llama/Llama-3.1-8B-Instruct").String()
 	)
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -90,7 +101,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "joules sim redfish: no BMC: give --bmc NAME=DIR or --count N --mockup DIR")
 			return 2
 		}
-		err = serveRedfish(ctx, logger, *listen, bmcs, *useTLS, *caOut, *user, password, *admin, *endpoints, stdout)
+		var perBMC map[string]redfishsim.Options
+		perBMC, err = bmcOptions(bmcs, *scales, *follows)
+		if err != nil {
+			fmt.Fprintf(stderr, "joules sim redfish: %v\n", err)
+			return 2
+		}
+		err = serveRedfish(ctx, logger, *listen, bmcs, perBMC, *useTLS, *caOut, *user, password, *admin, *endpoints, stdout)
+	case inf.FullCommand():
+		if !(*infRate > 0) || math.IsInf(*infRate, 0) || !(*infPrompt >= 0) || math.IsInf(*infPrompt, 0) {
+			fmt.Fprintln(stderr, "joules sim inference: --tokens-per-second must be above 0 and --prompt-ratio 0 or above")
+			return 2
+		}
+		var l net.Listener
+		l, err = net.Listen("tcp", *infListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "joules sim inference: --listen-address: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "http://%s/metrics\n", l.Addr())
+		err = serveInference(ctx, logger, l, newInferenceSim(*infModel, *infRate, *infPrompt, *infSeed, time.Now))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "joules: %v\n", err)
@@ -99,7 +129,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serveRedfish(ctx context.Context, logger *slog.Logger, listen string, specs []string, useTLS bool, caOut, user, password, admin, endpointsOut string, stdout io.Writer) error {
+// bmcOptions reads --scale NAME=FACTOR and --follow NAME=OTHER into the
+// options of each BMC they name; every name must be one of the BMCs served.
+func bmcOptions(specs, scales, follows []string) (map[string]redfishsim.Options, error) {
+	names := map[string]bool{}
+	for _, spec := range specs {
+		name, _, _ := strings.Cut(spec, "=")
+		names[name] = true
+	}
+	out := map[string]redfishsim.Options{}
+	for _, s := range scales {
+		name, v, ok := strings.Cut(s, "=")
+		if !ok || !names[name] {
+			return nil, fmt.Errorf("--scale %q: write it NAME=FACTOR with NAME one of the BMCs", s)
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--scale %q: %w", s, err)
+		}
+		if !(f > 0) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("--scale %q: the factor must be a number above 0", s)
+		}
+		o := out[name]
+		o.Scale = f
+		out[name] = o
+	}
+	for _, s := range follows {
+		name, other, ok := strings.Cut(s, "=")
+		if !ok || !names[name] || !names[other] {
+			return nil, fmt.Errorf("--follow %q: write it NAME=OTHER with both names BMCs", s)
+		}
+		o := out[name]
+		o.LoadOf = other
+		out[name] = o
+	}
+	return out, nil
+}
+
+func serveRedfish(ctx context.Context, logger *slog.Logger, listen string, specs []string, perBMC map[string]redfishsim.Options, useTLS bool, caOut, user, password, admin, endpointsOut string, stdout io.Writer) error {
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("--listen-address %q: %w", listen, err)
@@ -135,7 +202,9 @@ func serveRedfish(ctx context.Context, logger *slog.Logger, listen string, specs
 		if _, dup := byName[name]; dup {
 			return fmt.Errorf("--bmc %q: name used twice", name)
 		}
-		bmc, err := redfishsim.New(name, filepath.Clean(dir), redfishsim.Options{Username: user, Password: password})
+		opts := perBMC[name]
+		opts.Username, opts.Password = user, password
+		bmc, err := redfishsim.New(name, filepath.Clean(dir), opts)
 		if err != nil {
 			return err
 		}
