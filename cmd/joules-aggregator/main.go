@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/aggregator/accounting"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
 	"github.com/joules-energy/joules/internal/service"
@@ -87,7 +88,23 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	if err != nil {
 		return err
 	}
+	// Accounting sees every raw point, so it runs before downsampling.
 	var processors []aggregator.Processor
+	var acct *accounting.Accountant
+	if ac := cfg.Accounting; ac.Enabled {
+		acct, err = accounting.New(accounting.Config{Window: ac.Window.Duration, Grace: ac.Grace.Duration, MaxLateness: ac.MaxLateness.Duration,
+			MaxGap: ac.MaxGap.Duration, ForgetAfter: ac.ForgetAfter.Duration, IdleBelow: ac.IdleBelow}, logger.With("component", "accounting"))
+		if err != nil {
+			return err
+		}
+		if ac.StateFile != "" {
+			if err := acct.Load(ac.StateFile); err != nil {
+				logger.Error("accounting state", "err", err)
+			}
+		}
+		processors = append(processors, acct)
+		logger.Info("energy accounting on", "window", ac.Window.Duration, "grace", ac.Grace.Duration, "state_file", ac.StateFile)
+	}
 	if d := cfg.Downsample.Interval.Duration; d > 0 {
 		processors = append(processors, aggregator.NewDownsample(d))
 		logger.Info("downsampling raw points", "interval", d)
@@ -97,6 +114,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 
 	reg := exporters.NewRegistry("joules_aggregator")
 	reg.MustRegister(aggregator.NewCollector(ingest, out))
+	if acct != nil {
+		reg.MustRegister(acct)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v2/write", ingest)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
@@ -109,10 +129,20 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	outCtx, cancelOut := context.WithCancel(context.Background())
 	outDone := make(chan struct{})
 	go func() { defer close(outDone); out.Run(outCtx) }()
+	acctCtx, stopAccounting := context.WithCancel(context.Background())
+	acctDone := make(chan struct{})
+	go func() {
+		defer close(acctDone)
+		if acct != nil {
+			acct.Run(acctCtx, out, cfg.Accounting.StateFile, cfg.Accounting.CheckpointInterval.Duration)
+		}
+	}()
 
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	if err := service.Serve(server, webFlags, logger, serveErr); err != nil {
+		stopAccounting()
+		<-acctDone
 		cancelOut()
 		<-outDone
 		return err
@@ -134,6 +164,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		logger.Warn("web server shutdown", "err", serr)
 	}
+	stopAccounting() // after ingest: the checkpoint holds every accepted point
+	<-acctDone
 	cancelOut()
 	<-outDone
 	logger.Info("stopped")

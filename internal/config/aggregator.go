@@ -21,6 +21,7 @@ type Aggregator struct {
 	Limits     Limits     `yaml:"limits"`
 	Influx     Output     `yaml:"influx"`
 	Downsample Downsample `yaml:"downsample"`
+	Accounting Accounting `yaml:"accounting"`
 }
 
 // Limits bound one write request.
@@ -51,8 +52,25 @@ type Downsample struct {
 	Interval Duration `yaml:"interval"`
 }
 
+// Accounting is energy accounting: energy per GPU, host, rack, hall and
+// site in wall-clock windows, PUE, work per joule, reconciliation
+// (docs/ACCOUNTING.md).
+type Accounting struct {
+	Enabled     bool     `yaml:"enabled"`
+	Window      Duration `yaml:"window"`       // tumbling window, divides an hour
+	Grace       Duration `yaml:"grace"`        // wait for late points before writing a window
+	MaxLateness Duration `yaml:"max_lateness"` // later points revise a written window up to this
+	MaxGap      Duration `yaml:"max_gap"`      // longest step integrated or counted as covered
+	ForgetAfter Duration `yaml:"forget_after"` // a silent host stops counting against coverage
+	IdleBelow   float64  `yaml:"idle_below"`   // GPU activity under which its energy is idle energy
+	// StateFile is where the per-series state is checkpointed, so a
+	// restart neither loses nor double counts energy.
+	StateFile          string   `yaml:"state_file"`
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
 var aggregatorSections = map[string]string{
-	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample",
+	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample", "Accounting": "accounting",
 }
 
 // DefaultAggregator returns the configuration used when there is no file.
@@ -62,6 +80,9 @@ func DefaultAggregator() Aggregator {
 		Limits:     Limits{MaxBodyBytes: 16 << 20, MaxDecompressedBytes: 128 << 20, MaxLineBytes: 64 << 10},
 		Influx: Output{URL: String{Value: "http://127.0.0.1:8086"}, Bucket: "joules/autogen", SpoolDir: "/var/lib/joules/aggregator/spool",
 			SpoolMaxBytes: 4 << 30, BatchBytes: 1 << 20, Timeout: Duration{Duration: 10 * time.Second}, DeadLetterFile: "/var/lib/joules/aggregator/dead-letter.lp"},
+		Accounting: Accounting{Enabled: true, Window: Duration{Duration: time.Minute}, Grace: Duration{Duration: 30 * time.Second},
+			MaxLateness: Duration{Duration: time.Hour}, MaxGap: Duration{Duration: 5 * time.Minute}, ForgetAfter: Duration{Duration: 24 * time.Hour},
+			IdleBelow: 0.05, StateFile: "/var/lib/joules/aggregator/accounting.state", CheckpointInterval: Duration{Duration: 30 * time.Second}},
 	}
 }
 
@@ -121,6 +142,25 @@ func (c Aggregator) Validate() error {
 	}
 	if c.Downsample.Interval.Duration < 0 {
 		errs = append(errs, errors.New("downsample.interval must not be negative"))
+	}
+	if a := c.Accounting; a.Enabled {
+		if a.Window.Duration <= 0 || time.Hour%a.Window.Duration != 0 {
+			errs = append(errs, fmt.Errorf("%s: accounting.window %s must be positive and divide an hour (10s, 1m, 5m, 15m…)", lineOf(a.Window.Line), a.Window.Duration))
+		}
+		for _, d := range []struct {
+			name string
+			v    Duration
+		}{{"grace", a.Grace}, {"max_lateness", a.MaxLateness}, {"max_gap", a.MaxGap}, {"forget_after", a.ForgetAfter}, {"checkpoint_interval", a.CheckpointInterval}} {
+			if d.v.Duration <= 0 {
+				errs = append(errs, fmt.Errorf("%s: accounting.%s must be positive", lineOf(d.v.Line), d.name))
+			}
+		}
+		if a.MaxLateness.Duration < a.Grace.Duration {
+			errs = append(errs, fmt.Errorf("%s: accounting.max_lateness %s must be at least accounting.grace %s", lineOf(a.MaxLateness.Line), a.MaxLateness.Duration, a.Grace.Duration))
+		}
+		if a.IdleBelow < 0 || a.IdleBelow >= 1 {
+			errs = append(errs, fmt.Errorf("accounting.idle_below %v must be in [0, 1)", a.IdleBelow))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,369 @@
+// Package accounting turns the raw points the aggregator receives into
+// energy per GPU, host, rack, hall and site in tumbling wall-clock windows,
+// PUE and pPUE, work per joule and reconciliation remainders. It sits
+// between ingest and output as an aggregator.Processor: it reads every
+// point, changes none, and writes its derived points to the same output
+// when a window closes. docs/ACCOUNTING.md has the formulas.
+package accounting
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/joules-energy/joules/aggregator"
+)
+
+// Config says how accounting windows work. Zero fields take the defaults.
+type Config struct {
+	// Window is the tumbling window, aligned to the wall clock (1m).
+	// Windows of an hour and a day are kept as well.
+	Window time.Duration
+	// Grace is how long after its end a window waits for late points
+	// before it is written (30s).
+	Grace time.Duration
+	// MaxLateness is how long a written window is kept: points later than
+	// its grace but within this revise it, and it is written again
+	// (InfluxDB overwrites the earlier values). Points later still are
+	// counted as dropped (1h).
+	MaxLateness time.Duration
+	// MaxGap is the longest step between two power readings that is
+	// integrated, and between two counter readings that counts as
+	// covered time (5m). A counter's energy over a longer step is still
+	// counted (the counter measured it); the time is not covered.
+	MaxGap time.Duration
+	// ForgetAfter is how long a silent host or meter stays expected in
+	// coverage before it is taken for decommissioned (24h).
+	ForgetAfter time.Duration
+	// IdleBelow is the GPU activity under which a GPU's energy counts as
+	// idle energy (0.05).
+	IdleBelow float64
+}
+
+func (c *Config) defaults() {
+	if c.Window <= 0 {
+		c.Window = time.Minute
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.MaxLateness <= 0 {
+		c.MaxLateness = time.Hour
+	}
+	if c.MaxGap <= 0 {
+		c.MaxGap = 5 * time.Minute
+	}
+	if c.ForgetAfter <= 0 {
+		c.ForgetAfter = 24 * time.Hour
+	}
+	if c.IdleBelow <= 0 {
+		c.IdleBelow = 0.05
+	}
+}
+
+// Validate checks a configuration after defaults.
+func (c Config) Validate() error {
+	c.defaults()
+	if time.Hour%c.Window != 0 {
+		return fmt.Errorf("accounting.window %s must divide an hour (e.g. 10s, 1m, 5m, 15m)", c.Window)
+	}
+	if c.MaxLateness < c.Grace {
+		return fmt.Errorf("accounting.max_lateness %s must be at least accounting.grace %s", c.MaxLateness, c.Grace)
+	}
+	return nil
+}
+
+// Stats counts what accounting saw; all are totals since start.
+type Stats struct {
+	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions int64
+	DroppedJoules                                                  float64
+}
+
+// Accountant is the energy accounting processor.
+type Accountant struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	mu           sync.Mutex
+	series       map[string]*series
+	raplWrap     map[string]float64 // host + powercap path → joules
+	levels       [3]*level          // window, hour, day
+	hosts        map[hostKey]*presence
+	meters       map[meterKey]*presence
+	gpuIdle      map[gpuKey]bool // last activity reading under IdleBelow
+	gpuSM        map[gpuKey]bool // the GPU reports SM activity
+	rolling      map[scopeKey]*rollingPUE
+	latest       latest             // last written values, for /metrics
+	pending      []aggregator.Point // derived points not yet handed to the output
+	checkpointed time.Time
+	stats        Stats
+	key          []byte
+}
+
+// presence is when an entity first and last sent data (unix ns).
+type presence struct{ First, Last int64 }
+
+// New returns an accountant; its derived points come out of Tick.
+func New(cfg Config, logger *slog.Logger) (*Accountant, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	a := &Accountant{cfg: cfg, log: logger, now: time.Now}
+	a.reset()
+	return a, nil
+}
+
+func (a *Accountant) reset() {
+	a.series = map[string]*series{}
+	a.raplWrap = map[string]float64{}
+	a.hosts = map[hostKey]*presence{}
+	a.meters = map[meterKey]*presence{}
+	a.gpuIdle = map[gpuKey]bool{}
+	a.gpuSM = map[gpuKey]bool{}
+	a.rolling = map[scopeKey]*rollingPUE{}
+	a.latest = latest{}
+	for i, d := range []time.Duration{a.cfg.Window, time.Hour, 24 * time.Hour} {
+		a.levels[i] = &level{size: int64(d), name: resolutionName(d), windows: map[int64]*window{}}
+	}
+}
+
+func resolutionName(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}
+
+// Process implements aggregator.Processor: it reads the points and returns
+// them unchanged.
+func (a *Accountant) Process(points []aggregator.Point) []aggregator.Point {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now().UnixNano()
+	for i := range points {
+		p := &points[i]
+		a.observe(p, now)
+	}
+	return points
+}
+
+func (a *Accountant) observe(p *aggregator.Point, now int64) {
+	var role string
+	for _, t := range p.Tags {
+		if t.Key == "role" {
+			role = t.Value
+			break
+		}
+	}
+	in := classify(p.Measurement, role)
+	if in == inNone {
+		return
+	}
+	v := view(p)
+	if !v.ok || math.IsNaN(v.value) || math.IsInf(v.value, 0) {
+		return
+	}
+	a.stats.Points++
+	a.key = append(a.key[:0], p.Measurement...)
+	for _, t := range p.Tags {
+		a.key = append(a.key, 0)
+		a.key = append(a.key, t.Key...)
+		a.key = append(a.key, '=')
+		a.key = append(a.key, t.Value...)
+	}
+	s := a.series[string(a.key)]
+	if s == nil {
+		s = newSeries(in, v)
+		if in == inActivity {
+			s.GPUSM = p.Measurement == "joules_gpu_sm_activity_ratio"
+		}
+		a.series[string(a.key)] = s
+	}
+	t := p.Time.UnixNano()
+	switch in {
+	case inRAPLRange:
+		a.raplWrap[s.RAPLKey] = v.value
+	case inActivity:
+		a.activity(s, v.value, t, now)
+	case inBMCPower, inMeterPower:
+		a.power(s, v.value, t, now)
+	default:
+		a.counter(s, v.value, t, now)
+	}
+}
+
+// counter takes a reading of an energy or work counter.
+func (a *Accountant) counter(s *series, value float64, t, now int64) {
+	if s.LastT == 0 {
+		s.Last, s.LastT = value, t
+		a.seen(s, t)
+		return
+	}
+	if t <= s.LastT {
+		a.stats.Duplicates++ // a replayed or re-sent point: already counted
+		return
+	}
+	delta := value - s.Last
+	if delta < 0 {
+		if wrap := a.raplWrap[s.RAPLKey]; s.In == inCPUEnergy && wrap > 0 && value+wrap-s.Last >= 0 {
+			delta = value + wrap - s.Last
+			a.stats.Wraps++
+		} else {
+			delta = value // the counter restarted from zero (reboot, driver reload, restarted server)
+			a.stats.Resets++
+		}
+	}
+	t0 := s.LastT
+	s.Last, s.LastT = value, t
+	a.seen(s, t)
+	covered := time.Duration(t-t0) <= a.cfg.MaxGap
+	if !covered {
+		a.stats.Gaps++
+	}
+	a.attribute(s, t0, t, delta, covered, now)
+}
+
+// power integrates a power reading by trapezoids; a step over MaxGap is a
+// gap, never filled.
+func (a *Accountant) power(s *series, watts float64, t, now int64) {
+	if s.LastT != 0 && t <= s.LastT {
+		a.stats.Duplicates++
+		return
+	}
+	t0, w0 := s.LastT, s.Last
+	s.Last, s.LastT = watts, t
+	a.seen(s, t)
+	if t0 == 0 {
+		return
+	}
+	if time.Duration(t-t0) > a.cfg.MaxGap {
+		a.stats.Gaps++
+		return
+	}
+	a.attribute(s, t0, t, (watts+w0)/2*float64(t-t0)/1e9, true, now)
+}
+
+func (a *Accountant) activity(s *series, ratio float64, t, now int64) {
+	g := gpuKey{s.Host, s.GPU}
+	// SM activity (GPM) is the better signal; utilization only counts for
+	// a GPU that has none.
+	if s.GPUSM {
+		a.gpuSM[g] = true
+	} else if a.gpuSM[g] {
+		return
+	}
+	a.gpuIdle[g] = ratio < a.cfg.IdleBelow
+	for _, lv := range a.levels {
+		if w := a.window(lv, lv.start(t), now); w != nil {
+			acc := w.gpu(g)
+			if s.GPUSM && !acc.SM {
+				acc.ActivitySum, acc.ActivityN, acc.SM = 0, 0, true
+			}
+			acc.ActivitySum += ratio
+			acc.ActivityN++
+			w.Dirty = true
+		}
+	}
+}
+
+// seen records that an entity sent data.
+func (a *Accountant) seen(s *series, t int64) {
+	switch s.In {
+	case inGPUEnergy, inCPUEnergy, inBMCEnergy, inBMCPower:
+		mark(a.hosts, s.Host, t)
+	case inMeterEnergy, inMeterPower:
+		mark(a.meters, s.Meter, t)
+	}
+}
+
+func mark[K comparable](m map[K]*presence, k K, t int64) {
+	p := m[k]
+	if p == nil {
+		m[k] = &presence{First: t, Last: t}
+		return
+	}
+	p.First = min(p.First, t)
+	p.Last = max(p.Last, t)
+}
+
+// attribute spreads energy (or work) measured over [t0, t1] over the
+// windows of every level it overlaps, in proportion to time.
+func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered bool, now int64) {
+	span := float64(t1 - t0)
+	for li, lv := range a.levels {
+		for ws := lv.start(t0); ws < t1; ws += lv.size {
+			overlap := float64(min(t1, ws+lv.size) - max(t0, ws))
+			if overlap <= 0 {
+				continue
+			}
+			share := amount * overlap / span
+			w := a.window(lv, ws, now)
+			if w == nil {
+				if li == 0 {
+					a.stats.LatePoints++
+					if s.In != inWork {
+						a.stats.DroppedJoules += share
+					}
+				}
+				continue
+			}
+			sec := 0.0
+			if covered {
+				sec = overlap / 1e9
+			}
+			w.add(s, share, sec, a.gpuIdle[gpuKey{s.Host, s.GPU}])
+		}
+	}
+}
+
+// level is one resolution of windows.
+type level struct {
+	size    int64 // ns
+	name    string
+	windows map[int64]*window // by start, unix ns
+}
+
+func (lv *level) start(t int64) int64 {
+	s := t - t%lv.size
+	if t < 0 && t%lv.size != 0 {
+		s -= lv.size
+	}
+	return s
+}
+
+// window returns the window starting at ws, or nil when it was written
+// and let go (later than MaxLateness).
+func (a *Accountant) window(lv *level, ws int64, now int64) *window {
+	if w := lv.windows[ws]; w != nil {
+		return w
+	}
+	if ws+lv.size+int64(a.cfg.MaxLateness) < now {
+		return nil
+	}
+	w := newWindow(ws, lv.size)
+	lv.windows[ws] = w
+	return w
+}
+
+// Stats returns the counts so far.
+func (a *Accountant) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stats
+}
+
+// Series is the number of raw series accounting keeps state for.
+func (a *Accountant) Series() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.series)
+}

@@ -1,0 +1,568 @@
+package accounting
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/collector"
+)
+
+// t0 is a window start: every test's site starts on a minute.
+var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTestAccountant(t *testing.T, cfg Config) (*Accountant, *clock) {
+	t.Helper()
+	a, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: t0}
+	a.now = c.now
+	return a, c
+}
+
+// pt builds a raw point as an agent sends it: tags as key, value pairs.
+func pt(measurement string, at time.Time, value float64, kv ...string) aggregator.Point {
+	v, _ := lineprotocol.FloatValue(value)
+	return aggregator.Point{Measurement: measurement, Tags: tags(kv...), Fields: []aggregator.Field{{Key: "value", Value: v}}, Time: at}
+}
+
+// site builds the raw points of a synthetic site: from..to every step, each
+// meter or host at constant power (W), as energy counters.
+type site struct {
+	points []aggregator.Point
+}
+
+func (s *site) counter(measurement string, watts float64, from, to time.Time, step time.Duration, kv ...string) {
+	for at := from; !at.After(to); at = at.Add(step) {
+		s.points = append(s.points, pt(measurement, at, 1000+watts*at.Sub(from).Seconds(), kv...))
+	}
+}
+
+func (s *site) host(name, hall, rack string, watts float64, from, to time.Time) {
+	s.counter("joules_redfish_host_energy_joules_total", watts, from, to, 10*time.Second,
+		"site", "s1", "hall", hall, "rack", rack, "host", name, "bmc", name+"-bmc", "role", "host", "method", "counter", "chassis", "1")
+}
+
+func (s *site) meter(name, role, hall string, watts float64, from, to time.Time) {
+	s.counter("joules_redfish_equipment_energy_joules_total", watts, from, to, 10*time.Second,
+		"site", "s1", "hall", hall, "host", "mgmt", "bmc", name, "role", role, "equipment", "1", "equipment_type", "rack_pdu", "method", "counter")
+}
+
+// find returns the derived point of a measurement whose tags include all given.
+func find(t *testing.T, points []aggregator.Point, measurement string, at time.Time, kv ...string) *aggregator.Point {
+	t.Helper()
+	want := tags(kv...)
+	var found *aggregator.Point
+	for i := range points {
+		p := &points[i]
+		if p.Measurement != measurement || !p.Time.Equal(at) {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			if !slices.Contains(p.Tags, w) {
+				ok = false
+				break
+			}
+		}
+		// exact on the tags given; the rest of the point's tags must not
+		// name a narrower scope than asked for
+		if ok {
+			if found != nil && len(p.Tags) >= len(found.Tags) {
+				continue
+			}
+			found = p
+		}
+	}
+	return found
+}
+
+func field(p *aggregator.Point, key string) (lineprotocol.Value, bool) {
+	if p == nil {
+		return lineprotocol.Value{}, false
+	}
+	for _, f := range p.Fields {
+		if f.Key == key {
+			return f.Value, true
+		}
+	}
+	return lineprotocol.Value{}, false
+}
+
+func floatField(t *testing.T, p *aggregator.Point, key string) float64 {
+	t.Helper()
+	v, ok := field(p, key)
+	if !ok {
+		t.Fatalf("%s has no field %q: %s", describe(p), key, describe(p))
+	}
+	return v.FloatV()
+}
+
+func describe(p *aggregator.Point) string {
+	if p == nil {
+		return "<no point>"
+	}
+	var b strings.Builder
+	b.WriteString(p.Measurement)
+	for _, t := range p.Tags {
+		fmt.Fprintf(&b, ",%s=%s", t.Key, t.Value)
+	}
+	for _, f := range p.Fields {
+		fmt.Fprintf(&b, " %s=%v", f.Key, f.Value.Interface())
+	}
+	return b.String()
+}
+
+func closeEqual(got, want, rel float64) bool {
+	return math.Abs(got-want) <= rel*math.Abs(want)
+}
+
+// run feeds the points and closes every window up to until.
+func run(a *Accountant, c *clock, points []aggregator.Point, until time.Time) []aggregator.Point {
+	a.Process(points)
+	c.t = until
+	return a.Tick(until)
+}
+
+func TestPUEExactWithCategoryFromRoles(t *testing.T) {
+	const facilityPerIT = 1.2345678
+	for _, tc := range []struct {
+		name     string
+		meters   func(s *site, from, to time.Time)
+		it       float64 // W
+		category int64
+	}{
+		{"hosts", func(*site, time.Time, time.Time) {}, 500 + 700, 3},
+		{"pdu", func(s *site, from, to time.Time) { s.meter("pdu-a", "pdu_output", "h1", 1300, from, to) }, 1300, 2},
+		{"ups over pdu", func(s *site, from, to time.Time) {
+			s.meter("pdu-a", "pdu_output", "h1", 1300, from, to)
+			s.meter("ups-1", "ups_output", "", 1450, from, to)
+		}, 1450, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, c := newTestAccountant(t, Config{})
+			var s site
+			end := t0.Add(2 * time.Minute)
+			s.host("gpu-01", "h1", "r1", 500, t0, end)
+			s.host("gpu-02", "h1", "r2", 700, t0, end)
+			tc.meters(&s, t0, end)
+			s.meter("facility", "facility_input", "", tc.it*facilityPerIT, t0, end)
+			out := run(a, c, s.points, end.Add(31*time.Second))
+
+			p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site", "site", "s1")
+			if got, want := floatField(t, p, "pue"), facilityPerIT; !closeEqual(got, want, 1e-9) {
+				t.Errorf("PUE = %.12f, want %.12f (%s)", got, want, describe(p))
+			}
+			if got, want := floatField(t, p, "it_joules"), tc.it*60; !closeEqual(got, want, 1e-12) {
+				t.Errorf("IT energy = %v J, want %v", got, want)
+			}
+			if v, _ := field(p, "category"); v.IntV() != tc.category {
+				t.Errorf("category = %d, want %d", v.IntV(), tc.category)
+			}
+			if got := floatField(t, p, "coverage"); got != 1 {
+				t.Errorf("coverage = %v, want 1", got)
+			}
+			if v, ok := field(p, "reason"); ok {
+				t.Errorf("a complete window has a reason: %q", v.StringV())
+			}
+			// the hour is not over: its window is not written yet
+			if p := find(t, out, measPUE, t0.Truncate(time.Hour), "resolution", "1h"); p != nil {
+				t.Errorf("hour window written before its end: %s", describe(p))
+			}
+		})
+	}
+}
+
+func TestCoverageBelowOneWhenAHostIsSilent(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	end := t0.Add(2 * time.Minute)
+	s.host("gpu-01", "h1", "r1", 500, t0, end)
+	s.host("gpu-02", "h1", "r1", 700, t0, t0.Add(30*time.Second)) // silent from 30 s on
+	s.meter("facility", "facility_input", "", 1500, t0, end)
+	out := run(a, c, s.points, end.Add(31*time.Second))
+
+	first := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	if got, want := floatField(t, first, "coverage"), 0.75; !closeEqual(got, want, 1e-12) {
+		t.Errorf("first window coverage = %v, want %v (one host for half of it)", got, want)
+	}
+	second := find(t, out, measPUE, t0.Add(time.Minute), "resolution", "1m", "scope", "site")
+	if got, want := floatField(t, second, "coverage"), 0.5; !closeEqual(got, want, 1e-12) {
+		t.Errorf("second window coverage = %v, want %v (one host of two silent)", got, want)
+	}
+	if v, _ := field(second, "reason"); !strings.Contains(v.StringV(), "partial") {
+		t.Errorf("reason = %q, want it to say the data is partial", v.StringV())
+	}
+	host := find(t, out, measEnergy, t0.Add(time.Minute), "scope", "host", "host", "gpu-02", "kind", "it")
+	if got := floatField(t, host, "coverage"); got != 0 {
+		t.Errorf("silent host coverage = %v, want 0", got)
+	}
+	if v, _ := field(host, "source"); v.StringV() != "none" {
+		t.Errorf("silent host source = %q, want none", v.StringV())
+	}
+}
+
+func TestNoPUEWithoutFacilityMeter(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	end := t0.Add(time.Minute)
+	s.host("gpu-01", "h1", "r1", 500, t0, end)
+	out := run(a, c, s.points, end.Add(31*time.Second))
+	for _, scope := range []string{"site", "hall"} {
+		p := find(t, out, measPUE, t0, "resolution", "1m", "scope", scope)
+		if p == nil {
+			t.Fatalf("no %s PUE point at all: the reason must be written", scope)
+		}
+		if _, ok := field(p, "pue"); ok {
+			t.Errorf("%s PUE written without a facility meter: %s", scope, describe(p))
+		}
+		if v, _ := field(p, "reason"); !strings.Contains(v.StringV(), "no facility_input meter") {
+			t.Errorf("%s reason = %q", scope, v.StringV())
+		}
+	}
+	if _, ok := a.latest.pue[pueKey{scopeKey{Scope: "site", Site: "s1"}, "1m"}]; !ok {
+		t.Error("the missing PUE is not on /metrics' record")
+	}
+}
+
+func TestHallPPUEUsesTheHallsMeters(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	end := t0.Add(time.Minute)
+	s.host("a1", "h1", "r1", 1000, t0, end)
+	s.host("b1", "h2", "r9", 2000, t0, end)
+	s.meter("feed-h1", "facility_input", "h1", 1100, t0, end) // pPUE 1.1
+	s.meter("feed-h2", "facility_input", "h2", 2600, t0, end) // pPUE 1.3
+	out := run(a, c, s.points, end.Add(31*time.Second))
+	for hall, want := range map[string]float64{"h1": 1.1, "h2": 1.3} {
+		p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "hall", "hall", hall)
+		if got := floatField(t, p, "pue"); !closeEqual(got, want, 1e-9) {
+			t.Errorf("pPUE of %s = %v, want %v", hall, got, want)
+		}
+	}
+	// no site-wide meter: the site sums its halls' meters
+	p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	if got, want := floatField(t, p, "pue"), 3700.0/3000; !closeEqual(got, want, 1e-9) {
+		t.Errorf("site PUE = %v, want %v", got, want)
+	}
+}
+
+func TestRollingPUEIsEnergyWeighted(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	// minute 0: IT 1000 W, facility 1500 W; minute 1: IT 3000 W, facility 3300 W
+	s.host("gpu-01", "h1", "r1", 1000, t0, t0.Add(time.Minute))
+	s.meter("facility", "facility_input", "", 1500, t0, t0.Add(time.Minute))
+	m1 := t0.Add(time.Minute)
+	for at := m1.Add(10 * time.Second); !at.After(m1.Add(time.Minute)); at = at.Add(10 * time.Second) {
+		s.points = append(s.points,
+			pt("joules_redfish_host_energy_joules_total", at, 1000+1000*60+3000*at.Sub(m1).Seconds(), "site", "s1", "hall", "h1", "rack", "r1", "host", "gpu-01", "bmc", "gpu-01-bmc", "role", "host", "method", "counter", "chassis", "1"),
+			pt("joules_redfish_equipment_energy_joules_total", at, 1000+1500*60+3300*at.Sub(m1).Seconds(), "site", "s1", "host", "mgmt", "bmc", "facility", "role", "facility_input", "equipment", "1", "equipment_type", "rack_pdu", "method", "counter"))
+	}
+	out := run(a, c, s.points, t0.Add(2*time.Minute+31*time.Second))
+	p := find(t, out, measPUE, m1, "resolution", "rolling_1h", "scope", "site")
+	want := (1500.0 + 3300) / (1000 + 3000) // not the mean of 1.5 and 1.1
+	if got := floatField(t, p, "pue"); !closeEqual(got, want, 1e-9) {
+		t.Errorf("rolling PUE = %v, want %v", got, want)
+	}
+	if got, want := floatField(t, p, "coverage"), 2.0/60; !closeEqual(got, want, 1e-9) {
+		t.Errorf("rolling coverage = %v, want %v (2 of 60 windows)", got, want)
+	}
+}
+
+func gpuEnergy(host, gpu string, at time.Time, joules float64) aggregator.Point {
+	return pt("joules_gpu_energy_joules_total", at, joules, "site", "s1", "hall", "h1", "rack", "r1", "host", host, "gpu", gpu, "uuid", "GPU-"+gpu, "method", "counter")
+}
+
+func energyOf(t *testing.T, out []aggregator.Point, at time.Time, kv ...string) float64 {
+	t.Helper()
+	return floatField(t, find(t, out, measEnergy, at, kv...), "joules")
+}
+
+func TestCounterResetAndWrap(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	rapl := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "index", "0", "path", "/sys/class/powercap/intel-rapl:0"}
+	const wrap = 262143.328850
+	points := []aggregator.Point{
+		pt("joules_rapl_max_energy_range_joules", t0, wrap, append(rapl, "zone", "package")...),
+		pt("node_rapl_package_joules_total", t0, wrap-100, rapl...),
+		pt("node_rapl_package_joules_total", t0.Add(20*time.Second), wrap-10, rapl...), // +90
+		pt("node_rapl_package_joules_total", t0.Add(40*time.Second), 50, rapl...),      // wrapped: +60
+		gpuEnergy("n1", "0", t0, 5000),
+		gpuEnergy("n1", "0", t0.Add(20*time.Second), 9000), // +4000
+		gpuEnergy("n1", "0", t0.Add(40*time.Second), 300),  // driver reload: counted from zero, +300
+		gpuEnergy("n1", "0", t0.Add(60*time.Second), 1300), // +1000 (10 s of it in the next window)
+	}
+	out := run(a, c, points, t0.Add(91*time.Second))
+	if got, want := energyOf(t, out, t0, "scope", "host", "host", "n1", "kind", "cpu"), 150.0; !closeEqual(got, want, 1e-9) {
+		t.Errorf("CPU energy across a wrap = %v J, want %v", got, want)
+	}
+	if got, want := energyOf(t, out, t0, "scope", "gpu", "gpu", "GPU-0"), 4300.0+1000; !closeEqual(got, want, 1e-9) {
+		t.Errorf("GPU energy across a reset = %v J, want %v", got, want)
+	}
+	st := a.Stats()
+	if st.Wraps != 1 || st.Resets != 1 {
+		t.Errorf("wraps %d resets %d, want 1 and 1", st.Wraps, st.Resets)
+	}
+	// no BMC: the host's IT energy is its components, marked a lower bound
+	host := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	if v, _ := field(host, "source"); v.StringV() != sourceComponents {
+		t.Errorf("source = %q, want %q", v.StringV(), sourceComponents)
+	}
+	if v, _ := field(host, "lower_bound"); !v.BoolV() {
+		t.Error("components not marked as a lower bound")
+	}
+}
+
+func TestPowerIntegrationLeavesGapsOut(t *testing.T) {
+	a, c := newTestAccountant(t, Config{MaxGap: 30 * time.Second})
+	tg := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "bmc", "b", "role", "host", "chassis", "1", "source", "power_subsystem"}
+	points := []aggregator.Point{
+		pt("joules_redfish_host_power_watts", t0, 100, tg...),
+		pt("joules_redfish_host_power_watts", t0.Add(10*time.Second), 300, tg...), // 2000 J
+		pt("joules_redfish_host_power_watts", t0.Add(50*time.Second), 300, tg...), // 40 s gap: nothing
+		pt("joules_redfish_host_power_watts", t0.Add(60*time.Second), 500, tg...), // 4000 J
+	}
+	out := run(a, c, points, t0.Add(91*time.Second))
+	host := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	if got := floatField(t, host, "joules"); !closeEqual(got, 6000, 1e-12) {
+		t.Errorf("integrated energy = %v J, want 6000 (the 40 s gap left out)", got)
+	}
+	if got := floatField(t, host, "coverage"); !closeEqual(got, 20.0/60, 1e-12) {
+		t.Errorf("coverage = %v, want 20/60", got)
+	}
+	if v, _ := field(host, "source"); v.StringV() != "bmc_power_integrated" {
+		t.Errorf("source = %q", v.StringV())
+	}
+	if a.Stats().Gaps != 1 {
+		t.Errorf("gaps = %d, want 1", a.Stats().Gaps)
+	}
+}
+
+func TestSourceOrderPrefersTheBMCCounter(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	host := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1"}
+	bmc := append(slices.Clone(host), "bmc", "b", "role", "host", "chassis", "1")
+	var points []aggregator.Point
+	for i := range 7 {
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		points = append(points,
+			pt("joules_redfish_host_energy_joules_total", at, 800*float64(i)*10, append(slices.Clone(bmc), "method", "counter")...),
+			pt("joules_redfish_host_power_watts", at, 9999, append(slices.Clone(bmc), "source", "environment_metrics")...),
+			gpuEnergy("n1", "0", at, 500*float64(i)*10))
+	}
+	out := run(a, c, points, t0.Add(91*time.Second))
+	p := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	if got := floatField(t, p, "joules"); got != 48000 {
+		t.Errorf("IT = %v, want the BMC counter's 48000 J", got)
+	}
+	if v, _ := field(p, "source"); v.StringV() != "bmc_counter" {
+		t.Errorf("source = %q, want bmc_counter", v.StringV())
+	}
+	r := find(t, out, measReconciliation, t0, "scope", "host", "kind", "bmc_vs_components")
+	if got := floatField(t, r, "remainder_joules"); got != 48000-30000 {
+		t.Errorf("remainder = %v J, want 18000", got)
+	}
+}
+
+// oneHost is a host at 600 W on a BMC counter, sampled every 10 s.
+func oneHost(from, to time.Time) []aggregator.Point {
+	var s site
+	s.host("n1", "h1", "r1", 600, from, to)
+	return s.points
+}
+
+func TestLateDataWithinAndBeyondGrace(t *testing.T) {
+	a, c := newTestAccountant(t, Config{Grace: 30 * time.Second, MaxLateness: 10 * time.Minute})
+	all := oneHost(t0, t0.Add(3*time.Minute))
+	early, late := all[:4], all[4:] // up to 30 s, then the rest arrives late
+	a.Process(early)
+	c.t = t0.Add(time.Minute + 20*time.Second) // window 0 ended, within grace
+	a.Process(late[:6])                        // up to 1m30s
+	out := a.Tick(c.t)
+	if p := find(t, out, measEnergy, t0, "scope", "host"); p != nil {
+		t.Fatalf("window written within its grace: %s", describe(p))
+	}
+	c.t = t0.Add(time.Minute + 31*time.Second)
+	out = a.Tick(c.t)
+	if got := energyOf(t, out, t0, "scope", "host", "kind", "it"); got != 36000 {
+		t.Errorf("window 0 = %v J, want 36000: late data within grace belongs to it", got)
+	}
+	// window 1 closes incomplete; the rest comes 3 minutes late
+	c.t = t0.Add(2*time.Minute + 31*time.Second)
+	out = a.Tick(c.t)
+	partial := energyOf(t, out, t0.Add(time.Minute), "scope", "host", "kind", "it")
+	c.t = t0.Add(5 * time.Minute)
+	a.Process(late[6:])
+	out = a.Tick(c.t)
+	if got := energyOf(t, out, t0.Add(time.Minute), "scope", "host", "kind", "it"); got != 36000 || partial != 18000 {
+		t.Errorf("window 1 written with %v J, then revised to %v J; want 18000 then 36000", partial, got)
+	}
+	if a.Stats().Revisions != 1 {
+		t.Errorf("revisions = %d, want 1", a.Stats().Revisions)
+	}
+	// beyond max_lateness the window is gone: counted as dropped, not lost silently
+	c.t = t0.Add(30 * time.Minute)
+	a.Tick(c.t)
+	a.Process([]aggregator.Point{pt("joules_redfish_host_energy_joules_total", t0.Add(3*time.Minute+10*time.Second), 1000+600*190,
+		"site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "bmc", "n1-bmc", "role", "host", "method", "counter", "chassis", "1")})
+	if st := a.Stats(); st.LatePoints != 1 || st.DroppedJoules != 6000 {
+		t.Errorf("late points %d dropped %v J, want 1 and 6000", st.LatePoints, st.DroppedJoules)
+	}
+}
+
+func TestDuplicateDeliveryCountsOnce(t *testing.T) {
+	once, c1 := newTestAccountant(t, Config{})
+	twice, c2 := newTestAccountant(t, Config{})
+	points := oneHost(t0, t0.Add(2*time.Minute))
+	end := t0.Add(2*time.Minute + 31*time.Second)
+	want := run(once, c1, slices.Clone(points), end)
+	twice.Process(slices.Clone(points[:8]))
+	twice.Process(slices.Clone(points[:8])) // a retried request
+	twice.Process(slices.Clone(points))     // a replayed spool
+	got := run(twice, c2, nil, end)
+	for _, at := range []time.Time{t0, t0.Add(time.Minute)} {
+		if g, w := energyOf(t, got, at, "scope", "site", "kind", "it"), energyOf(t, want, at, "scope", "site", "kind", "it"); g != w {
+			t.Errorf("window %s: %v J with duplicates, %v J without", at.Format(time.TimeOnly), g, w)
+		}
+	}
+	if twice.Stats().Duplicates != 8+8 {
+		t.Errorf("duplicates = %d, want 16", twice.Stats().Duplicates)
+	}
+}
+
+func TestCheckpointRestartNeitherLosesNorDoubles(t *testing.T) {
+	points := oneHost(t0, t0.Add(3*time.Minute))
+	end := t0.Add(3*time.Minute + 31*time.Second)
+	ref, rc := newTestAccountant(t, Config{})
+	want := run(ref, rc, slices.Clone(points), end)
+
+	state := filepath.Join(t.TempDir(), "accounting.state")
+	first, c1 := newTestAccountant(t, Config{})
+	written := run(first, c1, slices.Clone(points[:9]), t0.Add(91*time.Second)) // window 0 written
+	if err := first.Save(state); err != nil {
+		t.Fatal(err)
+	}
+	first.Process(slices.Clone(points[9:12])) // accepted after the checkpoint, then a crash
+
+	second, c2 := newTestAccountant(t, Config{})
+	if err := second.Load(state); err != nil {
+		t.Fatal(err)
+	}
+	c2.t = c1.t
+	second.Process(slices.Clone(points[5:])) // the agents replay from before the checkpoint
+	got := append(written, run(second, c2, nil, end)...)
+	for _, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(2 * time.Minute)} {
+		if g, w := energyOf(t, got, at, "scope", "site", "kind", "it"), energyOf(t, want, at, "scope", "site", "kind", "it"); !closeEqual(g, w, 1e-12) {
+			t.Errorf("window %s: %v J across a restart, %v J without", at.Format(time.TimeOnly), g, w)
+		}
+	}
+}
+
+func TestUnreadableCheckpointIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "accounting.state")
+	if err := writeAtomic(state, []byte("not a checkpoint")); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newTestAccountant(t, Config{})
+	err := a.Load(state)
+	if err == nil || !strings.Contains(err.Error(), "moved to") {
+		t.Fatalf("err = %v, want it to say where the unreadable state went", err)
+	}
+	if matches, _ := filepath.Glob(state + ".unreadable-*"); len(matches) != 1 {
+		t.Errorf("unreadable state not kept aside: %v", matches)
+	}
+	if err := a.Load(state); err != nil {
+		t.Errorf("a fresh start after setting it aside: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Window: 7 * time.Minute}, "must divide an hour"},
+		{Config{Grace: time.Hour, MaxLateness: time.Minute}, "at least accounting.grace"},
+	} {
+		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestTokensPerJouleFromASimulatedVLLM(t *testing.T) {
+	var generation, prompt float64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{model_name=\"m\"} %g\n", generation)
+		fmt.Fprintf(w, "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"m\"} %g\n", prompt)
+	}))
+	defer srv.Close()
+	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "vllm", URL: srv.URL, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, slog.New(slog.DiscardHandler))
+	topology := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1"}
+
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	s.meter("facility", "facility_input", "", 1200, t0, t0.Add(time.Minute))
+	a.Process(s.points)
+	for i, tokens := range [][2]float64{{1000, 500}, {4000, 2000}, {7000, 3500}} {
+		at := t0.Add(time.Duration(i) * 30 * time.Second)
+		generation, prompt = tokens[0], tokens[1]
+		samples, err := src.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var points []aggregator.Point
+		for _, smp := range samples {
+			if smp.Name != "joules_work_total" {
+				continue
+			}
+			kv := slices.Clone(topology)
+			for _, l := range smp.Labels {
+				kv = append(kv, l.Name, l.Value)
+			}
+			points = append(points, pt(smp.Name, at, smp.Value, kv...))
+		}
+		if len(points) != 2 {
+			t.Fatalf("the vLLM preset gave %d work series, want 2", len(points))
+		}
+		points = append(points, gpuEnergy("n1", "0", at, 400*at.Sub(t0).Seconds()), gpuEnergy("n1", "1", at, 600*at.Sub(t0).Seconds()))
+		a.Process(points)
+	}
+	c.t = t0.Add(91 * time.Second)
+	out := a.Tick(c.t)
+
+	// by hand: (7000-1000) + (3500-500) tokens over (400+600) W × 60 s
+	const perJoule = 9000.0 / 60000
+	for _, scope := range []string{"host", "site", "hall"} {
+		p := find(t, out, measWork, t0, "resolution", "1m", "scope", scope, "unit", "token")
+		if got := floatField(t, p, "per_joule"); !closeEqual(got, perJoule, 1e-12) {
+			t.Errorf("%s tokens per joule = %v, want %v", scope, got, perJoule)
+		}
+	}
+	site := find(t, out, measWork, t0, "scope", "site", "unit", "token")
+	if got, want := floatField(t, site, "per_facility_joule"), perJoule/1.2; !closeEqual(got, want, 1e-9) {
+		t.Errorf("tokens per facility joule = %v, want %v (PUE 1.2)", got, want)
+	}
+	if r := a.latest.work[workRateKey{scopeKey{Scope: "site", Site: "s1"}, "token"}]; !closeEqual(r.perJoule, perJoule, 1e-12) {
+		t.Errorf("/metrics tokens per joule = %v, want %v", r.perJoule, perJoule)
+	}
+}

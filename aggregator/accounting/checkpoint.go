@@ -1,0 +1,245 @@
+package accounting
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/aggregator"
+)
+
+// stateVersion changes when the checkpoint's layout does; an older
+// checkpoint is then set aside, not misread.
+const stateVersion = 1
+
+// state is what a checkpoint holds: everything accounting needs to go on
+// after a restart without losing or counting twice.
+type state struct {
+	Version  int
+	Saved    time.Time
+	Series   map[string]*series
+	RAPLWrap map[string]float64
+	Windows  [3]map[int64]*window
+	Hosts    map[hostKey]*presence
+	Meters   map[meterKey]*presence
+	GPUIdle  map[gpuKey]bool
+	GPUSM    map[gpuKey]bool
+	Rolling  map[scopeKey]*rollingPUE
+	Stats    Stats
+	Pending  []pendingPoint
+}
+
+// pendingPoint is a derived point not yet handed to the output.
+type pendingPoint struct {
+	Measurement string
+	Tags        []aggregator.Tag
+	Fields      []pendingField
+	Time        time.Time
+}
+
+type pendingField struct {
+	Key  string
+	Kind lineprotocol.ValueKind
+	F    float64
+	I    int64
+	S    string
+	B    bool
+}
+
+// Save writes the state to path atomically (a temporary file, fsync,
+// rename), so a crash leaves the old checkpoint or the new one.
+func (a *Accountant) Save(path string) error {
+	a.mu.Lock()
+	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Hosts: a.hosts, Meters: a.meters,
+		GPUIdle: a.gpuIdle, GPUSM: a.gpuSM, Rolling: a.rolling, Stats: a.stats}
+	for i, lv := range a.levels {
+		st.Windows[i] = lv.windows
+	}
+	for _, p := range a.pending {
+		pp := pendingPoint{Measurement: p.Measurement, Tags: p.Tags, Time: p.Time}
+		for _, f := range p.Fields {
+			pf := pendingField{Key: f.Key, Kind: f.Value.Kind()}
+			switch pf.Kind {
+			case lineprotocol.Float:
+				pf.F = f.Value.FloatV()
+			case lineprotocol.Int:
+				pf.I = f.Value.IntV()
+			case lineprotocol.String:
+				pf.S = f.Value.StringV()
+			case lineprotocol.Bool:
+				pf.B = f.Value.BoolV()
+			}
+			pp.Fields = append(pp.Fields, pf)
+		}
+		st.Pending = append(st.Pending, pp)
+	}
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(&st)
+	a.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode accounting state: %w", err)
+	}
+	if err := writeAtomic(path, buf.Bytes()); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.checkpointed = st.Saved
+	a.mu.Unlock()
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("accounting state directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write accounting state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write accounting state %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync accounting state %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write accounting state %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replace accounting state %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Load restores the state saved at path. A missing file is a first start.
+// A checkpoint that cannot be read is moved aside (its name says so) and
+// accounting starts afresh: the next point of each series is then a new
+// baseline, so the energy between the checkpoint and that point is not
+// counted, and the error says so.
+func (a *Accountant) Load(path string) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read accounting state: %w", err)
+	}
+	var st state
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&st); err != nil || st.Version != stateVersion {
+		if err == nil {
+			err = fmt.Errorf("version %d, this aggregator reads %d", st.Version, stateVersion)
+		}
+		aside := fmt.Sprintf("%s.unreadable-%d", path, a.now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return fmt.Errorf("accounting state %s is unreadable (%v) and cannot be moved aside: %w; remove it to start accounting afresh", path, err, rerr)
+		}
+		return fmt.Errorf("accounting state %s is unreadable (%w): moved to %s, accounting starts afresh", path, err, aside)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reset()
+	a.series, a.raplWrap, a.hosts, a.meters = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Hosts), orEmpty(st.Meters)
+	a.gpuIdle, a.gpuSM, a.rolling, a.stats = orEmpty(st.GPUIdle), orEmpty(st.GPUSM), orEmpty(st.Rolling), st.Stats
+	for i, lv := range a.levels {
+		lv.windows = orEmpty(st.Windows[i])
+		for _, w := range lv.windows {
+			w.Hosts, w.GPUs, w.Meters, w.Work = orEmpty(w.Hosts), orEmpty(w.GPUs), orEmpty(w.Meters), orEmpty(w.Work)
+		}
+	}
+	for _, r := range a.rolling {
+		r.Windows, r.Days = orEmpty(r.Windows), orEmpty(r.Days)
+	}
+	for _, pp := range st.Pending {
+		p := aggregator.Point{Measurement: pp.Measurement, Tags: pp.Tags, Time: pp.Time}
+		for _, f := range pp.Fields {
+			switch f.Kind {
+			case lineprotocol.Float:
+				p.Fields = append(p.Fields, num(f.Key, f.F))
+			case lineprotocol.Int:
+				p.Fields = append(p.Fields, aggregator.Field{Key: f.Key, Value: lineprotocol.IntValue(f.I)})
+			case lineprotocol.String:
+				p.Fields = append(p.Fields, str(f.Key, f.S))
+			case lineprotocol.Bool:
+				p.Fields = append(p.Fields, boolean(f.Key, f.B))
+			}
+		}
+		a.pending = append(a.pending, p)
+	}
+	a.checkpointed = st.Saved
+	return nil
+}
+
+// gob leaves empty maps nil.
+func orEmpty[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
+}
+
+// Run closes windows every second and writes their points to sink, and
+// saves the state to stateFile every checkpointEvery and when ctx ends
+// (stateFile empty: no checkpoints). Call it after ingest has stopped
+// calling Process for the final save to hold everything.
+func (a *Accountant) Run(ctx context.Context, sink aggregator.Sink, stateFile string, checkpointEvery time.Duration) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastSave := a.now()
+	for {
+		select {
+		case <-ctx.Done():
+			a.flush(sink)
+			if stateFile != "" {
+				if err := a.Save(stateFile); err != nil {
+					a.log.Error("cannot save accounting state: the next start goes on from the last checkpoint", "file", stateFile, "err", err)
+				}
+			}
+			return
+		case <-tick.C:
+		}
+		points := a.Tick(a.now())
+		a.mu.Lock()
+		a.pending = append(a.pending, points...)
+		a.mu.Unlock()
+		a.flush(sink)
+		if stateFile != "" && a.now().Sub(lastSave) >= checkpointEvery {
+			if err := a.Save(stateFile); err != nil {
+				a.log.Error("cannot save accounting state", "file", stateFile, "err", err)
+			}
+			lastSave = a.now()
+		}
+	}
+}
+
+// flush hands the pending derived points to the output; on failure they
+// stay pending (and in the checkpoint) and are tried again.
+func (a *Accountant) flush(sink aggregator.Sink) {
+	a.mu.Lock()
+	pending := a.pending
+	a.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	if err := sink.Write(pending); err != nil {
+		a.log.Error("cannot write derived points; they are kept and retried", "points", len(pending), "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.pending = a.pending[len(pending):]
+	a.mu.Unlock()
+}

@@ -1,0 +1,174 @@
+package accounting
+
+import (
+	"strings"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/joules-energy/joules/aggregator"
+)
+
+// input is what a raw series means to accounting.
+type input uint8
+
+const (
+	inNone        input = iota
+	inGPUEnergy         // joules_gpu_energy_joules_total: counter, one GPU
+	inCPUEnergy         // node_rapl_{package,dram}_joules_total: counter that wraps, one host
+	inRAPLRange         // joules_rapl_max_energy_range_joules: where a RAPL zone wraps
+	inBMCEnergy         // joules_redfish_host_energy_joules_total, role host: counter, one host
+	inBMCPower          // joules_redfish_host_power_watts, role host: power to integrate
+	inMeterEnergy       // energy of a meter whose role is not host: counter
+	inMeterPower        // power of such a meter: power to integrate
+	inWork              // joules_work_total: work counter
+	inActivity          // joules_gpu_sm_activity_ratio or joules_gpu_utilization_ratio
+)
+
+// Roles of meters, as the agent's redfish role label says them.
+const (
+	roleHost          = "host"
+	roleFacilityInput = "facility_input"
+	roleUPSOutput     = "ups_output"
+	rolePDUOutput     = "pdu_output"
+	roleITInput       = "it_input"
+)
+
+// classify says what a point is for; role is its role tag.
+func classify(measurement, role string) input {
+	switch measurement {
+	case "joules_gpu_energy_joules_total":
+		return inGPUEnergy
+	case "node_rapl_package_joules_total", "node_rapl_dram_joules_total":
+		return inCPUEnergy
+	case "joules_rapl_max_energy_range_joules":
+		return inRAPLRange
+	case "joules_redfish_host_energy_joules_total":
+		if role == "" || role == roleHost {
+			return inBMCEnergy
+		}
+		return inMeterEnergy
+	case "joules_redfish_host_power_watts":
+		if role == "" || role == roleHost {
+			return inBMCPower
+		}
+		return inMeterPower
+	case "joules_redfish_equipment_energy_joules_total":
+		if role != "" && role != roleHost {
+			return inMeterEnergy
+		}
+	case "joules_redfish_equipment_power_watts":
+		if role != "" && role != roleHost {
+			return inMeterPower
+		}
+	case "joules_work_total":
+		return inWork
+	case "joules_gpu_sm_activity_ratio", "joules_gpu_utilization_ratio":
+		return inActivity
+	}
+	return inNone
+}
+
+// hostKey names a host by its topology.
+type hostKey struct{ Site, Hall, Rack, Host string }
+
+// gpuKey names one GPU: its UUID where the point has one, else its index.
+type gpuKey struct {
+	hostKey
+	GPU string
+}
+
+// meterKey names one meter: the BMC or power-equipment endpoint (bmc tag)
+// and, for power equipment, the item (equipment tag).
+type meterKey struct {
+	Site, Hall, Rack, Meter, Role string
+}
+
+// workKey names one kind of work on one host, or on one GPU where the
+// workload publishes its gpu label.
+type workKey struct {
+	hostKey
+	GPU, Unit string
+}
+
+// series is the state of one raw series between its points.
+type series struct {
+	In      input
+	Last    float64
+	LastT   int64 // unix ns; 0: no point yet
+	Method  uint8 // host energy: sourceBMCCounter or sourceBMCIntegrated
+	GPUSM   bool  // activity: SM activity (preferred) rather than utilization
+	Host    hostKey
+	GPU     string // GPU id (GPU energy and activity, GPU-bound work)
+	Meter   meterKey
+	Unit    string // work unit
+	RAPLKey string // host and powercap path: joins the zone's wrap range
+}
+
+// pointView is what accounting reads of a point.
+type pointView struct {
+	tags  []aggregator.Tag
+	value float64
+	ok    bool
+}
+
+func view(p *aggregator.Point) pointView {
+	v := pointView{tags: p.Tags}
+	for _, f := range p.Fields {
+		if f.Key != "value" {
+			continue
+		}
+		switch f.Value.Kind() {
+		case lineprotocol.Float:
+			v.value, v.ok = f.Value.FloatV(), true
+		case lineprotocol.Int:
+			v.value, v.ok = float64(f.Value.IntV()), true
+		case lineprotocol.Uint:
+			v.value, v.ok = float64(f.Value.UintV()), true
+		}
+	}
+	return v
+}
+
+func (v pointView) tag(key string) string {
+	for _, t := range v.tags {
+		if t.Key == key {
+			return t.Value
+		}
+		if t.Key > key { // tags are sorted
+			break
+		}
+	}
+	return ""
+}
+
+// newSeries fills a series' identity from its first point. Strings are
+// cloned: the point's strings point into the request body.
+func newSeries(in input, v pointView) *series {
+	s := &series{In: in}
+	s.Host = hostKey{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
+	switch in {
+	case inGPUEnergy, inActivity:
+		s.GPU = v.tag("uuid")
+		if s.GPU == "" {
+			s.GPU = v.tag("gpu")
+		}
+		s.GPU = strings.Clone(s.GPU)
+	case inCPUEnergy, inRAPLRange:
+		s.RAPLKey = strings.Clone(s.Host.Host + "\x00" + v.tag("path"))
+	case inBMCEnergy:
+		s.Method = sourceBMCCounter
+		if v.tag("method") == "integrated" {
+			s.Method = sourceBMCIntegrated
+		}
+	case inMeterEnergy, inMeterPower:
+		meter := v.tag("bmc")
+		if eq := v.tag("equipment"); eq != "" {
+			meter += "/" + eq
+		}
+		s.Meter = meterKey{Site: s.Host.Site, Hall: s.Host.Hall, Rack: s.Host.Rack, Meter: strings.Clone(meter), Role: strings.Clone(v.tag("role"))}
+	case inWork:
+		s.GPU = strings.Clone(v.tag("gpu"))
+		s.Unit = strings.Clone(v.tag("unit"))
+	}
+	return s
+}

@@ -1,0 +1,141 @@
+package accounting
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// latest holds the last written values that /metrics shows, so the
+// aggregator is useful with Prometheus alone.
+type latest struct {
+	pue    map[pueKey]pueResult
+	energy map[hostKey]scopeSum // site, hall and rack scopes of the last window
+	work   map[workRateKey]workRate
+}
+
+type pueKey struct {
+	scopeKey
+	Resolution string
+}
+
+type workRateKey struct {
+	scopeKey
+	Unit string
+}
+
+type workRate struct{ perJoule, perFacilityJoule float64 }
+
+func (l *latest) setPUE(sk scopeKey, resolution string, r pueResult) {
+	if l.pue == nil {
+		l.pue = map[pueKey]pueResult{}
+	}
+	l.pue[pueKey{sk, resolution}] = r
+}
+
+func (l *latest) setWork(sk scopeKey, unit string, work, joules float64, pue pueResult) {
+	if l.work == nil {
+		l.work = map[workRateKey]workRate{}
+	}
+	if joules <= 0 {
+		delete(l.work, workRateKey{sk, unit})
+		return
+	}
+	r := workRate{perJoule: work / joules}
+	if pue.OK {
+		r.perFacilityJoule = r.perJoule / pue.PUE
+	}
+	l.work[workRateKey{sk, unit}] = r
+}
+
+var (
+	scopeLabels         = []string{"scope", "site", "hall"}
+	descPUE             = prometheus.NewDesc("joules_pue_ratio", "PUE (scope site) or pPUE (scope hall): facility energy over IT energy in the window (ISO/IEC 30134-2). Absent where an input is missing; joules_pue_coverage_ratio says how complete it is.", append(scopeLabels, "window"), nil)
+	descPUECoverage     = prometheus.NewDesc("joules_pue_coverage_ratio", "Share of the expected meter- and host-time that had data, for the PUE of the window: the lower of facility and IT coverage.", append(scopeLabels, "window"), nil)
+	descPUECategory     = prometheus.NewDesc("joules_pue_category", "ISO/IEC 30134-2 PUE category of the IT energy: 1 UPS output, 2 PDU output, 3 IT equipment input.", append(scopeLabels, "window"), nil)
+	descEnergy          = prometheus.NewDesc("joules_accounted_energy_joules", "Energy of the last closed window by scope (site, hall, rack) and kind (it, gpu, cpu).", []string{"scope", "site", "hall", "rack", "kind"}, nil)
+	descEnergyCoverage  = prometheus.NewDesc("joules_accounted_energy_coverage_ratio", "Share of expected host-time that had IT energy data in the last closed window.", []string{"scope", "site", "hall", "rack"}, nil)
+	descWorkPerJoule    = prometheus.NewDesc("joules_work_per_joule", "Work (unit: token, flop, sample, …) per joule of IT energy in the last closed window.", append(scopeLabels, "unit"), nil)
+	descWorkPerFacility = prometheus.NewDesc("joules_work_per_facility_joule", "Work per joule of facility energy (work per IT joule over PUE) in the last closed window.", append(scopeLabels, "unit"), nil)
+	descSeries          = prometheus.NewDesc("joules_accounting_series", "Raw series accounting keeps state for.", nil, nil)
+	descOpenWindows     = prometheus.NewDesc("joules_accounting_windows", "Windows held in memory (open, or written and kept for late points).", []string{"resolution"}, nil)
+	descAcctPoints      = prometheus.NewDesc("joules_accounting_points_total", "Points accounting used (energy, power, work and activity).", nil, nil)
+	descDuplicates      = prometheus.NewDesc("joules_accounting_duplicate_points_total", "Points not newer than their series' last point (a replayed spool, a retried request): ignored, so never counted twice.", nil, nil)
+	descResets          = prometheus.NewDesc("joules_accounting_counter_resets_total", "Counters that went backwards and were taken as restarted from zero.", nil, nil)
+	descWraps           = prometheus.NewDesc("joules_accounting_counter_wraps_total", "RAPL counters that wrapped at their max_energy_range.", nil, nil)
+	descGaps            = prometheus.NewDesc("joules_accounting_gaps_total", "Steps longer than max_gap: power not integrated over them, counter energy counted without covered time.", nil, nil)
+	descLate            = prometheus.NewDesc("joules_accounting_late_points_total", "Points whose window was already let go (later than max_lateness).", nil, nil)
+	descDroppedJoules   = prometheus.NewDesc("joules_accounting_dropped_joules_total", "Energy of points later than max_lateness, not in any window.", nil, nil)
+	descRevisions       = prometheus.NewDesc("joules_accounting_revised_windows_total", "Windows written again because late points changed them.", nil, nil)
+	descCheckpoint      = prometheus.NewDesc("joules_accounting_checkpoint_last_success_timestamp_seconds", "When accounting state was last saved.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (a *Accountant) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPUE, descPUECoverage, descPUECategory, descEnergy, descEnergyCoverage, descWorkPerJoule, descWorkPerFacility,
+		descSeries, descOpenWindows, descAcctPoints, descDuplicates, descResets, descWraps, descGaps, descLate, descDroppedJoules, descRevisions, descCheckpoint} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(a.latest.pue), func(x, y pueKey) int {
+		return strings.Compare(x.Scope+x.Site+x.Hall+x.Resolution, y.Scope+y.Site+y.Hall+y.Resolution)
+	}) {
+		r := a.latest.pue[k]
+		l := []string{k.Scope, k.Site, k.Hall, k.Resolution}
+		if r.OK {
+			gauge(descPUE, r.PUE, l...)
+		}
+		gauge(descPUECoverage, r.Coverage, l...)
+		if r.Category > 0 {
+			gauge(descPUECategory, float64(r.Category), l...)
+		}
+	}
+	for k, s := range a.latest.energy {
+		scope := "site"
+		if k.Rack != "" {
+			scope = "rack"
+		} else if k.Hall != "" {
+			scope = "hall"
+		}
+		gauge(descEnergy, s.IT, scope, k.Site, k.Hall, k.Rack, "it")
+		gauge(descEnergy, s.GPU, scope, k.Site, k.Hall, k.Rack, "gpu")
+		gauge(descEnergy, s.CPU, scope, k.Site, k.Hall, k.Rack, "cpu")
+		if s.Hosts > 0 {
+			gauge(descEnergyCoverage, s.Coverage/float64(s.Hosts), scope, k.Site, k.Hall, k.Rack)
+		}
+	}
+	for k, r := range a.latest.work {
+		gauge(descWorkPerJoule, r.perJoule, k.Scope, k.Site, k.Hall, k.Unit)
+		if r.perFacilityJoule > 0 {
+			gauge(descWorkPerFacility, r.perFacilityJoule, k.Scope, k.Site, k.Hall, k.Unit)
+		}
+	}
+	gauge(descSeries, float64(len(a.series)))
+	for _, lv := range a.levels {
+		gauge(descOpenWindows, float64(len(lv.windows)), lv.name)
+	}
+	counter(descAcctPoints, float64(a.stats.Points))
+	counter(descDuplicates, float64(a.stats.Duplicates))
+	counter(descResets, float64(a.stats.Resets))
+	counter(descWraps, float64(a.stats.Wraps))
+	counter(descGaps, float64(a.stats.Gaps))
+	counter(descLate, float64(a.stats.LatePoints))
+	counter(descDroppedJoules, a.stats.DroppedJoules)
+	counter(descRevisions, float64(a.stats.Revisions))
+	if !a.checkpointed.IsZero() {
+		gauge(descCheckpoint, float64(a.checkpointed.UnixNano())/1e9)
+	}
+}
