@@ -203,8 +203,8 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 
 // counter takes a reading of an energy or work counter.
 func (a *Accountant) counter(s *series, value float64, t, now int64) {
-	if s.LastT == 0 {
-		s.Last, s.LastT = value, t
+	if !s.Seen {
+		s.Last, s.LastT, s.Seen = value, t, true
 		a.seen(s, t)
 		return
 	}
@@ -235,14 +235,14 @@ func (a *Accountant) counter(s *series, value float64, t, now int64) {
 // power integrates a power reading by trapezoids; a step over MaxGap is a
 // gap, never filled.
 func (a *Accountant) power(s *series, watts float64, t, now int64) {
-	if s.LastT != 0 && t <= s.LastT {
+	if s.Seen && t <= s.LastT {
 		a.stats.Duplicates++
 		return
 	}
-	t0, w0 := s.LastT, s.Last
-	s.Last, s.LastT = watts, t
+	t0, w0, first := s.LastT, s.Last, !s.Seen
+	s.Last, s.LastT, s.Seen = watts, t, true
 	a.seen(s, t)
-	if t0 == 0 {
+	if first {
 		return
 	}
 	if time.Duration(t-t0) > a.cfg.MaxGap {

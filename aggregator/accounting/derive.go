@@ -73,7 +73,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 func (a *Accountant) prune(now int64) {
 	forget := now - int64(a.cfg.ForgetAfter) - int64(a.cfg.MaxLateness)
 	for k, s := range a.series {
-		if s.LastT != 0 && s.LastT < forget {
+		if s.Seen && s.LastT < forget {
 			delete(a.series, k)
 		}
 	}
@@ -274,7 +274,7 @@ func (d *deriver) hostsIT() {
 	}
 	sums := map[hostKey]*scopeSum{} // rack, hall and site as host keys with the lower parts empty
 	for k, h := range d.hosts {
-		for _, sk := range []hostKey{{Site: k.Site, Hall: k.Hall, Rack: k.Rack}, {Site: k.Site, Hall: k.Hall}, {Site: k.Site}} {
+		for _, sk := range scopesOf(k) {
 			s := sums[sk]
 			if s == nil {
 				s = &scopeSum{}
@@ -291,14 +291,25 @@ func (d *deriver) hostsIT() {
 		} else if k.Hall != "" {
 			scope = "hall"
 		}
-		if scope != "site" && k.Hall == "" && k.Rack == "" {
-			continue
-		}
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "it"), num("joules", s.IT), num("coverage", s.Coverage/float64(s.Hosts)),
 			boolean("lower_bound", s.LowerBound), integer("hosts", s.Hosts), integer("hosts_reporting", s.Reporting))
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "gpu"), num("joules", s.GPU))
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "cpu"), num("joules", s.CPU))
 	}
+}
+
+// scopesOf lists the rack, hall and site a host is in, as host keys with
+// the narrower parts empty; a host without a rack or hall label is in no
+// rack or hall.
+func scopesOf(k hostKey) []hostKey {
+	scopes := []hostKey{{Site: k.Site}}
+	if k.Hall != "" {
+		scopes = append(scopes, hostKey{Site: k.Site, Hall: k.Hall})
+	}
+	if k.Rack != "" {
+		scopes = append(scopes, hostKey{Site: k.Site, Hall: k.Hall, Rack: k.Rack})
+	}
+	return scopes
 }
 
 func (s *scopeSum) add(h *hostResult) {
@@ -615,7 +626,7 @@ func (d *deriver) emitRemainder(t []aggregator.Tag, reference, parts float64) {
 func (d *deriver) latestEnergy() map[hostKey]scopeSum {
 	m := map[hostKey]scopeSum{}
 	for k, h := range d.hosts {
-		for _, sk := range []hostKey{{Site: k.Site, Hall: k.Hall, Rack: k.Rack}, {Site: k.Site, Hall: k.Hall}, {Site: k.Site}} {
+		for _, sk := range scopesOf(k) {
 			s := m[sk]
 			s.add(h)
 			m[sk] = s

@@ -94,7 +94,8 @@ type workKey struct {
 type series struct {
 	In      input
 	Last    float64
-	LastT   int64 // unix ns; 0: no point yet
+	LastT   int64 // unix ns
+	Seen    bool  // LastT and Last hold a point
 	Method  uint8 // host energy: sourceBMCCounter or sourceBMCIntegrated
 	GPUSM   bool  // activity: SM activity (preferred) rather than utilization
 	Host    hostKey
