@@ -91,10 +91,7 @@ type Accountant struct {
 	series       map[string]*series
 	raplWrap     map[string]float64 // host + powercap path → joules
 	levels       [3]*level          // window, hour, day
-	hosts        map[hostKey]*presence
-	meters       map[meterKey]*presence
-	gpuIdle      map[gpuKey]bool // last activity reading under IdleBelow
-	gpuSM        map[gpuKey]bool // the GPU reports SM activity
+	ents         *entities
 	rolling      map[scopeKey]*rollingPUE
 	latest       latest             // last written values, for /metrics
 	pending      []aggregator.Point // derived points not yet handed to the output
@@ -102,9 +99,6 @@ type Accountant struct {
 	stats        Stats
 	key          []byte
 }
-
-// presence is when an entity first and last sent data (unix ns).
-type presence struct{ First, Last int64 }
 
 // New returns an accountant; its derived points come out of Tick.
 func New(cfg Config, logger *slog.Logger) (*Accountant, error) {
@@ -120,10 +114,7 @@ func New(cfg Config, logger *slog.Logger) (*Accountant, error) {
 func (a *Accountant) reset() {
 	a.series = map[string]*series{}
 	a.raplWrap = map[string]float64{}
-	a.hosts = map[hostKey]*presence{}
-	a.meters = map[meterKey]*presence{}
-	a.gpuIdle = map[gpuKey]bool{}
-	a.gpuSM = map[gpuKey]bool{}
+	a.ents = newEntities()
 	a.rolling = map[scopeKey]*rollingPUE{}
 	a.latest = latest{}
 	for i, d := range []time.Duration{a.cfg.Window, time.Hour, 24 * time.Hour} {
@@ -182,7 +173,7 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 	}
 	s := a.series[string(a.key)]
 	if s == nil {
-		s = newSeries(in, v)
+		s = a.ents.newSeries(in, v)
 		if in == inActivity {
 			s.GPUSM = p.Measurement == "joules_gpu_sm_activity_ratio"
 		}
@@ -253,23 +244,24 @@ func (a *Accountant) power(s *series, watts float64, t, now int64) {
 }
 
 func (a *Accountant) activity(s *series, ratio float64, t, now int64) {
-	g := gpuKey{s.Host, s.GPU}
+	g := s.Entity
 	// SM activity (GPM) is the better signal; utilization only counts for
 	// a GPU that has none.
 	if s.GPUSM {
-		a.gpuSM[g] = true
-	} else if a.gpuSM[g] {
+		a.ents.GPUSM[g] = true
+	} else if a.ents.GPUSM[g] {
 		return
 	}
-	a.gpuIdle[g] = ratio < a.cfg.IdleBelow
+	a.ents.GPUIdle[g] = ratio < a.cfg.IdleBelow
 	for _, lv := range a.levels {
 		if w := a.window(lv, lv.start(t), now); w != nil {
-			acc := w.gpu(g)
-			if s.GPUSM && !acc.SM {
-				acc.ActivitySum, acc.ActivityN, acc.SM = 0, 0, true
-			}
-			acc.ActivitySum += ratio
-			acc.ActivityN++
+			update(w.GPUs, g, func(acc *gpuAcc) {
+				if s.GPUSM && !acc.SM {
+					acc.ActivitySum, acc.ActivityN, acc.SM = 0, 0, true
+				}
+				acc.ActivitySum += ratio
+				acc.ActivityN++
+			})
 			w.Dirty = true
 		}
 	}
@@ -278,21 +270,13 @@ func (a *Accountant) activity(s *series, ratio float64, t, now int64) {
 // seen records that an entity sent data.
 func (a *Accountant) seen(s *series, t int64) {
 	switch s.In {
-	case inGPUEnergy, inCPUEnergy, inBMCEnergy, inBMCPower:
-		mark(a.hosts, s.Host, t)
+	case inGPUEnergy:
+		a.ents.HostSeen[a.ents.GPUHost[s.Entity]].mark(t)
+	case inCPUEnergy, inBMCEnergy, inBMCPower:
+		a.ents.HostSeen[s.Entity].mark(t)
 	case inMeterEnergy, inMeterPower:
-		mark(a.meters, s.Meter, t)
+		a.ents.MeterSeen[s.Entity].mark(t)
 	}
-}
-
-func mark[K comparable](m map[K]*presence, k K, t int64) {
-	p := m[k]
-	if p == nil {
-		m[k] = &presence{First: t, Last: t}
-		return
-	}
-	p.First = min(p.First, t)
-	p.Last = max(p.Last, t)
 }
 
 // attribute spreads energy (or work) measured over [t0, t1] over the
@@ -320,7 +304,7 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered 
 			if covered {
 				sec = overlap / 1e9
 			}
-			w.add(s, share, sec, a.gpuIdle[gpuKey{s.Host, s.GPU}])
+			w.add(s, share, sec, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity])
 		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // stateVersion changes when the checkpoint's layout does; an older
 // checkpoint is then set aside, not misread.
-const stateVersion = 1
+const stateVersion = 2
 
 // state is what a checkpoint holds: everything accounting needs to go on
 // after a restart without losing or counting twice.
@@ -28,10 +28,7 @@ type state struct {
 	Series   map[string]*series
 	RAPLWrap map[string]float64
 	Windows  [3]map[int64]*window
-	Hosts    map[hostKey]*presence
-	Meters   map[meterKey]*presence
-	GPUIdle  map[gpuKey]bool
-	GPUSM    map[gpuKey]bool
+	Entities *entities
 	Rolling  map[scopeKey]*rollingPUE
 	Stats    Stats
 	Pending  []pendingPoint
@@ -58,8 +55,8 @@ type pendingField struct {
 // rename), so a crash leaves the old checkpoint or the new one.
 func (a *Accountant) Save(path string) error {
 	a.mu.Lock()
-	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Hosts: a.hosts, Meters: a.meters,
-		GPUIdle: a.gpuIdle, GPUSM: a.gpuSM, Rolling: a.rolling, Stats: a.stats}
+	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Entities: a.ents,
+		Rolling: a.rolling, Stats: a.stats}
 	for i, lv := range a.levels {
 		st.Windows[i] = lv.windows
 	}
@@ -153,8 +150,11 @@ func (a *Accountant) Load(path string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reset()
-	a.series, a.raplWrap, a.hosts, a.meters = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Hosts), orEmpty(st.Meters)
-	a.gpuIdle, a.gpuSM, a.rolling, a.stats = orEmpty(st.GPUIdle), orEmpty(st.GPUSM), orEmpty(st.Rolling), st.Stats
+	a.series, a.raplWrap, a.rolling, a.stats = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats
+	if e := st.Entities; e != nil {
+		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
+		a.ents = e
+	}
 	for i, lv := range a.levels {
 		lv.windows = orEmpty(st.Windows[i])
 		for _, w := range lv.windows {

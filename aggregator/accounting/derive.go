@@ -77,14 +77,11 @@ func (a *Accountant) prune(now int64) {
 			delete(a.series, k)
 		}
 	}
-	for k, p := range a.hosts {
-		if p.Last < forget {
-			delete(a.hosts, k)
-		}
-	}
-	for k, p := range a.meters {
-		if p.Last < forget {
-			delete(a.meters, k)
+	for _, seen := range [][]presence{a.ents.HostSeen, a.ents.MeterSeen} {
+		for i := range seen {
+			if seen[i].Seen && seen[i].Last < forget {
+				seen[i] = presence{}
+			}
 		}
 	}
 	for _, r := range a.rolling {
@@ -132,6 +129,10 @@ type deriver struct {
 	size  float64 // seconds
 	out   []aggregator.Point
 	hosts map[hostKey]*hostResult
+	// the window's sums by key
+	hostAccs map[hostKey]hostAcc
+	gpuAccs  map[gpuKey]gpuAcc
+	workAccs map[workKey]float64
 	// meters expected in the window, with their energy
 	meters []meterResult
 }
@@ -140,35 +141,49 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 	d := &deriver{a: a, w: w, res: lv.name, t: time.Unix(0, w.Start).UTC(), size: float64(lv.size) / 1e9, out: out}
 	end := w.Start + lv.size
 	forget := w.Start - int64(a.cfg.ForgetAfter)
+	ents := a.ents
+	d.hostAccs = make(map[hostKey]hostAcc, len(w.Hosts))
+	for id, acc := range w.Hosts {
+		d.hostAccs[ents.Hosts[id]] = acc
+	}
+	d.gpuAccs = make(map[gpuKey]gpuAcc, len(w.GPUs))
+	for id, acc := range w.GPUs {
+		d.gpuAccs[ents.GPUs[id]] = acc
+	}
+	d.workAccs = make(map[workKey]float64, len(w.Work))
+	for id, v := range w.Work {
+		d.workAccs[ents.Works[id]] = v
+	}
 	d.hosts = map[hostKey]*hostResult{}
-	for k, p := range a.hosts {
-		if p.First < end && p.Last >= forget {
-			d.hosts[k] = &hostResult{}
+	for id, p := range ents.HostSeen {
+		if p.Seen && p.First < end && p.Last >= forget {
+			d.hosts[ents.Hosts[id]] = &hostResult{}
 		}
 	}
-	for k := range w.Hosts {
+	for k := range d.hostAccs {
 		d.host(k)
 	}
-	for k := range w.GPUs {
+	for k := range d.gpuAccs {
 		d.host(k.hostKey)
 	}
-	meters := map[meterKey]bool{}
-	for k, p := range a.meters {
-		if p.First < end && p.Last >= forget {
-			meters[k] = true
+	meters := map[uint32]bool{}
+	for id, p := range ents.MeterSeen {
+		if p.Seen && p.First < end && p.Last >= forget {
+			meters[uint32(id)] = true
 		}
 	}
-	for k := range w.Meters {
-		meters[k] = true
+	for id := range w.Meters {
+		meters[id] = true
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(meters), compareMeters) {
-		r := meterResult{key: k}
-		if m := w.Meters[k]; m != nil {
+	for id := range meters {
+		r := meterResult{key: ents.Meters[id]}
+		if m, ok := w.Meters[id]; ok {
 			b := m.best()
 			r.joules, r.coverage = b.Joules, min(1, b.Seconds/d.size)
 		}
 		d.meters = append(d.meters, r)
 	}
+	slices.SortFunc(d.meters, func(x, y meterResult) int { return compareMeters(x.key, y.key) })
 
 	d.gpus()
 	d.hostsIT()
@@ -197,19 +212,26 @@ func compareHosts(x, y hostKey) int {
 	return strings.Compare(x.Site+"\x00"+x.Hall+"\x00"+x.Rack+"\x00"+x.Host, y.Site+"\x00"+y.Hall+"\x00"+y.Rack+"\x00"+y.Host)
 }
 
-func (d *deriver) host(k hostKey) *hostResult { return entry(d.hosts, k) }
+func (d *deriver) host(k hostKey) *hostResult {
+	h := d.hosts[k]
+	if h == nil {
+		h = &hostResult{}
+		d.hosts[k] = h
+	}
+	return h
+}
 
 // gpus writes each GPU's energy and activity per watt, and sums them per host.
 func (d *deriver) gpus() {
 	gpuSeconds := map[hostKey]float64{}
-	keys := slices.SortedFunc(maps.Keys(d.w.GPUs), func(x, y gpuKey) int {
+	keys := slices.SortedFunc(maps.Keys(d.gpuAccs), func(x, y gpuKey) int {
 		if c := compareHosts(x.hostKey, y.hostKey); c != 0 {
 			return c
 		}
 		return strings.Compare(x.GPU, y.GPU)
 	})
 	for _, k := range keys {
-		g := d.w.GPUs[k]
+		g := d.gpuAccs[k]
 		h := d.host(k.hostKey)
 		if g.has() {
 			h.GPU += g.Joules
@@ -239,17 +261,17 @@ func (d *deriver) gpus() {
 func (d *deriver) hostsIT() {
 	for _, k := range slices.SortedFunc(maps.Keys(d.hosts), compareHosts) {
 		h := d.hosts[k]
-		acc := d.w.Hosts[k]
-		if acc != nil {
+		acc, hasAcc := d.hostAccs[k]
+		if hasAcc {
 			h.CPU = acc.CPU.Joules
 		}
 		componentsCoverage := h.Coverage
-		if h.GPUs == 0 && acc != nil {
+		if h.GPUs == 0 && hasAcc {
 			componentsCoverage = min(1, acc.CPU.Seconds/d.size)
 		}
 		h.Coverage = 0
 		picked := false
-		if acc != nil {
+		if hasAcc {
 			for src := range nBMCSources {
 				if b := acc.BMC[src]; b.has() {
 					h.IT, h.Coverage, h.Source, h.BMC, picked = b.Joules, min(1, b.Seconds/d.size), sourceNames[src], true, true
@@ -257,7 +279,7 @@ func (d *deriver) hostsIT() {
 				}
 			}
 		}
-		if !picked && (h.GPUs > 0 || (acc != nil && acc.CPU.has())) {
+		if !picked && (h.GPUs > 0 || (hasAcc && acc.CPU.has())) {
 			h.IT, h.Coverage, h.Source, h.LowerBound = h.GPU+h.CPU, componentsCoverage, sourceComponents, true
 		}
 		if h.Source == "" {
@@ -268,7 +290,7 @@ func (d *deriver) hostsIT() {
 		if h.GPUs > 0 {
 			d.emit(measEnergy, d.topoTags(k, "scope", "host", "kind", "gpu"), num("joules", h.GPU))
 		}
-		if acc != nil && acc.CPU.has() {
+		if hasAcc && acc.CPU.has() {
 			d.emit(measEnergy, d.topoTags(k, "scope", "host", "kind", "cpu"), num("joules", h.CPU))
 		}
 	}
@@ -532,13 +554,13 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		unit string
 	}
 	totals := map[scoped]float64{}
-	for _, k := range slices.SortedFunc(maps.Keys(d.w.Work), func(x, y workKey) int {
+	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), func(x, y workKey) int {
 		return strings.Compare(x.Site+x.Hall+x.Rack+x.Host+"\x00"+x.GPU+"\x00"+x.Unit, y.Site+y.Hall+y.Rack+y.Host+"\x00"+y.GPU+"\x00"+y.Unit)
 	}) {
-		work := d.w.Work[k]
+		work := d.workAccs[k]
 		site := pues[scopeKey{Scope: "site", Site: k.Site}]
 		if k.GPU != "" {
-			if g := d.w.GPUs[gpuKey{k.hostKey, k.GPU}]; g != nil {
+			if g, ok := d.gpuAccs[gpuKey{k.hostKey, k.GPU}]; ok {
 				d.emitWork(d.topoTags(k.hostKey, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Joules, site)
 			}
 		}

@@ -92,16 +92,16 @@ type workKey struct {
 
 // series is the state of one raw series between its points.
 type series struct {
-	In      input
-	Last    float64
-	LastT   int64 // unix ns
-	Seen    bool  // LastT and Last hold a point
-	Method  uint8 // host energy: sourceBMCCounter or sourceBMCIntegrated
-	GPUSM   bool  // activity: SM activity (preferred) rather than utilization
-	Host    hostKey
-	GPU     string // GPU id (GPU energy and activity, GPU-bound work)
-	Meter   meterKey
-	Unit    string // work unit
+	In     input
+	Last   float64
+	LastT  int64 // unix ns
+	Seen   bool  // LastT and Last hold a point
+	Method uint8 // host energy: sourceBMCCounter or sourceBMCIntegrated
+	GPUSM  bool  // activity: SM activity (preferred) rather than utilization
+	// Entity is what the series is summed into: a host (CPU, BMC), a GPU
+	// (GPU energy, activity), a meter or a kind of work, by its id in
+	// entities.
+	Entity  uint32
 	RAPLKey string // host and powercap path: joins the zone's wrap range
 }
 
@@ -144,32 +144,114 @@ func (v pointView) tag(key string) string {
 
 // newSeries fills a series' identity from its first point. Strings are
 // cloned: the point's strings point into the request body.
-func newSeries(in input, v pointView) *series {
+func (e *entities) newSeries(in input, v pointView) *series {
 	s := &series{In: in}
-	s.Host = hostKey{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
+	host := hostKey{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
 	switch in {
 	case inGPUEnergy, inActivity:
-		s.GPU = v.tag("uuid")
-		if s.GPU == "" {
-			s.GPU = v.tag("gpu")
+		gpu := v.tag("uuid")
+		if gpu == "" {
+			gpu = v.tag("gpu")
 		}
-		s.GPU = strings.Clone(s.GPU)
+		s.Entity = e.gpu(gpuKey{host, strings.Clone(gpu)})
 	case inCPUEnergy, inRAPLRange:
-		s.RAPLKey = strings.Clone(s.Host.Host + "\x00" + v.tag("path"))
-	case inBMCEnergy:
+		s.RAPLKey = strings.Clone(host.Host + "\x00" + v.tag("path"))
+		s.Entity = e.host(host)
+	case inBMCEnergy, inBMCPower:
 		s.Method = sourceBMCCounter
 		if v.tag("method") == "integrated" {
 			s.Method = sourceBMCIntegrated
 		}
+		s.Entity = e.host(host)
 	case inMeterEnergy, inMeterPower:
 		meter := v.tag("bmc")
 		if eq := v.tag("equipment"); eq != "" {
 			meter += "/" + eq
 		}
-		s.Meter = meterKey{Site: s.Host.Site, Hall: s.Host.Hall, Rack: s.Host.Rack, Meter: strings.Clone(meter), Role: strings.Clone(v.tag("role"))}
+		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, Meter: strings.Clone(meter), Role: strings.Clone(v.tag("role"))})
 	case inWork:
-		s.GPU = strings.Clone(v.tag("gpu"))
-		s.Unit = strings.Clone(v.tag("unit"))
+		s.Entity = e.work(workKey{host, strings.Clone(v.tag("gpu")), strings.Clone(v.tag("unit"))})
 	}
 	return s
+}
+
+// entities interns the hosts, GPUs, meters and kinds of work that windows
+// sum, so a window keys its sums by small ids and holds them inline: the
+// memory per window and entity is a few dozen bytes, not the keys' strings.
+// Ids are never reused; an entity silent past forget_after is no longer
+// expected (its presence is cleared) but keeps its id.
+type entities struct {
+	HostIDs   map[hostKey]uint32
+	Hosts     []hostKey
+	HostSeen  []presence
+	GPUIDs    map[gpuKey]uint32
+	GPUs      []gpuKey
+	GPUHost   []uint32 // the GPU's host id
+	GPUIdle   []bool   // the last activity reading was under idle_below
+	GPUSM     []bool   // the GPU reports SM activity
+	MeterIDs  map[meterKey]uint32
+	Meters    []meterKey
+	MeterSeen []presence
+	WorkIDs   map[workKey]uint32
+	Works     []workKey
+}
+
+// presence is when an entity first and last sent data (unix ns).
+type presence struct {
+	First, Last int64
+	Seen        bool
+}
+
+func (p *presence) mark(t int64) {
+	if !p.Seen {
+		*p = presence{First: t, Last: t, Seen: true}
+		return
+	}
+	p.First = min(p.First, t)
+	p.Last = max(p.Last, t)
+}
+
+func newEntities() *entities {
+	return &entities{HostIDs: map[hostKey]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{}}
+}
+
+func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {
+	if id, ok := ids[k]; ok {
+		return id, false
+	}
+	id := uint32(len(*keys))
+	ids[k] = id
+	*keys = append(*keys, k)
+	return id, true
+}
+
+func (e *entities) host(k hostKey) uint32 {
+	id, added := intern(e.HostIDs, &e.Hosts, k)
+	if added {
+		e.HostSeen = append(e.HostSeen, presence{})
+	}
+	return id
+}
+
+func (e *entities) gpu(k gpuKey) uint32 {
+	id, added := intern(e.GPUIDs, &e.GPUs, k)
+	if added {
+		e.GPUHost = append(e.GPUHost, e.host(k.hostKey))
+		e.GPUIdle = append(e.GPUIdle, false)
+		e.GPUSM = append(e.GPUSM, false)
+	}
+	return id
+}
+
+func (e *entities) meter(k meterKey) uint32 {
+	id, added := intern(e.MeterIDs, &e.Meters, k)
+	if added {
+		e.MeterSeen = append(e.MeterSeen, presence{})
+	}
+	return id
+}
+
+func (e *entities) work(k workKey) uint32 {
+	id, _ := intern(e.WorkIDs, &e.Works, k)
+	return id
 }

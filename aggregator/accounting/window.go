@@ -32,7 +32,7 @@ type gpuAcc struct {
 	amount
 	IdleJoules  float64
 	ActivitySum float64
-	ActivityN   int
+	ActivityN   int32
 	SM          bool // the activity is SM activity, not utilization
 }
 
@@ -45,57 +45,52 @@ func (m *meterAcc) best() amount {
 	return m.Power
 }
 
-// window holds what was measured in one tumbling window.
+// window holds what was measured in one tumbling window, by entity id.
 type window struct {
 	Start, Size int64 // unix ns
-	Hosts       map[hostKey]*hostAcc
-	GPUs        map[gpuKey]*gpuAcc
-	Meters      map[meterKey]*meterAcc
-	Work        map[workKey]float64
+	Hosts       map[uint32]hostAcc
+	GPUs        map[uint32]gpuAcc
+	Meters      map[uint32]meterAcc
+	Work        map[uint32]float64
 	Written     bool // derived points were written at least once
 	Dirty       bool // changed since they were written
 }
 
 func newWindow(start, size int64) *window {
-	return &window{Start: start, Size: size, Hosts: map[hostKey]*hostAcc{}, GPUs: map[gpuKey]*gpuAcc{},
-		Meters: map[meterKey]*meterAcc{}, Work: map[workKey]float64{}}
+	return &window{Start: start, Size: size, Hosts: map[uint32]hostAcc{}, GPUs: map[uint32]gpuAcc{},
+		Meters: map[uint32]meterAcc{}, Work: map[uint32]float64{}}
 }
 
-// entry returns m[k], adding a zero value first where there is none.
-func entry[K comparable, V any](m map[K]*V, k K) *V {
+// update applies f to m[k] (a zero value where there is none): the values
+// are held inline, which halves a window's memory.
+func update[V any](m map[uint32]V, k uint32, f func(*V)) {
 	v := m[k]
-	if v == nil {
-		v = new(V)
-		m[k] = v
-	}
-	return v
+	f(&v)
+	m[k] = v
 }
-
-func (w *window) host(k hostKey) *hostAcc    { return entry(w.Hosts, k) }
-func (w *window) gpu(k gpuKey) *gpuAcc       { return entry(w.GPUs, k) }
-func (w *window) meter(k meterKey) *meterAcc { return entry(w.Meters, k) }
 
 // add puts a series' share of energy (or work) and covered seconds in.
 func (w *window) add(s *series, joules, sec float64, idle bool) {
 	switch s.In {
 	case inGPUEnergy:
-		g := w.gpu(gpuKey{s.Host, s.GPU})
-		g.add(joules, sec)
-		if idle {
-			g.IdleJoules += joules
-		}
+		update(w.GPUs, s.Entity, func(g *gpuAcc) {
+			g.add(joules, sec)
+			if idle {
+				g.IdleJoules += joules
+			}
+		})
 	case inCPUEnergy:
-		w.host(s.Host).CPU.add(joules, sec)
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.CPU.add(joules, sec) })
 	case inBMCEnergy:
-		w.host(s.Host).BMC[s.Method].add(joules, sec)
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.BMC[s.Method].add(joules, sec) })
 	case inBMCPower:
-		w.host(s.Host).BMC[sourceBMCPower].add(joules, sec)
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.BMC[sourceBMCPower].add(joules, sec) })
 	case inMeterEnergy:
-		w.meter(s.Meter).Energy.add(joules, sec)
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Energy.add(joules, sec) })
 	case inMeterPower:
-		w.meter(s.Meter).Power.add(joules, sec)
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Power.add(joules, sec) })
 	case inWork:
-		w.Work[workKey{s.Host, s.GPU, s.Unit}] += joules
+		w.Work[s.Entity] += joules
 	}
 	w.Dirty = true
 }
