@@ -106,12 +106,18 @@ func BenchmarkIngestAccounting(b *testing.B) {
 // points (max_lateness 1h) are at their steady state; it reports the heap
 // accounting holds per accounting series and per raw series.
 func BenchmarkAccountingMemory(b *testing.B) {
+	for _, lateness := range []time.Duration{time.Hour, 15 * time.Minute} {
+		b.Run("max_lateness="+lateness.String(), func(b *testing.B) { accountingMemory(b, lateness) })
+	}
+}
+
+func accountingMemory(b *testing.B, lateness time.Duration) {
 	for b.Loop() {
 		start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 		var before runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		a, _ := New(Config{}, slog.New(slog.DiscardHandler))
+		a, _ := New(Config{MaxLateness: lateness}, slog.New(slog.DiscardHandler))
 		now := start
 		a.now = func() time.Time { return now }
 		in := aggregator.NewIngest([]string{"t"}, aggregator.Limits{}, discardSink{}, slog.New(slog.DiscardHandler), a)
