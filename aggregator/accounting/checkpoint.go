@@ -18,7 +18,7 @@ import (
 
 // stateVersion changes when the checkpoint's layout does; an older
 // checkpoint is then set aside, not misread.
-const stateVersion = 2
+const stateVersion = 3
 
 // state is what a checkpoint holds: everything accounting needs to go on
 // after a restart without losing or counting twice.

@@ -183,6 +183,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 		}
 		d.meters = append(d.meters, r)
 	}
+	d.meters = countedMeters(d.meters)
 	slices.SortFunc(d.meters, func(x, y meterResult) int { return compareMeters(x.key, y.key) })
 
 	d.gpus()
@@ -205,7 +206,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 }
 
 func compareMeters(x, y meterKey) int {
-	return strings.Compare(x.Site+"\x00"+x.Hall+"\x00"+x.Rack+"\x00"+x.Meter, y.Site+"\x00"+y.Hall+"\x00"+y.Rack+"\x00"+y.Meter)
+	return strings.Compare(x.Site+"\x00"+x.Hall+"\x00"+x.Rack+"\x00"+x.name(), y.Site+"\x00"+y.Hall+"\x00"+y.Rack+"\x00"+y.name())
 }
 
 func compareHosts(x, y hostKey) int {
@@ -364,9 +365,43 @@ func (d *deriver) hostsIn(site, hall, rack string) scopeSum {
 
 func (d *deriver) metersOut() {
 	for _, m := range d.meters {
-		d.emit(measEnergy, tags("resolution", d.res, "scope", "meter", "kind", m.key.Role, "site", m.key.Site, "hall", m.key.Hall, "rack", m.key.Rack, "meter", m.key.Meter),
+		d.emit(measEnergy, tags("resolution", d.res, "scope", "meter", "kind", m.key.Role, "site", m.key.Site, "hall", m.key.Hall, "rack", m.key.Rack, "meter", m.key.name()),
 			num("joules", m.joules), num("coverage", m.coverage))
 	}
+}
+
+// meterTypes is, per role, the order in which the kinds of equipment of
+// one endpoint count: an endpoint that reports a transfer switch feeding a
+// rack PDU measures the same energy twice, so only the items of its first
+// kind in this order count. A chassis-level reading counts only where the
+// endpoint reports no equipment.
+var meterTypes = map[string][]string{
+	roleFacilityInput: {"electrical_bus", "transfer_switch", "floor_pdu", "rack_pdu", "power_shelf", "chassis"},
+	roleUPSOutput:     {"electrical_bus", "transfer_switch", "floor_pdu", "rack_pdu", "power_shelf", "chassis"},
+	rolePDUOutput:     {"rack_pdu", "floor_pdu", "power_shelf", "transfer_switch", "electrical_bus", "chassis"},
+	roleITInput:       {"power_shelf", "rack_pdu", "floor_pdu", "transfer_switch", "electrical_bus", "chassis"},
+}
+
+// countedMeters keeps, of each endpoint and role, the meters of the kind
+// that counts.
+func countedMeters(meters []meterResult) []meterResult {
+	type endpoint struct{ site, hall, rack, bmc, role string }
+	rank := func(k meterKey) int {
+		if i := slices.Index(meterTypes[k.Role], k.Type); i >= 0 {
+			return i
+		}
+		return len(meterTypes[k.Role]) // an unknown kind counts last
+	}
+	best := map[endpoint]int{}
+	for _, m := range meters {
+		e := endpoint{m.key.Site, m.key.Hall, m.key.Rack, m.key.BMC, m.key.Role}
+		if r, ok := best[e]; !ok || rank(m.key) < r {
+			best[e] = rank(m.key)
+		}
+	}
+	return slices.DeleteFunc(meters, func(m meterResult) bool {
+		return rank(m.key) != best[endpoint{m.key.Site, m.key.Hall, m.key.Rack, m.key.BMC, m.key.Role}]
+	})
 }
 
 // scopes lists the sites and halls the window knows.

@@ -78,9 +78,18 @@ type gpuKey struct {
 }
 
 // meterKey names one meter: the BMC or power-equipment endpoint (bmc tag)
-// and, for power equipment, the item (equipment tag).
+// and, for power equipment, the item (equipment_type and equipment tags).
 type meterKey struct {
-	Site, Hall, Rack, Meter, Role string
+	Site, Hall, Rack, BMC, Type, Equipment, Role string
+}
+
+// name is the meter tag of derived points: bmc/type/equipment.
+func (k meterKey) name() string {
+	name := k.BMC + "/" + k.Type
+	if k.Equipment != "" {
+		name += "/" + k.Equipment
+	}
+	return name
 }
 
 // workKey names one kind of work on one host, or on one GPU where the
@@ -164,11 +173,12 @@ func (e *entities) newSeries(in input, v pointView) *series {
 		}
 		s.Entity = e.host(host)
 	case inMeterEnergy, inMeterPower:
-		meter := v.tag("bmc")
-		if eq := v.tag("equipment"); eq != "" {
-			meter += "/" + eq
+		typ := v.tag("equipment_type")
+		if typ == "" {
+			typ = "chassis" // a meter that presents itself as a chassis
 		}
-		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, Meter: strings.Clone(meter), Role: strings.Clone(v.tag("role"))})
+		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, BMC: strings.Clone(v.tag("bmc")),
+			Type: strings.Clone(typ), Equipment: strings.Clone(v.tag("equipment")), Role: strings.Clone(v.tag("role"))})
 	case inWork:
 		s.Entity = e.work(workKey{host, strings.Clone(v.tag("gpu")), strings.Clone(v.tag("unit"))})
 	}
