@@ -566,3 +566,29 @@ func TestTokensPerJouleFromASimulatedVLLM(t *testing.T) {
 		t.Errorf("/metrics tokens per joule = %v, want %v", r.perJoule, perJoule)
 	}
 }
+
+func TestPDUsOfOneHallAreNotTheSitesITEnergy(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var s site
+	end := t0.Add(time.Minute)
+	s.host("a", "h1", "r1", 500, t0, end)
+	s.host("b", "h2", "r7", 700, t0, end)
+	s.counter("joules_redfish_equipment_energy_joules_total", 520, t0, end, 10*time.Second,
+		"site", "s1", "hall", "h1", "rack", "r1", "host", "mgmt", "bmc", "pdu", "role", "pdu_output", "equipment", "1", "equipment_type", "rack_pdu", "method", "counter")
+	s.meter("facility", "facility_input", "", 1500, t0, end)
+	out := run(a, c, s.points, end.Add(31*time.Second))
+	site := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	if v, _ := field(site, "category"); v.IntV() != 3 {
+		t.Errorf("site category = %d, want 3: hall h2 has no PDU meter (%s)", v.IntV(), describe(site))
+	}
+	if got := floatField(t, site, "pue"); !closeEqual(got, 1500.0/1200, 1e-9) {
+		t.Errorf("site PUE = %v, want 1500/1200 from the hosts", got)
+	}
+	if v, _ := field(site, "reason"); !strings.Contains(v.StringV(), "pdu_output meters do not feed 1") {
+		t.Errorf("reason = %q, want it to say why the PDUs were not used", v.StringV())
+	}
+	recon := find(t, out, measReconciliation, t0, "scope", "rack", "rack", "r1", "kind", "pdu_vs_bmcs")
+	if got := floatField(t, recon, "remainder_joules"); !closeEqual(got, 20*60, 1e-9) {
+		t.Errorf("PDU r1 against host a: remainder %v J, want 1200", got)
+	}
+}

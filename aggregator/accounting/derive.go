@@ -469,14 +469,21 @@ func (d *deriver) pue(sk scopeKey) pueResult {
 	f, fCov, nF := d.meterSum(sk, roleFacilityInput)
 	r.Facility, r.FacilityCoverage = f, fCov
 	hostsLowerBound := false
+	var notes []string
 	for _, c := range []struct {
 		role     string
 		category int
 	}{{roleUPSOutput, 1}, {rolePDUOutput, 2}, {roleITInput, 3}} {
-		if j, cov, n := d.meterSum(sk, c.role); n > 0 {
-			r.IT, r.ITCoverage, r.Category = j, cov, c.category
-			break
+		j, cov, n := d.meterSum(sk, c.role)
+		if n == 0 {
+			continue
 		}
+		if uncovered := d.uncoveredHosts(sk, c.role); uncovered > 0 {
+			notes = append(notes, fmt.Sprintf("%s meters do not feed %d of its hosts' racks: not used", c.role, uncovered))
+			continue
+		}
+		r.IT, r.ITCoverage, r.Category = j, cov, c.category
+		break
 	}
 	if r.Category == 0 {
 		s := d.hostsIn(sk.Site, sk.Hall, "")
@@ -501,16 +508,37 @@ func (d *deriver) pue(sk scopeKey) pueResult {
 		r.Reason = "the IT energy sources of " + where + " sent no data in this window"
 	default:
 		r.PUE, r.OK = r.Facility/r.IT, true
-		var notes []string
 		if r.Coverage < 1 {
 			notes = append(notes, fmt.Sprintf("partial data: facility coverage %.4g, IT coverage %.4g", r.FacilityCoverage, r.ITCoverage))
 		}
 		if hostsLowerBound {
 			notes = append(notes, "some hosts' IT energy is a lower bound (GPUs + CPU), so this PUE is an upper bound")
 		}
+	}
+	if r.OK {
 		r.Reason = strings.Join(notes, "; ")
 	}
 	return r
+}
+
+// uncoveredHosts counts the hosts of a scope that no meter of the role is
+// upstream of: a meter feeds the hosts of its rack, or of its hall if it
+// has no rack label, or of its site if it has neither. A site whose PDUs
+// are metered in one hall only must not take them for its IT energy.
+func (d *deriver) uncoveredHosts(sk scopeKey, role string) int {
+	n := 0
+	for k := range d.hosts {
+		if k.Site != sk.Site || sk.Scope == "hall" && k.Hall != sk.Hall {
+			continue
+		}
+		fed := slices.ContainsFunc(d.meters, func(m meterResult) bool {
+			return m.key.Role == role && m.key.Site == k.Site && (m.key.Hall == "" || m.key.Hall == k.Hall) && (m.key.Rack == "" || m.key.Rack == k.Rack)
+		})
+		if !fed {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *deriver) emitPUE(sk scopeKey, resolution string, r pueResult) {
