@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The whole pipeline on this one machine: InfluxDB, the aggregator, two
-# simulated BMCs and a simulated PDU, and an agent with eight simulated
-# H200s streaming to the aggregator. Everything simulated says so. Ctrl-C
-# stops it all. DEMO_SECONDS=N stops it after N seconds (for CI).
+# The whole pipeline on this one machine: InfluxDB, the aggregator, and a
+# simulated site demo-dc: three GPU hosts (eight simulated H200s each, a
+# simulated vLLM server each; two with a simulated BMC) in hall h1, racks r1
+# and r2, and a management agent reading a simulated PDU (pdu_output) and a
+# facility meter (facility_input: the same PDU mockup carrying 1.35 times
+# its load), all streaming to the aggregator. Everything simulated says so.
+# Ctrl-C stops it all. DEMO_SECONDS=N stops it after N seconds and checks
+# what reached InfluxDB (for CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin
@@ -58,43 +62,106 @@ influx:
 CONF
 "$BIN/joules-aggregator" --config.file "$STATE/aggregator.yml" --web.listen-address 127.0.0.1:9561 >"$STATE/aggregator.log" 2>&1 & pids+=($!)
 
-bmcs=()
+# Redfish: the two hosts' BMCs, the PDU the racks hang from, and the
+# facility meter upstream of it, which carries the PDU's load times 1.35
+# (cooling and losses) and moves with it.
 if [ -d "$SHARED/redfish" ]; then
 	echo joules-demo > "$STATE/bmc.pass"
 	"$BIN/joules" sim redfish --tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
 		--password-file "$STATE/bmc.pass" --endpoints-out "$STATE/bmcs" \
 		--bmc "rack1-bmc=$SHARED/redfish/dmtf-public-rackmount1" \
 		--bmc "giga-bmc=$SHARED/redfish/gigabyte-h262-z63" \
-		--bmc "pdu-a=$SHARED/redfish/dmtf-public-pdu" >"$STATE/sim.log" 2>&1 & pids+=($!)
+		--bmc "pdu-a=$SHARED/redfish/dmtf-public-pdu" \
+		--bmc "facility=$SHARED/redfish/dmtf-public-pdu" \
+		--scale facility=1.35 --follow facility=pdu-a >"$STATE/sim.log" 2>&1 & pids+=($!)
 	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
 	[ -s "$STATE/bmcs" ] || { echo "demo: the Redfish simulator did not start:"; cat "$STATE/sim.log"; exit 1; }
 else
-	echo "demo: no shared Redfish mockups at $SHARED/redfish: running without BMCs"
+	echo "demo: no shared Redfish mockups at $SHARED/redfish: running without BMCs or facility meters"
 fi
 
-{
-	echo "labels: {site: demo-dc, hall: h1, rack: r1, host: demo-gpu-01}"
-	echo "sources:"
-	echo "  nvml: {simulate: dgxh200}"
-	echo "  node: {collectors: [netdev, hwmon, rapl]}"
-	if [ -s "$STATE/bmcs" ]; then
-		echo "  redfish:"
-		while read -r name url; do
-			role=host; [ "$name" = pdu-a ] && role=pdu_output
-			echo "    - {name: $name, endpoint: \"$url\", username: monitor, password_file: $STATE/bmc.pass, ca_file: $STATE/bmc-ca.pem, role: $role}"
-		done < "$STATE/bmcs"
-	fi
-	echo "exporters:"
-	echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/agent-spool}"
-} > "$STATE/agent.yml"
-"$BIN/joules-agent" --config.file "$STATE/agent.yml" --web.listen-address 127.0.0.1:9560 >"$STATE/agent.log" 2>&1 & pids+=($!)
+# The GPU hosts: eight simulated H200s each, a simulated vLLM server each
+# (rates, seeds and models differ) and, on two of them, a BMC.
+hosts=(
+	# host      rack port inference       tokens/s seed model                             BMC
+	"demo-gpu-01 r1   9560 127.0.0.1:18101 2400     1    meta-llama/Llama-3.1-8B-Instruct  rack1-bmc"
+	"demo-gpu-02 r1   9562 127.0.0.1:18102 3600     2    meta-llama/Llama-3.1-8B-Instruct  giga-bmc"
+	"demo-gpu-03 r2   9563 127.0.0.1:18103 1500     3    meta-llama/Llama-3.1-70B-Instruct -"
+)
+MGMT_PORT=9564
+for h in "${hosts[@]}"; do
+	read -r host _ _ addr rate seed model _ <<<"$h"
+	"$BIN/joules" sim inference --listen-address "$addr" --tokens-per-second "$rate" --seed "$seed" --model "$model" \
+		>"$STATE/inference-$host.log" 2>&1 & pids+=($!)
+done
+for h in "${hosts[@]}"; do
+	read -r host _ _ addr _ <<<"$h"
+	for _ in $(seq 100); do curl -sf "http://$addr/healthz" >/dev/null && break; sleep 0.1; done
+	curl -sf "http://$addr/healthz" >/dev/null || { echo "demo: the inference simulator of $host did not start:"; cat "$STATE/inference-$host.log"; exit 1; }
+done
 
-for _ in $(seq 100); do curl -sf http://127.0.0.1:9560/healthz >/dev/null && break; sleep 0.2; done
-curl -sf http://127.0.0.1:9560/healthz >/dev/null || { echo "demo: the agent did not start:"; cat "$STATE/agent.log"; exit 1; }
+# redfish_entry NAME ROLE: one sources.redfish entry, for a BMC the simulator serves.
+redfish_entry() {
+	local url
+	url=$(awk -v n="$1" '$1 == n {print $2}' "$STATE/bmcs" 2>/dev/null)
+	[ -n "$url" ] || return 0
+	echo "    - {name: $1, endpoint: \"$url\", username: monitor, password_file: $STATE/bmc.pass, ca_file: $STATE/bmc-ca.pem, role: $2}"
+}
+
+# start_agent HOST PORT: runs the agent with $STATE/agent-HOST.yml.
+start_agent() {
+	"$BIN/joules-agent" --config.file "$STATE/agent-$1.yml" --web.listen-address "127.0.0.1:$2" >"$STATE/agent-$1.log" 2>&1 & pids+=($!)
+}
+
+for h in "${hosts[@]}"; do
+	read -r host rack port addr _ _ _ bmc <<<"$h"
+	{
+		echo "labels: {site: demo-dc, hall: h1, rack: $rack, host: $host}"
+		echo "sources:"
+		echo "  nvml: {simulate: dgxh200}"
+		echo "  node: {collectors: [netdev, hwmon, rapl]}"
+		echo "  work: {scrape: [{name: vllm, url: \"http://$addr/metrics\", preset: vllm}]}"
+		if [ "$bmc" != - ] && [ -s "$STATE/bmcs" ]; then
+			echo "  redfish:"
+			redfish_entry "$bmc" host
+		fi
+		echo "exporters:"
+		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$host}"
+	} > "$STATE/agent-$host.yml"
+	start_agent "$host" "$port"
+done
+
+# The management agent: no GPUs or host counters of its own, only the
+# hall's meters, labelled with their roles (they decide the PUE category).
+if [ -s "$STATE/bmcs" ]; then
+	{
+		echo "labels: {site: demo-dc, hall: h1, host: demo-mgmt}"
+		echo "sources:"
+		echo "  nvml: {enabled: false}"
+		echo "  node: {enabled: false}"
+		echo "  redfish:"
+		redfish_entry pdu-a pdu_output
+		redfish_entry facility facility_input
+		echo "exporters:"
+		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-demo-mgmt}"
+	} > "$STATE/agent-demo-mgmt.yml"
+	start_agent demo-mgmt "$MGMT_PORT"
+fi
+
+agents=()
+for h in "${hosts[@]}"; do read -r host _ port _ <<<"$h"; agents+=("$host:$port"); done
+[ -s "$STATE/bmcs" ] && agents+=("demo-mgmt:$MGMT_PORT")
+for a in "${agents[@]}"; do
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null && break; sleep 0.2; done
+	curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null || { echo "demo: the agent ${a%%:*} did not start:"; cat "$STATE/agent-${a%%:*}.log"; exit 1; }
+done
+
 cat <<MSG
 
-joules demo — everything below is SIMULATED (GPUs and BMCs; samples say simulated="true" where they are):
-  agent metrics      http://127.0.0.1:9560/metrics
+joules demo — everything below is SIMULATED (GPUs, BMCs, PDU, facility meter, inference servers;
+samples say simulated="true" where they are), site demo-dc, hall h1:
+  agents             $(for h in "${hosts[@]}"; do read -r host rack port _ <<<"$h"; printf '\n    %-14s rack %s  http://127.0.0.1:%s/metrics' "$host" "$rack" "$port"; done)$( [ -s "$STATE/bmcs" ] && printf '\n    %-14s         http://127.0.0.1:%s/metrics  (PDU and facility meter)' demo-mgmt "$MGMT_PORT")
+  inference (vLLM)   $(for h in "${hosts[@]}"; do read -r host _ _ addr rate _ <<<"$h"; printf '\n    %-14s http://%s/metrics  (~%s tokens/s)' "$host" "$addr" "$rate"; done)
   aggregator         http://127.0.0.1:9561/health   (metrics: /metrics)
   InfluxDB (Flux)    http://127.0.0.1:18086          bucket joules/autogen
   simulated BMCs     $( [ -s "$STATE/bmcs" ] && tr '\n' ' ' < "$STATE/bmcs" )
@@ -102,12 +169,46 @@ joules demo — everything below is SIMULATED (GPUs and BMCs; samples say simula
 Ctrl-C stops everything.
 MSG
 
+# flux_count FILTER: how many points InfluxDB holds that pass the Flux filter.
+flux_count() {
+	curl -sf -XPOST http://127.0.0.1:18086/api/v2/query -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' \
+		--data "from(bucket:\"joules/autogen\") |> range(start: -1h) |> filter(fn: (r) => $1) |> group() |> count()" |
+		tr -d '\r' | grep -v -e '^#' -e '^$' | awk -F, 'NR==1 {for (i=1; i<=NF; i++) if ($i=="_value") c=i} NR==2 {print $c}'
+}
+
+# check_accounting: the place for the checks of the aggregator's energy
+# accounting (PUE from the facility meter over the PDU, tokens per joule).
+# It checks nothing yet.
+check_accounting() {
+	return 0
+}
+
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
-	n=$(curl -sf -XPOST http://127.0.0.1:18086/api/v2/query -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' \
-		--data 'from(bucket:"joules/autogen") |> range(start: -1h) |> filter(fn: (r) => r._measurement == "joules_gpu_power_watts") |> group() |> count()' | tr -d '\r' | grep -v -e '^#' -e '^$' | awk -F, 'NR==1 {for (i=1; i<=NF; i++) if ($i=="_value") c=i} NR==2 {print $c}')
-	echo "demo: InfluxDB holds ${n:-0} GPU power points after ${DEMO_SECONDS}s"
-	[ "${n:-0}" -gt 0 ]
+	ok=true
+	for h in "${hosts[@]}"; do
+		read -r host _ <<<"$h"
+		n=$(flux_count "r._measurement == \"joules_gpu_power_watts\" and r.host == \"$host\"")
+		echo "demo: InfluxDB holds ${n:-0} GPU power points from $host after ${DEMO_SECONDS}s"
+		[ "${n:-0}" -gt 0 ] || ok=false
+	done
+	n=$(flux_count 'r._measurement == "joules_work_total" and r.unit == "token"')
+	echo "demo: InfluxDB holds ${n:-0} token counter points (joules_work_total, unit=token)"
+	[ "${n:-0}" -gt 0 ] || ok=false
+	if [ -s "$STATE/bmcs" ]; then
+		for role in pdu_output facility_input; do
+			n=$(flux_count "r._measurement == \"joules_redfish_equipment_power_watts\" and r.role == \"$role\"")
+			echo "demo: InfluxDB holds ${n:-0} equipment power points with role $role"
+			[ "${n:-0}" -gt 0 ] || ok=false
+		done
+	fi
+	if grep -q -i 'level=error' "$STATE/aggregator.log"; then
+		echo "demo: the aggregator logged errors:"
+		grep -i 'level=error' "$STATE/aggregator.log" | head -20
+		ok=false
+	fi
+	check_accounting || ok=false
+	$ok
 else
 	while true; do sleep 3600; done
 fi
