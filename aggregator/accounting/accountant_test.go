@@ -592,3 +592,70 @@ func TestPDUsOfOneHallAreNotTheSitesITEnergy(t *testing.T) {
 		t.Errorf("PDU r1 against host a: remainder %v J, want 1200", got)
 	}
 }
+
+// TestCheckpointKeepsEveryKind writes the same windows with and without a
+// restart in between, for every kind of input: every derived point of the
+// windows after the restart must be the same.
+func TestCheckpointKeepsEveryKind(t *testing.T) {
+	topo := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1"}
+	sample := func(i int) []aggregator.Point {
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		v := float64(i)
+		return []aggregator.Point{
+			pt("joules_redfish_host_energy_joules_total", at, 900*10*v, append(slices.Clone(topo), "bmc", "b", "chassis", "1", "method", "counter", "role", "host")...),
+			gpuEnergy("n1", "0", at, 400*10*v),
+			pt("joules_gpu_sm_activity_ratio", at, 0.5, "site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "gpu", "0", "uuid", "GPU-0"),
+			pt("node_rapl_package_joules_total", at, 100*10*v, append(slices.Clone(topo), "index", "0", "path", "/sys/class/powercap/intel-rapl:0")...),
+			pt("joules_work_total", at, 30*10*v, append(slices.Clone(topo), "gpu", "GPU-0", "kind", "generation", "unit", "token", "workload", "vllm")...),
+			pt("joules_redfish_equipment_energy_joules_total", at, 1100*10*v, "site", "s1", "hall", "h1", "rack", "r1", "host", "mgmt", "bmc", "pdu", "role", "pdu_output", "equipment", "1", "equipment_type", "rack_pdu", "method", "counter"),
+			pt("joules_redfish_equipment_energy_joules_total", at, 1300*10*v, "site", "s1", "host", "mgmt", "bmc", "feed", "role", "facility_input", "equipment", "1", "equipment_type", "electrical_bus", "method", "counter"),
+		}
+	}
+	var before, after []aggregator.Point
+	for i := range 7 {
+		before = append(before, sample(i)...)
+	}
+	for i := 6; i < 19; i++ {
+		after = append(after, sample(i)...)
+	}
+	end := t0.Add(3*time.Minute + 31*time.Second)
+	ref, rc := newTestAccountant(t, Config{})
+	ref.Process(slices.Clone(before))
+	want := run(ref, rc, slices.Clone(after), end)
+
+	state := filepath.Join(t.TempDir(), "accounting.state")
+	first, c1 := newTestAccountant(t, Config{})
+	run(first, c1, slices.Clone(before), t0.Add(91*time.Second))
+	if err := first.Save(state); err != nil {
+		t.Fatal(err)
+	}
+	second, c2 := newTestAccountant(t, Config{})
+	if err := second.Load(state); err != nil {
+		t.Fatal(err)
+	}
+	c2.t = c1.t
+	got := run(second, c2, slices.Clone(after), end)
+	index := func(points []aggregator.Point, from time.Time) map[string]bool {
+		m := map[string]bool{}
+		for i := range points {
+			if !points[i].Time.Before(from) && !strings.Contains(describe(&points[i]), "rolling") {
+				m[describe(&points[i])+" @"+points[i].Time.Format(time.TimeOnly)] = true
+			}
+		}
+		return m
+	}
+	w, g := index(want, t0.Add(2*time.Minute)), index(got, t0.Add(2*time.Minute))
+	if len(w) < 20 {
+		t.Fatalf("only %d derived points to compare", len(w))
+	}
+	for p := range w {
+		if !g[p] {
+			t.Errorf("after the restart, missing or different: %s", p)
+		}
+	}
+	for p := range g {
+		if !w[p] {
+			t.Errorf("after the restart, unexpected: %s", p)
+		}
+	}
+}

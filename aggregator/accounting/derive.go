@@ -128,9 +128,9 @@ type deriver struct {
 	t     time.Time
 	size  float64 // seconds
 	out   []aggregator.Point
-	hosts map[hostKey]*hostResult
+	hosts map[Topology]*hostResult
 	// the window's sums by key
-	hostAccs map[hostKey]hostAcc
+	hostAccs map[Topology]hostAcc
 	gpuAccs  map[gpuKey]gpuAcc
 	workAccs map[workKey]float64
 	// meters expected in the window, with their energy
@@ -142,7 +142,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 	end := w.Start + lv.size
 	forget := w.Start - int64(a.cfg.ForgetAfter)
 	ents := a.ents
-	d.hostAccs = make(map[hostKey]hostAcc, len(w.Hosts))
+	d.hostAccs = make(map[Topology]hostAcc, len(w.Hosts))
 	for id, acc := range w.Hosts {
 		d.hostAccs[ents.Hosts[id]] = acc
 	}
@@ -154,7 +154,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 	for id, v := range w.Work {
 		d.workAccs[ents.Works[id]] = v
 	}
-	d.hosts = map[hostKey]*hostResult{}
+	d.hosts = map[Topology]*hostResult{}
 	for id, p := range ents.HostSeen {
 		if p.Seen && p.First < end && p.Last >= forget {
 			d.hosts[ents.Hosts[id]] = &hostResult{}
@@ -164,7 +164,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 		d.host(k)
 	}
 	for k := range d.gpuAccs {
-		d.host(k.hostKey)
+		d.host(k.Topology)
 	}
 	meters := map[uint32]bool{}
 	for id, p := range ents.MeterSeen {
@@ -209,11 +209,11 @@ func compareMeters(x, y meterKey) int {
 	return strings.Compare(x.Site+"\x00"+x.Hall+"\x00"+x.Rack+"\x00"+x.name(), y.Site+"\x00"+y.Hall+"\x00"+y.Rack+"\x00"+y.name())
 }
 
-func compareHosts(x, y hostKey) int {
+func compareHosts(x, y Topology) int {
 	return strings.Compare(x.Site+"\x00"+x.Hall+"\x00"+x.Rack+"\x00"+x.Host, y.Site+"\x00"+y.Hall+"\x00"+y.Rack+"\x00"+y.Host)
 }
 
-func (d *deriver) host(k hostKey) *hostResult {
+func (d *deriver) host(k Topology) *hostResult {
 	h := d.hosts[k]
 	if h == nil {
 		h = &hostResult{}
@@ -224,21 +224,21 @@ func (d *deriver) host(k hostKey) *hostResult {
 
 // gpus writes each GPU's energy and activity per watt, and sums them per host.
 func (d *deriver) gpus() {
-	gpuSeconds := map[hostKey]float64{}
+	gpuSeconds := map[Topology]float64{}
 	keys := slices.SortedFunc(maps.Keys(d.gpuAccs), func(x, y gpuKey) int {
-		if c := compareHosts(x.hostKey, y.hostKey); c != 0 {
+		if c := compareHosts(x.Topology, y.Topology); c != 0 {
 			return c
 		}
 		return strings.Compare(x.GPU, y.GPU)
 	})
 	for _, k := range keys {
 		g := d.gpuAccs[k]
-		h := d.host(k.hostKey)
+		h := d.host(k.Topology)
 		if g.has() {
 			h.GPU += g.Joules
 			h.GPUs++
-			gpuSeconds[k.hostKey] += min(g.Seconds, d.size)
-			d.emit(measEnergy, d.topoTags(k.hostKey, "scope", "gpu", "kind", "gpu", "gpu", k.GPU),
+			gpuSeconds[k.Topology] += min(g.Seconds, d.size)
+			d.emit(measEnergy, d.topoTags(k.Topology, "scope", "gpu", "kind", "gpu", "gpu", k.GPU),
 				num("joules", g.Joules), num("coverage", min(1, g.Seconds/d.size)), num("idle_joules", g.IdleJoules))
 		}
 		if g.ActivityN > 0 && g.Seconds > 0 && g.Joules > 0 {
@@ -248,7 +248,7 @@ func (d *deriver) gpus() {
 			if g.SM {
 				signal = "sm_activity"
 			}
-			d.emit(measActivity, d.topoTags(k.hostKey, "scope", "gpu", "gpu", k.GPU),
+			d.emit(measActivity, d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU),
 				num("activity", activity), num("watts", watts), num("per_watt", activity/watts), str("signal", signal))
 		}
 	}
@@ -295,7 +295,7 @@ func (d *deriver) hostsIT() {
 			d.emit(measEnergy, d.topoTags(k, "scope", "host", "kind", "cpu"), num("joules", h.CPU))
 		}
 	}
-	sums := map[hostKey]*scopeSum{} // rack, hall and site as host keys with the lower parts empty
+	sums := map[Topology]*scopeSum{} // rack, hall and site as host keys with the lower parts empty
 	for k, h := range d.hosts {
 		for _, sk := range scopesOf(k) {
 			s := sums[sk]
@@ -324,13 +324,13 @@ func (d *deriver) hostsIT() {
 // scopesOf lists the rack, hall and site a host is in, as host keys with
 // the narrower parts empty; a host without a rack or hall label is in no
 // rack or hall.
-func scopesOf(k hostKey) []hostKey {
-	scopes := []hostKey{{Site: k.Site}}
+func scopesOf(k Topology) []Topology {
+	scopes := []Topology{{Site: k.Site}}
 	if k.Hall != "" {
-		scopes = append(scopes, hostKey{Site: k.Site, Hall: k.Hall})
+		scopes = append(scopes, Topology{Site: k.Site, Hall: k.Hall})
 	}
 	if k.Rack != "" {
-		scopes = append(scopes, hostKey{Site: k.Site, Hall: k.Hall, Rack: k.Rack})
+		scopes = append(scopes, Topology{Site: k.Site, Hall: k.Hall, Rack: k.Rack})
 	}
 	return scopes
 }
@@ -623,8 +623,8 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		work := d.workAccs[k]
 		site := pues[scopeKey{Scope: "site", Site: k.Site}]
 		if k.GPU != "" {
-			if g, ok := d.gpuAccs[gpuKey{k.hostKey, k.GPU}]; ok {
-				d.emitWork(d.topoTags(k.hostKey, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Joules, site)
+			if g, ok := d.gpuAccs[gpuKey{k.Topology, k.GPU}]; ok {
+				d.emitWork(d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Joules, site)
 			}
 		}
 		totals[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work
@@ -641,7 +641,7 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		pue := pues[scopeKey{Scope: "site", Site: sc.sk.Site}]
 		if rackHost, ok := strings.CutPrefix(sc.sk.Scope, "host:"); ok {
 			rack, host, _ := strings.Cut(rackHost, "\x00")
-			k := hostKey{Site: sc.sk.Site, Hall: sc.sk.Hall, Rack: rack, Host: host}
+			k := Topology{Site: sc.sk.Site, Hall: sc.sk.Hall, Rack: rack, Host: host}
 			var it float64
 			if h := d.hosts[k]; h != nil {
 				it = h.IT
@@ -682,10 +682,10 @@ func (d *deriver) reconcile() {
 		}
 		d.emitRemainder(d.topoTags(k, "scope", "host", "kind", "bmc_vs_components"), h.IT, h.GPU+h.CPU)
 	}
-	pdus := map[hostKey]float64{}
+	pdus := map[Topology]float64{}
 	for _, m := range d.meters {
 		if m.key.Role == rolePDUOutput {
-			pdus[hostKey{Site: m.key.Site, Hall: m.key.Hall, Rack: m.key.Rack}] += m.joules
+			pdus[Topology{Site: m.key.Site, Hall: m.key.Hall, Rack: m.key.Rack}] += m.joules
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(pdus), compareHosts) {
@@ -708,8 +708,8 @@ func (d *deriver) emitRemainder(t []aggregator.Tag, reference, parts float64) {
 	d.emit(measReconciliation, t, fields...)
 }
 
-func (d *deriver) latestEnergy() map[hostKey]scopeSum {
-	m := map[hostKey]scopeSum{}
+func (d *deriver) latestEnergy() map[Topology]scopeSum {
+	m := map[Topology]scopeSum{}
 	for k, h := range d.hosts {
 		for _, sk := range scopesOf(k) {
 			s := m[sk]
@@ -726,7 +726,7 @@ func (d *deriver) emit(measurement string, t []aggregator.Tag, fields ...aggrega
 
 // topo is the tags of an entity at this window's resolution: its topology
 // and the pairs given.
-func (d *deriver) topoTags(k hostKey, kv ...string) []aggregator.Tag {
+func (d *deriver) topoTags(k Topology, kv ...string) []aggregator.Tag {
 	return tags(append([]string{"resolution", d.res, "site", k.Site, "hall", k.Hall, "rack", k.Rack, "host", k.Host}, kv...)...)
 }
 

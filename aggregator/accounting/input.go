@@ -68,12 +68,13 @@ func classify(measurement, role string) input {
 	return inNone
 }
 
-// hostKey names a host by its topology.
-type hostKey struct{ Site, Hall, Rack, Host string }
+// Topology names a host by where it is. It is exported because the keys
+// that embed it are checkpointed with gob, which skips unexported fields.
+type Topology struct{ Site, Hall, Rack, Host string }
 
 // gpuKey names one GPU: its UUID where the point has one, else its index.
 type gpuKey struct {
-	hostKey
+	Topology
 	GPU string
 }
 
@@ -95,7 +96,7 @@ func (k meterKey) name() string {
 // workKey names one kind of work on one host, or on one GPU where the
 // workload publishes its gpu label.
 type workKey struct {
-	hostKey
+	Topology
 	GPU, Unit string
 }
 
@@ -155,7 +156,7 @@ func (v pointView) tag(key string) string {
 // cloned: the point's strings point into the request body.
 func (e *entities) newSeries(in input, v pointView) *series {
 	s := &series{In: in}
-	host := hostKey{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
+	host := Topology{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
 	switch in {
 	case inGPUEnergy, inActivity:
 		gpu := v.tag("uuid")
@@ -191,8 +192,8 @@ func (e *entities) newSeries(in input, v pointView) *series {
 // Ids are never reused; an entity silent past forget_after is no longer
 // expected (its presence is cleared) but keeps its id.
 type entities struct {
-	HostIDs   map[hostKey]uint32
-	Hosts     []hostKey
+	HostIDs   map[Topology]uint32
+	Hosts     []Topology
 	HostSeen  []presence
 	GPUIDs    map[gpuKey]uint32
 	GPUs      []gpuKey
@@ -222,7 +223,7 @@ func (p *presence) mark(t int64) {
 }
 
 func newEntities() *entities {
-	return &entities{HostIDs: map[hostKey]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{}}
+	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{}}
 }
 
 func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {
@@ -235,7 +236,7 @@ func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {
 	return id, true
 }
 
-func (e *entities) host(k hostKey) uint32 {
+func (e *entities) host(k Topology) uint32 {
 	id, added := intern(e.HostIDs, &e.Hosts, k)
 	if added {
 		e.HostSeen = append(e.HostSeen, presence{})
@@ -246,7 +247,7 @@ func (e *entities) host(k hostKey) uint32 {
 func (e *entities) gpu(k gpuKey) uint32 {
 	id, added := intern(e.GPUIDs, &e.GPUs, k)
 	if added {
-		e.GPUHost = append(e.GPUHost, e.host(k.hostKey))
+		e.GPUHost = append(e.GPUHost, e.host(k.Topology))
 		e.GPUIdle = append(e.GPUIdle, false)
 		e.GPUSM = append(e.GPUSM, false)
 	}

@@ -12,7 +12,7 @@ import (
 // aggregator is useful with Prometheus alone.
 type latest struct {
 	pue    map[pueKey]pueResult
-	energy map[hostKey]scopeSum // site, hall and rack scopes of the last window
+	energy map[Topology]scopeSum // site, hall and rack scopes of the last window
 	work   map[workRateKey]workRate
 }
 
