@@ -31,21 +31,6 @@ func siteLines(base time.Time, from, to int) []byte {
 	return b.Bytes()
 }
 
-func postLines(t *testing.T, addr string, body []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v2/write?precision=ns", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Token "+pipelineToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("write: %s %s", resp.Status, msg)
-	}
-}
-
 // TestAccountingEndToEnd writes a synthetic site through the real
 // aggregator, restarts it halfway (the checkpoint carries the state), and
 // reads the derived measurements back from the real InfluxDB.
@@ -69,12 +54,12 @@ accounting: {window: 1s, grace: 1s, max_lateness: 10m, checkpoint_interval: 1s, 
 
 	base := time.Now().Truncate(time.Second).Add(-40 * time.Second)
 	agg := start()
-	postLines(t, addr, siteLines(base, 0, 10))
+	testenv.PostLines(t, addr, pipelineToken, siteLines(base, 0, 10))
 	if err := agg.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("aggregator exit: %v\n%s", err, agg.Logs())
 	}
 	agg = start()
-	postLines(t, addr, siteLines(base, 10, 20)) // second 10 again: the replayed point
+	testenv.PostLines(t, addr, pipelineToken, siteLines(base, 10, 20)) // second 10 again: the replayed point
 
 	query := func(filter string) []any {
 		return flux(t, db, fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => %s) |> group() |> sort(columns: ["_time"])`, db.Bucket, filter))
@@ -119,7 +104,7 @@ accounting: {window: 1s, grace: 1s, max_lateness: 10m, checkpoint_interval: 1s, 
 	resp.Body.Close()
 	for _, want := range []string{`joules_pue_ratio{hall="",scope="site",site="s1",window="1s"} 1.25`, `joules_work_per_joule{hall="",scope="site",site="s1",unit="token"} 0.25`, "joules_accounting_duplicate_points_total 4"} {
 		if !strings.Contains(string(metrics), want) {
-			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(string(metrics), "joules_pue_ratio", "joules_work_per"))
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(string(metrics), "joules_pue_ratio", "joules_work_per", "joules_accounted", "joules_accounting"))
 		}
 	}
 }

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		infSeed   = inf.Flag("seed", "Seed of the rate's wander: servers with different seeds move differently.").Default("1").Uint64()
 		infModel  = inf.Flag("model", "The model_name label.").Default("meta-llama/Llama-3.1-8B-Instruct").String()
 	)
+	rep := newReportCmd(app)
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "joules: %v; see joules --help\n", err)
@@ -77,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	switch cmd {
+	case rep.cmd.FullCommand():
+		return rep.run(ctx, stdout, stderr)
 	case rf.FullCommand():
 		password := "joules-demo"
 		if *passFile != "" {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"os/exec"
 	"sync"
@@ -105,3 +106,21 @@ func (p *Process) Stop(sig syscall.Signal) error {
 
 // FreeAddr returns a loopback address with a free port.
 func FreeAddr(t testing.TB) string { return freePort(t) }
+
+// PostLines writes line protocol (nanosecond times) to an InfluxDB v2
+// write endpoint at addr (the aggregator's or InfluxDB's) and fails the
+// test unless it answers 204.
+func PostLines(t testing.TB, addr, token string, body []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v2/write?precision=ns", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Token "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write: %s %s", resp.Status, msg)
+	}
+}

@@ -1,0 +1,193 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"regexp"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// Chart colours: IT blue, facility orange, work green; readable printed in grey.
+var (
+	colourIT       = color.RGBA{R: 0x1f, G: 0x5f, B: 0xbf, A: 0xff}
+	colourFacility = color.RGBA{R: 0xd9, G: 0x6c, B: 0x00, A: 0xff}
+	colourWork     = color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 0xff}
+)
+
+// Chart is one rendered SVG chart.
+type Chart struct {
+	Title string
+	SVG   []byte
+	Empty string // why there is no chart
+}
+
+// Charts renders the report's charts as inline SVG.
+func Charts(r *Report) ([]Chart, error) {
+	var charts []Chart
+	for _, c := range []struct {
+		title string
+		draw  func(*Report) (*plot.Plot, string)
+	}{
+		{"Power: IT and facility (mean per " + r.Series.Step + ")", powerPlot},
+		{"PUE over time", puePlot},
+		{"Energy by host (top " + fmt.Sprint(min(len(r.Series.HostEnergy), 15)) + ")", hostBars},
+		{"Work per joule over time", workPlot},
+	} {
+		p, empty := c.draw(r)
+		if p == nil {
+			charts = append(charts, Chart{Title: c.title, Empty: empty})
+			continue
+		}
+		svg, err := render(p)
+		if err != nil {
+			return nil, fmt.Errorf("chart %q: %w", c.title, err)
+		}
+		charts = append(charts, Chart{Title: c.title, SVG: svg})
+	}
+	return charts, nil
+}
+
+var svgProlog = regexp.MustCompile(`(?s)^<\?xml[^>]*>\s*<!--.*?-->\s*`)
+
+// render draws a plot as SVG for inlining: no XML prolog, sized by CSS.
+func render(p *plot.Plot) ([]byte, error) {
+	c := vgsvg.New(8*vg.Inch, 3.2*vg.Inch)
+	p.Draw(draw.New(c))
+	var buf bytes.Buffer
+	if _, err := c.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	out := svgProlog.ReplaceAll(buf.Bytes(), nil)
+	out = regexp.MustCompile(`^<svg width="[^"]*" height="[^"]*"`).ReplaceAll(out, []byte(`<svg class="chart" role="img"`))
+	return out, nil
+}
+
+// sans sets every text of a plot in Liberation Sans (the library's
+// default is the serif face), to match the page.
+func sans(p *plot.Plot) *plot.Plot {
+	for _, style := range []*text.Style{&p.Title.TextStyle, &p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label, &p.Legend.TextStyle} {
+		style.Font.Variant = "Sans"
+	}
+	return p
+}
+
+func newPlot(yLabel string) *plot.Plot {
+	p := sans(plot.New())
+	p.Y.Label.Text = yLabel
+	p.X.Tick.Marker = plot.TimeTicks{Format: "01-02\n15:04"}
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+func unix(t time.Time) float64 { return float64(t.Unix()) }
+
+func line(p *plot.Plot, name string, c color.Color, xys plotter.XYs) error {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return err
+	}
+	l.Color = c
+	l.Width = vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
+func powerPlot(r *Report) (*plot.Plot, string) {
+	if len(r.Series.Power) < 2 {
+		return nil, "fewer than two chart steps of data"
+	}
+	p := newPlot("kW")
+	var it, facility plotter.XYs
+	for _, pt := range r.Series.Power {
+		it = append(it, plotter.XY{X: unix(pt.Time), Y: pt.ITWatts / 1000})
+		if pt.FacilityWatts != nil {
+			facility = append(facility, plotter.XY{X: unix(pt.Time), Y: *pt.FacilityWatts / 1000})
+		}
+	}
+	if err := line(p, "IT (hosts)", colourIT, it); err != nil {
+		return nil, err.Error()
+	}
+	if len(facility) > 1 {
+		if err := line(p, "facility", colourFacility, facility); err != nil {
+			return nil, err.Error()
+		}
+	}
+	p.Y.Min = 0
+	return p, ""
+}
+
+func puePlot(r *Report) (*plot.Plot, string) {
+	if len(r.Series.PUE) < 2 {
+		if r.PUE.Reason != "" {
+			return nil, "no PUE: " + r.PUE.Reason
+		}
+		return nil, "fewer than two chart steps with a PUE"
+	}
+	p := newPlot("PUE")
+	var xys plotter.XYs
+	top := 1.0
+	for _, pt := range r.Series.PUE {
+		xys = append(xys, plotter.XY{X: unix(pt.Time), Y: pt.Value})
+		top = max(top, pt.Value)
+	}
+	p.Y.Max = 1 + (top-1)*1.15 + 0.01 // room above the line
+	if err := line(p, "PUE", colourFacility, xys); err != nil {
+		return nil, err.Error()
+	}
+	p.Y.Min = 1
+	return p, ""
+}
+
+func hostBars(r *Report) (*plot.Plot, string) {
+	rows := r.Series.HostEnergy
+	if len(rows) == 0 {
+		return nil, "no host energy in the range"
+	}
+	rows = rows[:min(len(rows), 15)]
+	values := make(plotter.Values, len(rows))
+	names := make([]string, len(rows))
+	for i, row := range rows {
+		values[i] = row.KWh
+		names[i] = row.Host
+	}
+	p := sans(plot.New())
+	p.Y.Label.Text = "kWh"
+	bars, err := plotter.NewBarChart(values, vg.Points(18))
+	if err != nil {
+		return nil, err.Error()
+	}
+	bars.Color = colourIT
+	bars.LineStyle.Width = 0
+	p.Add(plotter.NewGrid(), bars)
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.6
+	p.X.Tick.Label.XAlign = draw.XRight
+	p.Y.Min = 0
+	return p, ""
+}
+
+func workPlot(r *Report) (*plot.Plot, string) {
+	if len(r.Series.WorkPerJoule) < 2 {
+		return nil, "no work counters in the range (an inference server's tokens, a job's FLOP or samples)"
+	}
+	p := newPlot(r.Series.WorkUnit + "s per joule")
+	var xys plotter.XYs
+	for _, pt := range r.Series.WorkPerJoule {
+		xys = append(xys, plotter.XY{X: unix(pt.Time), Y: pt.Value})
+	}
+	if err := line(p, r.Series.WorkUnit+"s per IT joule", colourWork, xys); err != nil {
+		return nil, err.Error()
+	}
+	p.Y.Min = 0
+	return p, ""
+}
