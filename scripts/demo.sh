@@ -21,6 +21,7 @@ if ! command -v influxd >/dev/null 2>&1; then
 	(cd /tmp && GOFLAGS= go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
 fi
 
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 pids=()
 cleanup() {
 	echo
@@ -59,12 +60,20 @@ influx:
   bucket: joules/autogen
   spool_dir: $STATE/aggregator-spool
   dead_letter_file: $STATE/dead-letter.lp
+# Ten-second windows so that PUE and tokens per joule show within a minute
+# (the shipped default is one minute).
+accounting: {window: 10s, grace: 5s, state_file: $STATE/accounting.state}
 CONF
 "$BIN/joules-aggregator" --config.file "$STATE/aggregator.yml" --web.listen-address 127.0.0.1:9561 >"$STATE/aggregator.log" 2>&1 & pids+=($!)
 
-# Redfish: the two hosts' BMCs, the PDU the racks hang from, and the
-# facility meter upstream of it, which carries the PDU's load times 1.35
-# (cooling and losses) and moves with it.
+# Redfish: the two hosts' BMCs, the PDU the hall hangs from, and the
+# facility meter upstream of it. The mockups' readings are scaled so that
+# the simulated site adds up: a BMC's energy counter runs at about its eight
+# GPUs plus a quarter (unscaled, the rackmount mockup's runs at about
+# 225 W, the Gigabyte one's at about 355 W), the PDU (its rack PDU,
+# 5,935 W) carries about the three hosts, and the facility meter (its
+# transfer switch, 1,383 W: for a facility_input meter the transfer switch
+# is what counts) reads 1.35 times the PDU and moves with it.
 if [ -d "$SHARED/redfish" ]; then
 	echo joules-demo > "$STATE/bmc.pass"
 	"$BIN/joules" sim redfish --tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
@@ -73,7 +82,8 @@ if [ -d "$SHARED/redfish" ]; then
 		--bmc "giga-bmc=$SHARED/redfish/gigabyte-h262-z63" \
 		--bmc "pdu-a=$SHARED/redfish/dmtf-public-pdu" \
 		--bmc "facility=$SHARED/redfish/dmtf-public-pdu" \
-		--scale facility=1.35 --follow facility=pdu-a >"$STATE/sim.log" 2>&1 & pids+=($!)
+		--scale rack1-bmc=24 --scale giga-bmc=15 --scale pdu-a=2.6 \
+		--scale facility=14.95 --follow facility=pdu-a >"$STATE/sim.log" 2>&1 & pids+=($!)
 	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
 	[ -s "$STATE/bmcs" ] || { echo "demo: the Redfish simulator did not start:"; cat "$STATE/sim.log"; exit 1; }
 else
@@ -176,11 +186,32 @@ flux_count() {
 		tr -d '\r' | grep -v -e '^#' -e '^$' | awk -F, 'NR==1 {for (i=1; i<=NF; i++) if ($i=="_value") c=i} NR==2 {print $c}'
 }
 
-# check_accounting: the place for the checks of the aggregator's energy
-# accounting (PUE from the facility meter over the PDU, tokens per joule).
-# It checks nothing yet.
+# write_report: the energy report of the demo so far, as HTML, and as CSV
+# for the checks.
+write_report() {
+	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$STARTED" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
+		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$STARTED" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
+		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
+}
+
+# check_accounting: the aggregator's accounting wrote PUE (facility meter
+# over the PDU: category 2) and tokens per joule, and the report has both.
 check_accounting() {
-	return 0
+	local ok=true n
+	n=$(flux_count 'r._measurement == "joules_pue" and r.scope == "site" and r._field == "pue"')
+	echo "demo: InfluxDB holds ${n:-0} site PUE values"
+	[ "${n:-0}" -gt 0 ] || ok=false
+	n=$(flux_count 'r._measurement == "joules_work_efficiency" and r.scope == "site" and r.unit == "token" and r._field == "per_joule"')
+	echo "demo: InfluxDB holds ${n:-0} site tokens-per-joule values"
+	[ "${n:-0}" -gt 0 ] || ok=false
+	if write_report; then
+		grep -E '^(pue,pue|pue,category|work,token_per_joule|energy,it|energy,facility),' "$STATE/report.csv" | sed 's/^/demo: report: /'
+		grep -q '^pue,pue,' "$STATE/report.csv" || { echo "demo: the report has no PUE"; ok=false; }
+		grep -q '^work,token_per_joule,' "$STATE/report.csv" || { echo "demo: the report has no tokens per joule"; ok=false; }
+	else
+		echo "demo: the report failed:"; cat "$STATE/report.log"; ok=false
+	fi
+	$ok
 }
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
@@ -210,5 +241,11 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 	check_accounting || ok=false
 	$ok
 else
-	while true; do sleep 3600; done
+	REPORT_AFTER=${DEMO_REPORT_AFTER:-90}
+	echo "demo: the energy report comes in ${REPORT_AFTER}s (accounting needs a few closed windows), then every 10 minutes"
+	sleep "$REPORT_AFTER"
+	while true; do
+		write_report || { echo "demo: the report failed:"; tail -5 "$STATE/report.log"; }
+		sleep 600
+	done
 fi
