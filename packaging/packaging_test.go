@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/joules-energy/joules/internal/config"
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
@@ -236,6 +237,46 @@ func TestSystemdAnalyze(t *testing.T) {
 		}
 		if level, _ := strconv.ParseFloat(string(m[1]), 64); level > 3.0 {
 			t.Errorf("%s: exposure %v, want at most 3.0 (OK)", filepath.Base(unit), level)
+		}
+	}
+}
+
+// TestExampleConfigurations loads the production examples the README shows,
+// with their secret and CA files made up in a temporary directory: each
+// must be a valid configuration of its daemon.
+func TestExampleConfigurations(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.yml")
+	if len(files) < 3 {
+		t.Fatalf("examples: %v", files)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := regexp.MustCompile(`(/run/credentials/[^\s"]+|/etc/joules/[^\s"]+)`)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(readme), "packaging/"+f) {
+			t.Errorf("README.md does not show %s", f)
+		}
+		dir := t.TempDir()
+		text := paths.ReplaceAllStringFunc(string(raw), func(p string) string {
+			local := filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "_"))
+			os.WriteFile(local, []byte("secret\n"), 0o600)
+			return local
+		})
+		path := filepath.Join(dir, filepath.Base(f))
+		os.WriteFile(path, []byte(text), 0o600)
+		if strings.Contains(f, "aggregator") {
+			_, err = config.LoadAggregator(path)
+		} else {
+			_, err = config.LoadAgent(path, "node-1")
+		}
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
 		}
 	}
 }
