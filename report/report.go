@@ -756,7 +756,7 @@ func (b *builder) entities(r *Report) error {
 			var silent []string
 			for _, row := range rows {
 				if row.Coverage < 0.999 {
-					silent = append(silent, fmt.Sprintf("%s (%.0f %%)", row.Host, 100*row.Coverage))
+					silent = append(silent, fmt.Sprintf("%s (%.1f %%)", row.Host, 100*row.Coverage))
 				}
 			}
 			if len(silent) > 0 {

@@ -277,7 +277,7 @@ func TestSimulatedDay(t *testing.T) {
 		t.Error("no BMC against components line")
 	}
 	gaps := strings.Join(r.Gaps, "\n")
-	for _, want := range []string{"c (92 %)", "lower bound", "120 windows have a PUE from partial data"} {
+	for _, want := range []string{"c (91.7 %)", "lower bound", "120 windows have a PUE from partial data"} {
 		if !strings.Contains(gaps, want) {
 			t.Errorf("gaps do not flag %q:\n%s", want, gaps)
 		}
