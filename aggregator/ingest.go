@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,10 @@ type Limits struct {
 	MaxBodyBytes         int64 // as sent (compressed or not); default 16 MiB
 	MaxDecompressedBytes int64 // after gzip; default 128 MiB (a gzip bomb gets 413)
 	MaxLineBytes         int   // default 64 KiB
+	// RequestsPerSecond and Burst bound the requests of each client (IP
+	// address); 0 requests per second: no bound.
+	RequestsPerSecond float64
+	Burst             int
 }
 
 func (l *Limits) defaults() {
@@ -54,20 +60,22 @@ type Ingest struct {
 	sink       Sink
 	log        *slog.Logger
 	now        func() time.Time
+	clients    *clientLimits
 
 	Stats IngestStats
 }
 
 // IngestStats counts what ingest saw.
 type IngestStats struct {
-	Requests, Points, BadLines, Unauthorized, TooLarge, Failed atomic.Int64
+	Requests, Points, BadLines, Unauthorized, TooLarge, Failed, Throttled atomic.Int64
 }
 
 // NewIngest returns the write handler. Tokens are compared in constant
 // time; with none, every request is refused (there is no anonymous write).
 func NewIngest(tokens []string, limits Limits, sink Sink, logger *slog.Logger, processors ...Processor) *Ingest {
 	limits.defaults()
-	in := &Ingest{limits: limits, processors: processors, sink: sink, log: logger, now: time.Now}
+	in := &Ingest{limits: limits, processors: processors, sink: sink, log: logger, now: time.Now,
+		clients: newClientLimits(limits.RequestsPerSecond, limits.Burst)}
 	for _, t := range tokens {
 		if t != "" {
 			in.tokens = append(in.tokens, []byte(t))
@@ -116,6 +124,13 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.Stats.Requests.Add(1)
 	if r.Method != http.MethodPost {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed", "write with POST")
+		return
+	}
+	// Before the token check: a flood of unauthenticated requests is bounded too.
+	if ok, wait := in.clients.allow(r, in.now()); !ok {
+		in.Stats.Throttled.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "too many requests", fmt.Sprintf("more than %g requests a second from %s; retry after %s", in.limits.RequestsPerSecond, r.RemoteAddr, wait.Round(time.Millisecond)))
 		return
 	}
 	if !in.authorized(r) {

@@ -163,3 +163,46 @@ func TestIngestSortsTags(t *testing.T) {
 		t.Errorf("tags %v, want sorted by key", got)
 	}
 }
+
+func TestIngestBoundsEachClientsRequests(t *testing.T) {
+	sink := &memSink{}
+	in := NewIngest([]string{"t"}, Limits{RequestsPerSecond: 2, Burst: 3}, sink, slog.New(slog.DiscardHandler))
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	in.now = func() time.Time { return now }
+	send := func(addr, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/api/v2/write", strings.NewReader("m value=1 1"))
+		req.RemoteAddr = addr
+		req.Header.Set("Authorization", "Token "+token)
+		w := httptest.NewRecorder()
+		in.ServeHTTP(w, req)
+		return w
+	}
+	for i := range 3 {
+		if w := send("10.0.0.1:4000", "t"); w.Code != http.StatusNoContent {
+			t.Fatalf("request %d within the burst: %d %s", i, w.Code, w.Body)
+		}
+	}
+	w := send("10.0.0.1:4001", "t")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), "10.0.0.1") {
+		t.Errorf("over the burst: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if w := send("10.0.0.2:4000", "wrong"); w.Code != http.StatusUnauthorized {
+		t.Errorf("another client is not throttled by the first: %d", w.Code)
+	}
+	for range 3 {
+		send("10.0.0.3:1", "wrong") // unauthenticated floods count too
+	}
+	if w := send("10.0.0.3:1", "t"); w.Code != http.StatusTooManyRequests {
+		t.Errorf("a client that flooded without a token: %d, want 429", w.Code)
+	}
+	now = now.Add(time.Second) // two more tokens
+	if w := send("10.0.0.1:4000", "t"); w.Code != http.StatusNoContent {
+		t.Errorf("after a second: %d", w.Code)
+	}
+	if got := in.Stats.Throttled.Load(); got != 2 {
+		t.Errorf("throttled = %d, want 2", got)
+	}
+	if len(sink.points) != 4 {
+		t.Errorf("%d points accepted, want 4", len(sink.points))
+	}
+}

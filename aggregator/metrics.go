@@ -22,6 +22,7 @@ var (
 	descUnauth      = prometheus.NewDesc("joules_ingest_unauthorized_total", "Requests refused for a missing or wrong token.", nil, nil)
 	descTooLarge    = prometheus.NewDesc("joules_ingest_too_large_total", "Requests refused as too large (body, decompressed body).", nil, nil)
 	descFailed      = prometheus.NewDesc("joules_ingest_failed_total", "Requests answered 503 because the output spool failed.", nil, nil)
+	descThrottled   = prometheus.NewDesc("joules_ingest_throttled_total", "Requests answered 429 because their client went over limits.requests_per_second.", nil, nil)
 	descWritten     = prometheus.NewDesc("joules_output_written_points_total", "Points written to InfluxDB.", nil, nil)
 	descRetries     = prometheus.NewDesc("joules_output_retries_total", "Failed InfluxDB writes that are retried.", nil, nil)
 	descDead        = prometheus.NewDesc("joules_output_dead_letter_lines_total", "Lines InfluxDB refused for good (4xx), kept in the dead-letter file.", nil, nil)
@@ -34,7 +35,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descPoints, descBadLines, descUnauth, descTooLarge, descFailed, descWritten, descRetries, descDead, descDropped, descSpoolPoints, descSpoolBytes, descSpoolAge, descLatency} {
+	for _, d := range []*prometheus.Desc{descRequests, descPoints, descBadLines, descUnauth, descTooLarge, descFailed, descThrottled, descWritten, descRetries, descDead, descDropped, descSpoolPoints, descSpoolBytes, descSpoolAge, descLatency} {
 		ch <- d
 	}
 }
@@ -50,6 +51,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnauth, c.in.Stats.Unauthorized.Load())
 	counter(descTooLarge, c.in.Stats.TooLarge.Load())
 	counter(descFailed, c.in.Stats.Failed.Load())
+	counter(descThrottled, c.in.Stats.Throttled.Load())
 	counter(descWritten, c.out.Written.Load())
 	counter(descRetries, c.out.Retries.Load())
 	counter(descDead, c.out.DeadLettered.Load())

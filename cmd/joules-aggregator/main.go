@@ -110,7 +110,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 		logger.Info("downsampling raw points", "interval", d)
 	}
 	ingest := aggregator.NewIngest(tokens, aggregator.Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes,
-		MaxDecompressedBytes: cfg.Limits.MaxDecompressedBytes, MaxLineBytes: cfg.Limits.MaxLineBytes}, out, logger.With("component", "ingest"), processors...)
+		MaxDecompressedBytes: cfg.Limits.MaxDecompressedBytes, MaxLineBytes: cfg.Limits.MaxLineBytes,
+		RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst}, out, logger.With("component", "ingest"), processors...)
 
 	reg := exporters.NewRegistry("joules_aggregator")
 	reg.MustRegister(aggregator.NewCollector(ingest, out))

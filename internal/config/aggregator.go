@@ -29,6 +29,11 @@ type Limits struct {
 	MaxBodyBytes         int64 `yaml:"max_body_bytes"`
 	MaxDecompressedBytes int64 `yaml:"max_decompressed_bytes"`
 	MaxLineBytes         int   `yaml:"max_line_bytes"`
+	// RequestsPerSecond and Burst bound each client's (IP address's)
+	// requests; 0 turns the bound off (behind a proxy every agent has its
+	// address).
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
 }
 
 // Output is where the aggregator writes: InfluxDB 2.x (org, bucket, token)
@@ -77,7 +82,7 @@ var aggregatorSections = map[string]string{
 func DefaultAggregator() Aggregator {
 	return Aggregator{
 		TokensFile: "/etc/joules/tokens",
-		Limits:     Limits{MaxBodyBytes: 16 << 20, MaxDecompressedBytes: 128 << 20, MaxLineBytes: 64 << 10},
+		Limits:     Limits{MaxBodyBytes: 16 << 20, MaxDecompressedBytes: 128 << 20, MaxLineBytes: 64 << 10, RequestsPerSecond: 20, Burst: 50},
 		Influx: Output{URL: String{Value: "http://127.0.0.1:8086"}, Bucket: "joules/autogen", SpoolDir: "/var/lib/joules/aggregator/spool",
 			SpoolMaxBytes: 4 << 30, BatchBytes: 1 << 20, Timeout: Duration{Duration: 10 * time.Second}, DeadLetterFile: "/var/lib/joules/aggregator/dead-letter.lp"},
 		Accounting: Accounting{Enabled: true, Window: Duration{Duration: time.Minute}, Grace: Duration{Duration: 30 * time.Second},
@@ -118,6 +123,9 @@ func (c Aggregator) Validate() error {
 	if c.Limits.MaxBodyBytes <= 0 || c.Limits.MaxDecompressedBytes < c.Limits.MaxBodyBytes || c.Limits.MaxLineBytes <= 0 {
 		errs = append(errs, fmt.Errorf("limits: max_body_bytes (%d) and max_line_bytes (%d) must be positive and max_decompressed_bytes (%d) at least max_body_bytes",
 			c.Limits.MaxBodyBytes, c.Limits.MaxLineBytes, c.Limits.MaxDecompressedBytes))
+	}
+	if c.Limits.RequestsPerSecond < 0 || c.Limits.RequestsPerSecond > 0 && c.Limits.Burst < 1 {
+		errs = append(errs, fmt.Errorf("limits: requests_per_second (%g) must be 0 (no bound) or positive with a burst of at least 1 (%d)", c.Limits.RequestsPerSecond, c.Limits.Burst))
 	}
 	o := c.Influx
 	if u, err := url.Parse(o.URL.Value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -89,7 +89,7 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 		resp.Body.Close()
 	}
 	os.WriteFile(filepath.Join(dir, "tokens"), []byte("bench\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\n",
+	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\nlimits: {requests_per_second: 0} # every simulated agent writes from this one address\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\n",
 		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"))), 0o600)
 	agg := exec.Command(aggBin, "--config.file="+filepath.Join(dir, "agg.yml"), "--web.listen-address="+aggAddr, "--log.level=warn")
 	agg.Stderr = os.Stderr
