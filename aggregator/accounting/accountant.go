@@ -26,8 +26,11 @@ type Config struct {
 	Grace time.Duration
 	// MaxLateness is how long a written window is kept: points later than
 	// its grace but within this revise it, and it is written again
-	// (InfluxDB overwrites the earlier values). Points later still are
-	// counted as dropped (1h).
+	// (InfluxDB overwrites the earlier values). A window is let go once
+	// both the wall clock and the newest point seen are this far past its
+	// end, so a wall clock stepped forward does not turn current points
+	// into late ones. Points for a window let go are counted as dropped
+	// (1h).
 	MaxLateness time.Duration
 	// MaxGap is the longest step between two power readings that is
 	// integrated, and between two counter readings that counts as
@@ -96,6 +99,7 @@ type Accountant struct {
 	latest       latest             // last written values, for /metrics
 	pending      []aggregator.Point // derived points not yet handed to the output
 	checkpointed time.Time
+	watermark    int64 // the newest accounting point's time, unix ns
 	stats        Stats
 	key          []byte
 }
@@ -164,6 +168,7 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		return
 	}
 	a.stats.Points++
+	a.watermark = max(a.watermark, p.Time.UnixNano())
 	a.key = append(a.key[:0], p.Measurement...)
 	for _, t := range p.Tags {
 		a.key = append(a.key, 0)
@@ -325,12 +330,13 @@ func (lv *level) start(t int64) int64 {
 }
 
 // window returns the window starting at ws, or nil when it was written
-// and let go (later than MaxLateness).
+// and let go (later than MaxLateness by the wall clock and by the newest
+// point).
 func (a *Accountant) window(lv *level, ws int64, now int64) *window {
 	if w := lv.windows[ws]; w != nil {
 		return w
 	}
-	if ws+lv.size+int64(a.cfg.MaxLateness) < now {
+	if ws+lv.size+int64(a.cfg.MaxLateness) < min(now, a.watermark) {
 		return nil
 	}
 	w := newWindow(ws, lv.size)

@@ -418,8 +418,13 @@ func TestLateDataWithinAndBeyondGrace(t *testing.T) {
 	if a.Stats().Revisions != 1 {
 		t.Errorf("revisions = %d, want 1", a.Stats().Revisions)
 	}
-	// beyond max_lateness the window is gone: counted as dropped, not lost silently
+	// beyond max_lateness (by the clock and by the rest of the site, whose
+	// newest points are 29 minutes on) the window is gone: counted as
+	// dropped, not lost silently
 	c.t = t0.Add(30 * time.Minute)
+	var current site
+	current.host("n2", "h1", "r1", 600, t0.Add(29*time.Minute), t0.Add(29*time.Minute+10*time.Second))
+	a.Process(current.points)
 	a.Tick(c.t)
 	a.Process([]aggregator.Point{pt("joules_redfish_host_energy_joules_total", t0.Add(3*time.Minute+10*time.Second), 1000+600*190,
 		"site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "bmc", "n1-bmc", "role", "host", "method", "counter", "chassis", "1")})
@@ -657,5 +662,66 @@ func TestCheckpointKeepsEveryKind(t *testing.T) {
 		if !w[p] {
 			t.Errorf("after the restart, unexpected: %s", p)
 		}
+	}
+}
+
+// lastWritten keeps, per window, the energy of the last point written for
+// it (a revision overwrites in InfluxDB) and sums them.
+func lastWritten(points []aggregator.Point, kv ...string) float64 {
+	byWindow := map[time.Time]float64{}
+	want := tags(kv...)
+	for i := range points {
+		p := &points[i]
+		if p.Measurement != measEnergy || !slices.ContainsFunc(p.Tags, func(t aggregator.Tag) bool { return t == aggregator.Tag{Key: "resolution", Value: "1m"} }) {
+			continue
+		}
+		match := true
+		for _, w := range want {
+			match = match && slices.Contains(p.Tags, w)
+		}
+		if v, ok := field(p, "joules"); match && ok {
+			byWindow[p.Time] = v.FloatV()
+		}
+	}
+	total := 0.0
+	for _, v := range byWindow {
+		total += v
+	}
+	return total
+}
+
+func TestWallClockSteppedForwardLosesNothing(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	points := oneHost(t0, t0.Add(3*time.Minute))
+	var out []aggregator.Point
+	a.Process(points[:7])                   // the first minute
+	c.t = t0.Add(2*time.Hour + time.Minute) // the aggregator's clock jumps two hours ahead
+	out = append(out, a.Tick(c.t)...)
+	for i := 7; i < len(points); i += 3 {
+		a.Process(points[i:min(i+3, len(points))]) // the agents' clocks are right: their points look two hours late
+		c.t = c.t.Add(30 * time.Second)
+		out = append(out, a.Tick(c.t)...)
+	}
+	c.t = t0.Add(3*time.Minute + 31*time.Second) // and back
+	out = append(out, a.Tick(c.t)...)
+	if got := lastWritten(out, "scope", "host", "kind", "it"); got != 600*180 {
+		t.Errorf("energy written = %v J, want %v: nothing lost to a clock step", got, 600*180)
+	}
+	if st := a.Stats(); st.DroppedJoules != 0 || st.LatePoints != 0 {
+		t.Errorf("dropped %v J in %d late points after a clock step", st.DroppedJoules, st.LatePoints)
+	}
+}
+
+func TestWallClockSteppedBackDelaysWindows(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	c.t = t0.Add(-time.Hour) // an hour behind the agents
+	a.Process(oneHost(t0, t0.Add(2*time.Minute)))
+	if out := a.Tick(c.t); len(out) != 0 {
+		t.Errorf("windows written before the clock reached them: %d points", len(out))
+	}
+	c.t = t0.Add(2*time.Minute + 31*time.Second)
+	out := a.Tick(c.t)
+	if got := lastWritten(out, "scope", "host", "kind", "it"); got != 600*120 {
+		t.Errorf("energy written = %v J, want %v", got, 600*120)
 	}
 }

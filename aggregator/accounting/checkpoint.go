@@ -18,20 +18,21 @@ import (
 
 // stateVersion changes when the checkpoint's layout does; an older
 // checkpoint is then set aside, not misread.
-const stateVersion = 3
+const stateVersion = 4
 
 // state is what a checkpoint holds: everything accounting needs to go on
 // after a restart without losing or counting twice.
 type state struct {
-	Version  int
-	Saved    time.Time
-	Series   map[string]*series
-	RAPLWrap map[string]float64
-	Windows  [3]map[int64]*window
-	Entities *entities
-	Rolling  map[scopeKey]*rollingPUE
-	Stats    Stats
-	Pending  []pendingPoint
+	Version   int
+	Saved     time.Time
+	Series    map[string]*series
+	RAPLWrap  map[string]float64
+	Windows   [3]map[int64]*window
+	Entities  *entities
+	Rolling   map[scopeKey]*rollingPUE
+	Stats     Stats
+	Watermark int64
+	Pending   []pendingPoint
 }
 
 // pendingPoint is a derived point not yet handed to the output.
@@ -56,7 +57,7 @@ type pendingField struct {
 func (a *Accountant) Save(path string) error {
 	a.mu.Lock()
 	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Entities: a.ents,
-		Rolling: a.rolling, Stats: a.stats}
+		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark}
 	for i, lv := range a.levels {
 		st.Windows[i] = lv.windows
 	}
@@ -150,7 +151,7 @@ func (a *Accountant) Load(path string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reset()
-	a.series, a.raplWrap, a.rolling, a.stats = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats
+	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
 	if e := st.Entities; e != nil {
 		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
 		a.ents = e

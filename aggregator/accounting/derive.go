@@ -60,7 +60,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 				out = a.derive(li, lv, w, out)
 				w.Written, w.Dirty = true, false
 			}
-			if w.Written && end+int64(a.cfg.MaxLateness) < n {
+			if w.Written && end+int64(a.cfg.MaxLateness) < min(n, a.watermark) {
 				delete(lv.windows, ws)
 			}
 		}
