@@ -18,7 +18,7 @@ NFPM_VERSION := v2.45.2
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
 ARCH ?= amd64
 
-.PHONY: all build test test-short lint bench demo golden package clean
+.PHONY: all build test test-short lint bench demo golden package clean fuzz soak
 
 all: build
 
@@ -38,6 +38,17 @@ lint:
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# Every fuzz target for FUZZTIME each (CI: 10s). Crashers land in the
+# package's testdata/fuzz and become regression tests of `make test`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := aggregator:FuzzIngest aggregator/accounting:FuzzAccounting internal/config:FuzzLoadAgent \
+	redfish:FuzzBMCResource collector:FuzzRAPLZones nvml:FuzzParseCgroup
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "--- fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 # Go benchmarks plus the whole-process comparison with node_exporter; figures go to BENCHMARKS.md.
 bench: build

@@ -78,10 +78,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// maxAhead is how far ahead of the aggregator's clock a point may be.
+const maxAhead = 24 * time.Hour
+
 // Stats counts what accounting saw; all are totals since start.
 type Stats struct {
-	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions int64
-	DroppedJoules                                                  float64
+	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions, Invalid int64
+	DroppedJoules                                                           float64
 }
 
 // Accountant is the energy accounting processor.
@@ -164,11 +167,15 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		return
 	}
 	v := view(p)
-	if !v.ok || math.IsNaN(v.value) || math.IsInf(v.value, 0) {
+	t := p.Time.UnixNano()
+	// Energy, power and work are never negative and activity is a share;
+	// a point from more than a day ahead of this clock is a broken clock.
+	if !v.ok || math.IsNaN(v.value) || math.IsInf(v.value, 0) || v.value < 0 || in == inActivity && v.value > 1 || t > now+int64(maxAhead) {
+		a.stats.Invalid++
 		return
 	}
 	a.stats.Points++
-	a.watermark = max(a.watermark, p.Time.UnixNano())
+	a.watermark = max(a.watermark, t)
 	a.key = append(a.key[:0], p.Measurement...)
 	for _, t := range p.Tags {
 		a.key = append(a.key, 0)
@@ -184,7 +191,6 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		}
 		a.series[string(a.key)] = s
 	}
-	t := p.Time.UnixNano()
 	switch in {
 	case inRAPLRange:
 		a.raplWrap[s.RAPLKey] = v.value
@@ -288,9 +294,17 @@ func (a *Accountant) seen(s *series, t int64) {
 // windows of every level it overlaps, in proportion to time.
 func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered bool, now int64) {
 	span := float64(t1 - t0)
+	// The part of the step in windows already let go is dropped, at once
+	// rather than window by window: after a long silence a step may span
+	// months.
+	from := t0
+	if boundary := min(now, a.watermark) - int64(a.cfg.MaxLateness) - a.levels[0].size; from < boundary {
+		from = min(boundary, t1)
+		a.late(s, amount*float64(from-t0)/span)
+	}
 	for li, lv := range a.levels {
-		for ws := lv.start(t0); ws < t1; ws += lv.size {
-			overlap := float64(min(t1, ws+lv.size) - max(t0, ws))
+		for ws := lv.start(from); ws < t1; ws += lv.size {
+			overlap := float64(min(t1, ws+lv.size) - max(from, ws))
 			if overlap <= 0 {
 				continue
 			}
@@ -298,10 +312,7 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered 
 			w := a.window(lv, ws, now)
 			if w == nil {
 				if li == 0 {
-					a.stats.LatePoints++
-					if s.In != inWork {
-						a.stats.DroppedJoules += share
-					}
+					a.late(s, share)
 				}
 				continue
 			}
@@ -311,6 +322,14 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered 
 			}
 			w.add(s, share, sec, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity])
 		}
+	}
+}
+
+// late counts a step's share that falls in windows let go.
+func (a *Accountant) late(s *series, share float64) {
+	a.stats.LatePoints++
+	if s.In != inWork {
+		a.stats.DroppedJoules += share
 	}
 }
 
