@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -231,6 +232,35 @@ func TestInfluxDBDownTwoMinutes(t *testing.T) {
 	time.Sleep(2 * time.Minute)
 	p.db.Start()
 	time.Sleep(5 * time.Second)
+	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	waitTotal(t, p.db, producedPoints(t, p.agent.Logs()), 60*time.Second)
+}
+
+// TestAggregatorKilledAtRandom kills the aggregator with SIGKILL three
+// times at random moments while the agent streams (and accounting
+// checkpoints): a 204 means the points were fsynced into its spool, so
+// every point produced reaches InfluxDB, and its accounting state opens
+// after each kill.
+func TestAggregatorKilledAtRandom(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.startAgent()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for range 3 {
+		pause := time.Duration(1500+rng.IntN(2500)) * time.Millisecond
+		t.Logf("killing the aggregator after %s", pause)
+		time.Sleep(pause)
+		if err := p.agg.Stop(syscall.SIGKILL); err == nil {
+			t.Fatal("aggregator survived SIGKILL?")
+		}
+		p.startAggregator()
+		if strings.Contains(p.agg.Logs(), "accounting state") && strings.Contains(p.agg.Logs(), "unreadable") {
+			t.Errorf("the accounting checkpoint did not survive SIGKILL:\n%s", p.agg.Logs())
+		}
+	}
+	time.Sleep(3 * time.Second)
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
