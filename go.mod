@@ -17,7 +17,9 @@ require (
 	github.com/prometheus/node_exporter v1.12.1
 	github.com/stmcginnis/gofish v0.25.0
 	github.com/tidwall/wal v1.2.1
+	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/time v0.15.0
 	gonum.org/v1/plot v0.17.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -81,6 +83,5 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
-	golang.org/x/time v0.15.0 // indirect
 	howett.net/plist v1.0.1 // indirect
 )
