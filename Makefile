@@ -50,6 +50,13 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
 	done
 
+# 30 minutes of 1,000 simulated hosts against the aggregator and a real
+# InfluxDB: RSS, goroutines and open files must stay flat and no point be
+# lost. Not in CI (SOAK_DURATION=5m for a shorter one).
+SOAK_DURATION ?= 30m
+soak: build
+	$(GO) run ./scripts/bench-pipeline -mode soak -hosts 1000 -duration $(SOAK_DURATION) -sample 1m
+
 # Go benchmarks plus the whole-process comparison with node_exporter; figures go to BENCHMARKS.md.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -3,7 +3,10 @@
 // send one batch a second and the aggregator's sample-to-InfluxDB latency
 // is read; in "blast" mode, 5,000-line batches are sent as fast as the
 // aggregator takes them and its CPU per line is measured. It prints Markdown
-// for BENCHMARKS.md.
+// for BENCHMARKS.md. "soak" is the fleet for a long time (make soak: 30
+// minutes, 1,000 hosts, GPU energy counters so accounting works too),
+// sampling the aggregator's RSS, goroutines and file descriptors; it fails
+// unless they stay flat and every point accepted is in InfluxDB.
 package main
 
 import (
@@ -29,7 +32,8 @@ import (
 
 func main() {
 	var (
-		mode     = flag.String("mode", "fleet", "fleet or blast")
+		mode     = flag.String("mode", "fleet", "fleet, blast or soak")
+		sample   = flag.Duration("sample", time.Minute, "soak: how often to sample the aggregator")
 		aggBin   = flag.String("aggregator", "bin/joules-aggregator", "joules-aggregator binary")
 		influxd  = flag.String("influxd", "influxd", "influxd 1.8 binary")
 		hosts    = flag.Int("hosts", 1000, "fleet: simulated agents")
@@ -40,7 +44,7 @@ func main() {
 		senders  = flag.Int("senders", 2, "blast: concurrent senders")
 	)
 	flag.Parse()
-	if err := run(*mode, *aggBin, *influxd, *hosts, *series, *duration, *fields, *gz, *senders); err != nil {
+	if err := run(*mode, *aggBin, *influxd, *hosts, *series, *duration, *fields, *gz, *senders, *sample); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pipeline:", err)
 		os.Exit(1)
 	}
@@ -67,7 +71,7 @@ func waitHTTP(u string) error {
 	return fmt.Errorf("%s did not answer", u)
 }
 
-func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration, fields int, gz bool, senders int) error {
+func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration, fields int, gz bool, senders int, sample time.Duration) error {
 	dir, err := os.MkdirTemp("", "bench-pipeline")
 	if err != nil {
 		return err
@@ -89,8 +93,8 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 		resp.Body.Close()
 	}
 	os.WriteFile(filepath.Join(dir, "tokens"), []byte("bench\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\nlimits: {requests_per_second: 0} # every simulated agent writes from this one address\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\n",
-		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"))), 0o600)
+	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\nlimits: {requests_per_second: 0} # every simulated agent writes from this one address\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\naccounting: {state_file: %s}\n",
+		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "accounting.state"))), 0o600)
 	agg := exec.Command(aggBin, "--config.file="+filepath.Join(dir, "agg.yml"), "--web.listen-address="+aggAddr, "--log.level=warn")
 	agg.Stderr = os.Stderr
 	if err := agg.Start(); err != nil {
@@ -133,8 +137,16 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
 	var wg sync.WaitGroup
+	var samples []soakSample
+	if mode == "soak" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			samples = sampleAggregator(ctx, agg.Process.Pid, "http://"+aggAddr+"/metrics", sample, start)
+		}()
+	}
 	switch mode {
-	case "fleet":
+	case "fleet", "soak":
 		// Each agent samples every second and sends the batch at once, like
 		// an agent with flush_interval 1s; agents are spread over the second.
 		for h := range hosts {
@@ -147,13 +159,18 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 				for {
 					now := time.Now()
 					var b bytes.Buffer
+					n := series
 					for s := range series {
 						fmt.Fprintf(&b, "joules_gpu_power_watts,host=gpu-%04d,gpu=%d,site=dc1 value=%d.5 %d\n", h, s, 300+s, now.UnixMilli())
+					}
+					if mode == "soak" {
+						n++
+						fmt.Fprintf(&b, "joules_gpu_energy_joules_total,hall=h%d,host=gpu-%04d,gpu=0,method=counter,site=dc1 value=%d %d\n", h%4, h, now.UnixMilli()*300/1000, now.UnixMilli())
 					}
 					if err := send(b.Bytes()); err != nil {
 						failures.Add(1)
 					} else {
-						lines.Add(int64(series))
+						lines.Add(int64(n))
 					}
 					select {
 					case <-ctx.Done():
@@ -190,9 +207,12 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 			}()
 		}
 	default:
-		return fmt.Errorf("mode %q: fleet or blast", mode)
+		return fmt.Errorf("mode %q: fleet, blast or soak", mode)
 	}
 	wg.Wait()
+	if mode == "soak" {
+		return soakVerdict(samples, lines.Load(), failures.Load(), influxAddr, "http://"+aggAddr+"/metrics")
+	}
 	elapsed := time.Since(start)
 	cpu := cpuTime(agg.Process.Pid) - cpu0
 	rss := rssMiB(agg.Process.Pid)
@@ -257,6 +277,117 @@ func rssMiB(pid int) float64 {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// soakSample is the aggregator's state at one moment of a soak.
+type soakSample struct {
+	at                       time.Duration
+	rssMiB                   float64
+	goroutines, fds, spooled float64
+	series                   float64
+}
+
+// sampleAggregator samples until ctx ends, printing each sample.
+func sampleAggregator(ctx context.Context, pid int, metricsURL string, every time.Duration, start time.Time) []soakSample {
+	var out []soakSample
+	fmt.Printf("| elapsed | RSS | goroutines | open files | output spool points | accounting series |\n|---|---|---|---|---|---|\n")
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-tick.C:
+		}
+		m := scrape(metricsURL)
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		s := soakSample{at: time.Since(start).Round(time.Second), rssMiB: rssMiB(pid), goroutines: m["go_goroutines"], fds: float64(len(fds)),
+			spooled: m["joules_output_spool_points"], series: m["joules_accounting_series"]}
+		fmt.Printf("| %s | %.1f MiB | %.0f | %.0f | %.0f | %.0f |\n", s.at, s.rssMiB, s.goroutines, s.fds, s.spooled, s.series)
+		out = append(out, s)
+	}
+}
+
+// soakVerdict fails the soak unless the aggregator stayed flat (after the
+// first quarter, its warm-up) and every accepted point is in InfluxDB.
+func soakVerdict(samples []soakSample, accepted, failed int64, influxAddr, metricsURL string) error {
+	if len(samples) < 8 {
+		return fmt.Errorf("soak: only %d samples; run longer or sample more often", len(samples))
+	}
+	q := len(samples) / 4
+	peak := func(part []soakSample, f func(soakSample) float64) float64 {
+		v := 0.0
+		for _, s := range part {
+			v = max(v, f(s))
+		}
+		return v
+	}
+	rss := func(s soakSample) float64 { return s.rssMiB }
+	gor := func(s soakSample) float64 { return s.goroutines }
+	fds := func(s soakSample) float64 { return s.fds }
+	early, late := samples[q:2*q], samples[3*q:]
+	var problems []string
+	if a, b := peak(early, rss), peak(late, rss); b > a*1.2+5 {
+		problems = append(problems, fmt.Sprintf("RSS grew from %.1f to %.1f MiB", a, b))
+	}
+	if a, b := peak(early, gor), peak(late, gor); b > a+20 {
+		problems = append(problems, fmt.Sprintf("goroutines grew from %.0f to %.0f", a, b))
+	}
+	if a, b := peak(early, fds), peak(late, fds); b > a+20 {
+		problems = append(problems, fmt.Sprintf("open files grew from %.0f to %.0f", a, b))
+	}
+	// Every accepted point reaches InfluxDB once the output spool drains.
+	var stored int64
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		if scrape(metricsURL)["joules_output_spool_points"] > 0 {
+			continue
+		}
+		if stored = fluxCount(influxAddr, `r._measurement == "joules_gpu_power_watts" or r._measurement == "joules_gpu_energy_joules_total"`); stored >= accepted {
+			break
+		}
+	}
+	if stored != accepted {
+		problems = append(problems, fmt.Sprintf("InfluxDB holds %d raw points, %d were accepted", stored, accepted))
+	}
+	fmt.Printf("\nsoak: %d points accepted, %d in InfluxDB, %d requests failed\n", accepted, stored, failed)
+	if len(problems) > 0 {
+		return fmt.Errorf("soak failed: %s", strings.Join(problems, "; "))
+	}
+	fmt.Println("soak: RSS, goroutines and open files flat; no point lost")
+	return nil
+}
+
+// fluxCount counts the points that pass a Flux filter.
+func fluxCount(influxAddr, filter string) int64 {
+	q := `from(bucket: "joules/autogen") |> range(start: 0) |> filter(fn: (r) => ` + filter + `) |> group() |> count()`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+influxAddr+"/api/v2/query", strings.NewReader(q))
+	req.Header.Set("Content-Type", "application/vnd.flux")
+	req.Header.Set("Accept", "application/csv")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	rows := strings.Split(strings.ReplaceAll(string(body), "\r", ""), "\n")
+	var header []string
+	for _, row := range rows {
+		if row == "" || strings.HasPrefix(row, "#") {
+			continue
+		}
+		cols := strings.Split(row, ",")
+		if header == nil {
+			header = cols
+			continue
+		}
+		for i, h := range header {
+			if h == "_value" && i < len(cols) {
+				n, _ := strconv.ParseInt(cols[i], 10, 64)
+				return n
+			}
 		}
 	}
 	return 0
