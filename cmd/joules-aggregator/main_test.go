@@ -372,3 +372,42 @@ func TestAggregatorConfigCheck(t *testing.T) {
 		t.Errorf("good config: err %v\n%s", err, out)
 	}
 }
+
+// TestSecretsNeverInLogs runs the aggregator at debug level with a writer
+// token and an InfluxDB token, writes with the right and a wrong token and
+// stops it: neither token, nor the wrong one, appears in its output.
+func TestSecretsNeverInLogs(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	dir := t.TempDir()
+	const writer, influx, wrong = "writer-secret-31", "influx-user:influx-secret-32", "guessed-secret-33"
+	os.WriteFile(filepath.Join(dir, "tokens"), []byte(writer+"\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "influx.token"), []byte(influx+"\n"), 0o600)
+	cfg := filepath.Join(dir, "aggregator.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`tokens_file: %s
+influx: {url: %s, bucket: %s, token_file: %s, spool_dir: %s, dead_letter_file: %s, timeout: 2s}
+accounting: {state_file: %s}
+`, filepath.Join(dir, "tokens"), db.URL, db.Bucket, filepath.Join(dir, "influx.token"), filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "acct.state"))), 0o600)
+	addr := testenv.FreeAddr(t)
+	agg := testenv.StartProcess(t, filepath.Join(binDir, "joules-aggregator"), "--config.file="+cfg, "--web.listen-address="+addr, "--log.level=debug")
+	agg.WaitHTTP("http://" + addr + "/health")
+	testenv.PostLines(t, addr, writer, []byte(fmt.Sprintf("m value=1 %d\n", time.Now().UnixNano())))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v2/write", strings.NewReader("m value=2"))
+	req.Header.Set("Authorization", "Token "+wrong)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %v %v", resp, err)
+	}
+	check, _ := exec.Command(filepath.Join(binDir, "joules-aggregator"), "--config.check", "--config.file="+cfg).CombinedOutput()
+	if err := agg.Stop(syscall.SIGTERM); err != nil {
+		t.Errorf("aggregator exit: %v", err)
+	}
+	for what, text := range map[string]string{"log": agg.Logs(), "--config.check": string(check)} {
+		for _, secret := range []string{writer, "influx-secret-32", wrong} {
+			if strings.Contains(text, secret) {
+				t.Errorf("the aggregator's %s shows %q:\n%s", what, secret, text)
+			}
+		}
+	}
+	if !strings.Contains(string(check), "token_file") {
+		t.Errorf("--config.check should name the token file:\n%s", check)
+	}
+}
