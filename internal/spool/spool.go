@@ -51,11 +51,13 @@ type Dropped struct {
 
 // Spool is a bounded, durable FIFO of batches. It is safe for concurrent use.
 type Spool struct {
-	opts Options
+	opts    Options
+	dir     string
+	walOpts *wal.Options
 
 	mu          sync.Mutex
-	log         *wal.Log
-	first, next uint64 // first index in the log; index the next append gets
+	log         *wal.Log // nil after a failed write whose reopening failed too
+	first, next uint64   // first index in the log; index the next append gets
 	sizes       map[uint64]entryInfo
 	bytes       int64
 	points      int
@@ -79,39 +81,69 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	walOpts := &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 16 << 20, SegmentCacheSize: 2, DirPerms: 0o750, FilePerms: 0o640}
-	log, err := wal.Open(dir, walOpts)
+	s := &Spool{opts: opts, dir: dir,
+		walOpts: &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 16 << 20, SegmentCacheSize: 2, DirPerms: 0o750, FilePerms: 0o640}}
+	if err := s.reopen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reopen (re)reads the log from disk, cutting a torn last entry, and
+// counts what it holds; call with s.mu held (or before s is shared).
+// After a failed write the log must be reopened: tidwall/wal keeps the
+// failed entries in its memory, and the next write's entries would be read
+// back as the failed ones.
+func (s *Spool) reopen() error {
+	if s.log != nil {
+		_ = s.log.Close()
+		s.log = nil
+	}
+	log, err := wal.Open(s.dir, s.walOpts)
 	if errors.Is(err, wal.ErrCorrupt) {
-		if rerr := repairTail(dir); rerr != nil {
-			return nil, fmt.Errorf("spool %s: repair after a crash: %w", dir, rerr)
+		if rerr := repairTail(s.dir); rerr != nil {
+			return fmt.Errorf("spool %s: repair after a crash: %w", s.dir, rerr)
 		}
-		log, err = wal.Open(dir, walOpts)
+		log, err = wal.Open(s.dir, s.walOpts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w (move the folder aside to start empty)", dir, err)
+		return fmt.Errorf("spool %s: %w (move the folder aside to start empty)", s.dir, err)
 	}
-	s := &Spool{opts: opts, log: log, sizes: map[uint64]entryInfo{}}
 	first, err := log.FirstIndex()
 	if err != nil {
-		return nil, err
+		log.Close()
+		return err
 	}
 	last, err := log.LastIndex()
 	if err != nil {
-		return nil, err
+		log.Close()
+		return err
 	}
-	s.first, s.next = first, last+1
+	sizes := map[uint64]entryInfo{}
+	var bytes int64
+	var points int
 	for i := first; i <= last; i++ {
 		raw, err := log.Read(i)
 		if err != nil {
-			return nil, fmt.Errorf("spool %s: read batch %d: %w", dir, i, err)
+			log.Close()
+			return fmt.Errorf("spool %s: read batch %d: %w", s.dir, i, err)
 		}
 		b, _ := decode(i, raw)
 		info := entryInfo{size: int64(len(raw)), points: b.Points, created: b.Created}
-		s.sizes[i] = info
-		s.bytes += info.size
-		s.points += info.points
+		sizes[i] = info
+		bytes += info.size
+		points += info.points
 	}
-	return s, nil
+	s.log, s.first, s.next, s.sizes, s.bytes, s.points = log, first, last+1, sizes, bytes, points
+	return nil
+}
+
+// ready reopens the log if a failed write left it closed; call with s.mu held.
+func (s *Spool) ready() error {
+	if s.log != nil {
+		return nil
+	}
+	return s.reopen()
 }
 
 // repairTail cuts the last segment after its last complete entry. The log's
@@ -166,6 +198,9 @@ func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Drop
 	if total > s.opts.MaxBytes {
 		return Dropped{}, fmt.Errorf("batch of %d bytes is larger than the whole spool (%d bytes)", total, s.opts.MaxBytes)
 	}
+	if err := s.ready(); err != nil {
+		return Dropped{}, err
+	}
 	var dropped Dropped
 	for s.bytes+total > s.opts.MaxBytes && s.first < s.next {
 		info := s.sizes[s.first]
@@ -180,6 +215,12 @@ func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Drop
 		b.Write(s.next+uint64(i), e)
 	}
 	if err := s.log.WriteBatch(b); err != nil {
+		// What reached the disk is read back; a write that did land in full
+		// is kept, and its producer, told it failed, sends it again: at
+		// least once.
+		if rerr := s.reopen(); rerr != nil {
+			return dropped, fmt.Errorf("spool write: %w; reopening the spool: %v", err, rerr)
+		}
 		return dropped, fmt.Errorf("spool write: %w", err)
 	}
 	for i, e := range entries {
@@ -197,6 +238,9 @@ func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Drop
 func (s *Spool) Peek() (Batch, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return Batch{}, false, err
+	}
 	for s.first < s.next {
 		raw, err := s.log.Read(s.first)
 		if err != nil {
@@ -224,6 +268,10 @@ func (s *Spool) PeekMany(maxBytes int) ([]Batch, error) {
 		if index >= s.next {
 			s.mu.Unlock()
 			return out, nil
+		}
+		if err := s.ready(); err != nil {
+			s.mu.Unlock()
+			return out, err
 		}
 		raw, err := s.log.Read(index)
 		s.mu.Unlock()
@@ -263,6 +311,9 @@ func (s *Spool) Ack(index uint64) error {
 
 // truncate removes everything before index; call with s.mu held.
 func (s *Spool) truncate(index uint64) error {
+	if err := s.ready(); err != nil {
+		return err
+	}
 	if err := s.log.TruncateFront(index); err != nil {
 		return fmt.Errorf("spool truncate: %w", err)
 	}
@@ -313,5 +364,8 @@ func (s *Spool) Stats() Stats {
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.log == nil {
+		return nil
+	}
 	return s.log.Close()
 }

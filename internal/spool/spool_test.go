@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -173,4 +175,64 @@ func lastSegment(t *testing.T, dir string) string {
 	}
 	sort.Strings(names)
 	return names[len(names)-1]
+}
+
+// TestFailedWriteLeavesTheSpoolReadable makes a write fail half-way, as on
+// a full disk (a file-size limit on this process), then writes again: every
+// batch read back is the one written at its index, and the failed one is
+// not there. The log's memory keeps failed entries, so the spool must read
+// the log again after a failed write.
+func TestFailedWriteLeavesTheSpoolReadable(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	payload := func(tag string, n int) []byte { return []byte(strings.Repeat(tag, n)) }
+	for i := range 3 {
+		if _, err := s.Append(payload(fmt.Sprint(i), 1000), 1, time.Unix(int64(i), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segments, _ := filepath.Glob(filepath.Join(dir, "0*"))
+	info, err := os.Stat(segments[len(segments)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	limited := syscall.Rlimit{Cur: uint64(info.Size()) + 500, Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		t.Fatalf("cannot limit the file size: %v", err)
+	}
+	_, werr := s.Append(payload("X", 5000), 1, time.Unix(9, 0)) // half of it fits
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if werr == nil || !strings.Contains(werr.Error(), "file too large") {
+		t.Fatalf("write over the limit: err = %v, want the file-size error", werr)
+	}
+	for i := 3; i < 5; i++ {
+		if _, err := s.Append(payload(fmt.Sprint(i), 1000), 1, time.Unix(int64(i), 0)); err != nil {
+			t.Fatalf("append after the failure: %v", err)
+		}
+	}
+	batches, err := s.PeekMany(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batches) != 5 {
+		t.Fatalf("%d batches, want 5", len(batches))
+	}
+	for i, b := range batches {
+		if want := payload(fmt.Sprint(i), 1000); !bytes.Equal(b.Data, want) {
+			t.Errorf("batch %d holds %q…, want %q…", i, b.Data[:5], want[:5])
+		}
+	}
+	if st := s.Stats(); st.Batches != 5 || st.Points != 5 {
+		t.Errorf("stats %+v, want 5 batches and 5 points", st)
+	}
 }

@@ -49,6 +49,9 @@ func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	return p
 }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Logs is what the process printed so far.
 func (p *Process) Logs() string { return p.logs.String() }
 
