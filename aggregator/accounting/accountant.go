@@ -81,6 +81,10 @@ func (c Config) Validate() error {
 // maxAhead is how far ahead of the aggregator's clock a point may be.
 const maxAhead = 24 * time.Hour
 
+// maxRAPLWatts bounds the power a RAPL zone's wrap may imply: a larger one
+// is a reboot that restarted the counter, not a wrap.
+const maxRAPLWatts = 2000
+
 // Stats counts what accounting saw; all are totals since start.
 type Stats struct {
 	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions, Invalid int64
@@ -194,6 +198,7 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 	switch in {
 	case inRAPLRange:
 		a.raplWrap[s.RAPLKey] = v.value
+		s.Last, s.LastT, s.Seen = v.value, t, true // so that prune forgets it with its host
 	case inActivity:
 		a.activity(s, v.value, t, now)
 	case inBMCPower, inMeterPower:
@@ -216,7 +221,10 @@ func (a *Accountant) counter(s *series, value float64, t, now int64) {
 	}
 	delta := value - s.Last
 	if delta < 0 {
-		if wrap := a.raplWrap[s.RAPLKey]; s.In == inCPUEnergy && wrap > 0 && value+wrap-s.Last >= 0 {
+		// A RAPL counter wraps at its range; a reboot restarts it from zero.
+		// A wrap is taken only where the power it implies is a CPU's.
+		if wrap := a.raplWrap[s.RAPLKey]; s.In == inCPUEnergy && wrap > 0 && value+wrap-s.Last >= 0 &&
+			time.Duration(t-s.LastT) <= a.cfg.MaxGap && (value+wrap-s.Last)/(float64(t-s.LastT)/1e9) <= maxRAPLWatts {
 			delta = value + wrap - s.Last
 			a.stats.Wraps++
 		} else {
@@ -255,6 +263,11 @@ func (a *Accountant) power(s *series, watts float64, t, now int64) {
 }
 
 func (a *Accountant) activity(s *series, ratio float64, t, now int64) {
+	if s.Seen && t <= s.LastT {
+		a.stats.Duplicates++ // a replayed reading would count twice in the mean and reset idleness
+		return
+	}
+	s.Last, s.LastT, s.Seen = ratio, t, true
 	g := s.Entity
 	// SM activity (GPM) is the better signal; utilization only counts for
 	// a GPU that has none.
@@ -283,6 +296,7 @@ func (a *Accountant) seen(s *series, t int64) {
 	switch s.In {
 	case inGPUEnergy:
 		a.ents.HostSeen[a.ents.GPUHost[s.Entity]].mark(t)
+		a.ents.GPUSeen[s.Entity].mark(t)
 	case inCPUEnergy, inBMCEnergy, inBMCPower:
 		a.ents.HostSeen[s.Entity].mark(t)
 	case inMeterEnergy, inMeterPower:
@@ -294,15 +308,15 @@ func (a *Accountant) seen(s *series, t int64) {
 // windows of every level it overlaps, in proportion to time.
 func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered bool, now int64) {
 	span := float64(t1 - t0)
-	// The part of the step in windows already let go is dropped, at once
-	// rather than window by window: after a long silence a step may span
-	// months.
-	from := t0
-	if boundary := min(now, a.watermark) - int64(a.cfg.MaxLateness) - a.levels[0].size; from < boundary {
-		from = min(boundary, t1)
-		a.late(s, amount*float64(from-t0)/span)
-	}
 	for li, lv := range a.levels {
+		// The part of the step in windows already let go is dropped, at
+		// once rather than window by window: after a long silence a step
+		// may span months. Hour and day windows are kept longer than
+		// minutes, so each level has its own first window.
+		from := max(t0, lv.start(a.letGoUntil(lv, now)))
+		if from > t0 && li == 0 {
+			a.late(s, amount*float64(min(from, t1)-t0)/span)
+		}
 		for ws := lv.start(from); ws < t1; ws += lv.size {
 			overlap := float64(min(t1, ws+lv.size) - max(from, ws))
 			if overlap <= 0 {
@@ -325,6 +339,14 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered 
 	}
 }
 
+// letGoUntil is the latest end of a level's windows that are let go (or
+// would be): those a written window's max_lateness has passed, by the wall
+// clock and by the newest point, and every one let go before, so that a
+// clock stepped back never makes a finished window again.
+func (a *Accountant) letGoUntil(lv *level, now int64) int64 {
+	return max(lv.Released, min(now, a.watermark)-int64(a.cfg.MaxLateness)-1)
+}
+
 // late counts a step's share that falls in windows let go.
 func (a *Accountant) late(s *series, share float64) {
 	a.stats.LatePoints++
@@ -335,9 +357,10 @@ func (a *Accountant) late(s *series, share float64) {
 
 // level is one resolution of windows.
 type level struct {
-	size    int64 // ns
-	name    string
-	windows map[int64]*window // by start, unix ns
+	size     int64 // ns
+	name     string
+	windows  map[int64]*window // by start, unix ns
+	Released int64             // the latest end of a window let go, unix ns
 }
 
 func (lv *level) start(t int64) int64 {
@@ -355,7 +378,7 @@ func (a *Accountant) window(lv *level, ws int64, now int64) *window {
 	if w := lv.windows[ws]; w != nil {
 		return w
 	}
-	if ws+lv.size+int64(a.cfg.MaxLateness) < min(now, a.watermark) {
+	if ws+lv.size <= a.letGoUntil(lv, now) {
 		return nil
 	}
 	w := newWindow(ws, lv.size)

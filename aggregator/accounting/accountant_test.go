@@ -179,8 +179,8 @@ func TestPUEExactWithCategoryFromRoles(t *testing.T) {
 			if got := floatField(t, p, "coverage"); got != 1 {
 				t.Errorf("coverage = %v, want 1", got)
 			}
-			if v, ok := field(p, "reason"); ok {
-				t.Errorf("a complete window has a reason: %q", v.StringV())
+			if v, ok := field(p, "reason"); !ok || v.StringV() != "" {
+				t.Errorf("a complete window's reason is %q (written: %v), want written and empty", v.StringV(), ok)
 			}
 			// the hour is not over: its window is not written yet
 			if p := find(t, out, measPUE, t0.Truncate(time.Hour), "resolution", "1h"); p != nil {
@@ -663,6 +663,22 @@ func TestCheckpointKeepsEveryKind(t *testing.T) {
 			t.Errorf("after the restart, unexpected: %s", p)
 		}
 	}
+	// the hour and day windows were open at the checkpoint: they too
+	later := t0.Add(25 * time.Hour)
+	rc.t, c2.t = later, later
+	w, g = index(ref.Tick(later), t0.Truncate(24*time.Hour)), index(second.Tick(later), t0.Truncate(24*time.Hour))
+	hourOrDay := 0
+	for p := range w {
+		if strings.Contains(p, "resolution=1h") || strings.Contains(p, "resolution=1d") {
+			hourOrDay++
+			if !g[p] {
+				t.Errorf("after the restart, the hour or day window differs: %s", p)
+			}
+		}
+	}
+	if hourOrDay < 20 {
+		t.Errorf("only %d hour and day points compared", hourOrDay)
+	}
 }
 
 // lastWritten keeps, per window, the energy of the last point written for
@@ -723,5 +739,116 @@ func TestWallClockSteppedBackDelaysWindows(t *testing.T) {
 	out := a.Tick(c.t)
 	if got := lastWritten(out, "scope", "host", "kind", "it"); got != 600*120 {
 		t.Errorf("energy written = %v J, want %v", got, 600*120)
+	}
+}
+
+func bmcPoint(host string, at time.Time, joules float64, chassis string) aggregator.Point {
+	return pt("joules_redfish_host_energy_joules_total", at, joules, "site", "s1", "hall", "h1", "rack", "r1", "host", host, "bmc", host+"-bmc", "role", "host", "method", "counter", "chassis", chassis)
+}
+
+func TestLongOutageKeepsHourAndDayWindows(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	end := t0.Add(3 * time.Hour)
+	c.t = end.Add(time.Minute)
+	// n2 is current; n1's agent was cut off for three hours and its next
+	// point spans them (its counter measured them)
+	a.Process([]aggregator.Point{bmcPoint("n2", end.Add(-10*time.Second), 0, "1"), bmcPoint("n2", end, 6000, "1"), bmcPoint("n1", t0, 0, "1")})
+	a.Process([]aggregator.Point{bmcPoint("n1", end, 600*3*3600, "1")})
+	out := a.Tick(t0.Add(24*time.Hour + time.Minute))
+	hour := func(h int) float64 {
+		return floatField(t, find(t, out, measEnergy, t0.Add(time.Duration(h)*time.Hour), "resolution", "1h", "scope", "host", "host", "n1", "kind", "it"), "joules")
+	}
+	if got := hour(1); got != 600*3600 {
+		t.Errorf("hour 1 = %v J, want %v", got, 600*3600)
+	}
+	if got := hour(2); got != 600*3600 {
+		t.Errorf("hour 2 = %v J, want %v", got, 600*3600)
+	}
+	day := find(t, out, measEnergy, t0.Truncate(24*time.Hour), "resolution", "1d", "scope", "host", "host", "n1", "kind", "it")
+	if got := floatField(t, day, "joules"); got != 600*3*3600 {
+		t.Errorf("day = %v J, want all %v: a day window outlives max_lateness", got, 600*3*3600)
+	}
+	// minute windows that ended more than max_lateness before the newest
+	// point (t0+3h) are let go: the first 119 minutes
+	if got, want := a.Stats().DroppedJoules, 600.0*119*60; got != want {
+		t.Errorf("dropped %v J, want the minute windows already let go (%v)", got, want)
+	}
+}
+
+func TestClockSteppedBackNeverRewritesALetGoWindow(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	a.Process(oneHost(t0, t0.Add(time.Minute)))
+	c.t = t0.Add(3 * time.Hour)
+	a.Process([]aggregator.Point{bmcPoint("n2", c.t.Add(-10*time.Second), 0, "1"), bmcPoint("n2", c.t, 6000, "1")})
+	first := a.Tick(c.t) // window t0 written and let go
+	if p := find(t, first, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it"); p == nil {
+		t.Fatal("window t0 not written")
+	}
+	c.t = t0.Add(20 * time.Minute) // the clock steps back
+	a.Process([]aggregator.Point{bmcPoint("n1", t0.Add(10*time.Second), 0, "2"), bmcPoint("n1", t0.Add(20*time.Second), 5000, "2")})
+	if p := find(t, a.Tick(c.t), measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1"); p != nil {
+		t.Errorf("a finished window written again after the clock stepped back: %s", describe(p))
+	}
+	if a.Stats().DroppedJoules != 5000 {
+		t.Errorf("dropped %v J, want the late 5000 J counted", a.Stats().DroppedJoules)
+	}
+}
+
+func TestReplayedActivityCountsOnce(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	act := func(at time.Time, v float64) aggregator.Point {
+		return pt("joules_gpu_sm_activity_ratio", at, v, "site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "gpu", "0", "uuid", "GPU-0")
+	}
+	readings := []aggregator.Point{act(t0, 0.9), gpuEnergy("n1", "0", t0, 0), act(t0.Add(30*time.Second), 0.1), gpuEnergy("n1", "0", t0.Add(30*time.Second), 12000), gpuEnergy("n1", "0", t0.Add(time.Minute), 24000)}
+	a.Process(slices.Clone(readings))
+	a.Process(slices.Clone(readings[:1])) // the first reading again
+	out := run(a, c, nil, t0.Add(91*time.Second))
+	p := find(t, out, measActivity, t0, "resolution", "1m", "gpu", "GPU-0")
+	if got := floatField(t, p, "activity"); !closeEqual(got, 0.5, 1e-12) {
+		t.Errorf("mean activity = %v, want 0.5 (a replayed reading counted once)", got)
+	}
+}
+
+func TestCoverageCountsEverySeriesOfAnEntity(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	var points []aggregator.Point
+	for i := 0; i <= 6; i++ {
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		points = append(points, bmcPoint("n1", at, float64(300*10*i), "1"))
+		if i <= 3 {
+			points = append(points, bmcPoint("n1", at, float64(300*10*i), "2")) // chassis 2 silent after 30 s
+		}
+		for g := range 4 {
+			if g < 3 || i <= 3 { // GPU 3 silent after 30 s
+				points = append(points, gpuEnergy("n2", fmt.Sprint(g), at, float64(200*10*i)))
+			}
+		}
+	}
+	out := run(a, c, points, t0.Add(91*time.Second))
+	bmc := find(t, out, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it")
+	if got := floatField(t, bmc, "coverage"); !closeEqual(got, 0.75, 1e-12) {
+		t.Errorf("two chassis, one silent half the window: coverage %v, want 0.75", got)
+	}
+	gpus := find(t, out, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n2", "kind", "it")
+	if got := floatField(t, gpus, "coverage"); !closeEqual(got, 3.5/4, 1e-12) {
+		t.Errorf("four GPUs, one silent half the window: coverage %v, want 0.875", got)
+	}
+}
+
+func TestRAPLRebootIsNoWrap(t *testing.T) {
+	a, c := newTestAccountant(t, Config{})
+	rapl := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1", "index", "0", "path", "/sys/class/powercap/intel-rapl:0"}
+	points := []aggregator.Point{
+		pt("joules_rapl_max_energy_range_joules", t0, 262143.328850, append(slices.Clone(rapl), "zone", "package")...),
+		pt("node_rapl_package_joules_total", t0, 1000, rapl...),
+		pt("node_rapl_package_joules_total", t0.Add(10*time.Second), 3000, rapl...), // +2000
+		pt("node_rapl_package_joules_total", t0.Add(20*time.Second), 50, rapl...),   // rebooted: +50, not 259,193 J
+	}
+	out := run(a, c, points, t0.Add(91*time.Second))
+	if got := energyOf(t, out, t0, "scope", "host", "host", "n1", "kind", "cpu"); got != 2050 {
+		t.Errorf("CPU energy = %v J, want 2050: a reboot is no wrap", got)
+	}
+	if st := a.Stats(); st.Resets != 1 || st.Wraps != 0 {
+		t.Errorf("resets %d wraps %d, want 1 and 0", st.Resets, st.Wraps)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // stateVersion changes when the checkpoint's layout does; an older
 // checkpoint is then set aside, not misread.
-const stateVersion = 4
+const stateVersion = 6
 
 // state is what a checkpoint holds: everything accounting needs to go on
 // after a restart without losing or counting twice.
@@ -32,6 +32,7 @@ type state struct {
 	Rolling   map[scopeKey]*rollingPUE
 	Stats     Stats
 	Watermark int64
+	Released  [3]int64 // per level, the latest end of a window let go
 	Pending   []pendingPoint
 }
 
@@ -60,6 +61,7 @@ func (a *Accountant) Save(path string) error {
 		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark}
 	for i, lv := range a.levels {
 		st.Windows[i] = lv.windows
+		st.Released[i] = lv.Released
 	}
 	for _, p := range a.pending {
 		pp := pendingPoint{Measurement: p.Measurement, Tags: p.Tags, Time: p.Time}
@@ -154,11 +156,20 @@ func (a *Accountant) Load(path string) error {
 	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
 	if e := st.Entities; e != nil {
 		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
+		e.GPUAlias, e.HostSeries, e.MeterSeries = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries)
+		for len(e.GPUSeen) < len(e.GPUs) {
+			e.GPUSeen = append(e.GPUSeen, presence{})
+		}
 		a.ents = e
 	}
 	for i, lv := range a.levels {
 		lv.windows = orEmpty(st.Windows[i])
-		for _, w := range lv.windows {
+		lv.Released = st.Released[i]
+		for ws, w := range lv.windows {
+			if w.Size != lv.size { // the window setting changed since
+				delete(lv.windows, ws)
+				continue
+			}
 			w.Hosts, w.GPUs, w.Meters, w.Work = orEmpty(w.Hosts), orEmpty(w.GPUs), orEmpty(w.Meters), orEmpty(w.Work)
 		}
 	}

@@ -62,6 +62,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 			}
 			if w.Written && end+int64(a.cfg.MaxLateness) < min(n, a.watermark) {
 				delete(lv.windows, ws)
+				lv.Released = max(lv.Released, end)
 			}
 		}
 	}
@@ -74,10 +75,11 @@ func (a *Accountant) prune(now int64) {
 	forget := now - int64(a.cfg.ForgetAfter) - int64(a.cfg.MaxLateness)
 	for k, s := range a.series {
 		if s.Seen && s.LastT < forget {
+			a.ents.count(s, -1)
 			delete(a.series, k)
 		}
 	}
-	for _, seen := range [][]presence{a.ents.HostSeen, a.ents.MeterSeen} {
+	for _, seen := range [][]presence{a.ents.HostSeen, a.ents.MeterSeen, a.ents.GPUSeen} {
 		for i := range seen {
 			if seen[i].Seen && seen[i].Last < forget {
 				seen[i] = presence{}
@@ -178,8 +180,8 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 	for id := range meters {
 		r := meterResult{key: ents.Meters[id]}
 		if m, ok := w.Meters[id]; ok {
-			b := m.best()
-			r.joules, r.coverage = b.Joules, min(1, b.Seconds/d.size)
+			b, kind := m.best()
+			r.joules, r.coverage = b.Joules, min(1, b.Seconds/(d.size*seriesOf(ents.MeterSeries, id, kind)))
 		}
 		d.meters = append(d.meters, r)
 	}
@@ -234,15 +236,15 @@ func (d *deriver) gpus() {
 	for _, k := range keys {
 		g := d.gpuAccs[k]
 		h := d.host(k.Topology)
-		if g.has() {
-			h.GPU += g.Joules
+		if g.Energy.has() {
+			h.GPU += g.Energy.Joules
 			h.GPUs++
-			gpuSeconds[k.Topology] += min(g.Seconds, d.size)
+			gpuSeconds[k.Topology] += min(g.Energy.Seconds, d.size)
 			d.emit(measEnergy, d.topoTags(k.Topology, "scope", "gpu", "kind", "gpu", "gpu", k.GPU),
-				num("joules", g.Joules), num("coverage", min(1, g.Seconds/d.size)), num("idle_joules", g.IdleJoules))
+				num("joules", g.Energy.Joules), num("coverage", min(1, g.Energy.Seconds/d.size)), num("idle_joules", g.IdleJoules))
 		}
-		if g.ActivityN > 0 && g.Seconds > 0 && g.Joules > 0 {
-			watts := g.Joules / g.Seconds
+		if g.ActivityN > 0 && g.Energy.Seconds > 0 && g.Energy.Joules > 0 {
+			watts := g.Energy.Joules / g.Energy.Seconds
 			activity := g.ActivitySum / float64(g.ActivityN)
 			signal := "utilization"
 			if g.SM {
@@ -252,9 +254,18 @@ func (d *deriver) gpus() {
 				num("activity", activity), num("watts", watts), num("per_watt", activity/watts), str("signal", signal))
 		}
 	}
+	// A host's GPUs are those that sent energy within forget_after, so a
+	// GPU gone silent lowers the coverage of a components-only host.
+	expected := map[Topology]int{}
+	end, forget := d.w.Start+d.w.Size, d.w.Start-int64(d.a.cfg.ForgetAfter)
+	for id, p := range d.a.ents.GPUSeen {
+		if p.Seen && p.First < end && p.Last >= forget {
+			expected[d.a.ents.GPUs[id].Topology]++
+		}
+	}
 	for k, s := range gpuSeconds {
 		h := d.hosts[k]
-		h.Coverage = s / (d.size * float64(h.GPUs)) // used when the components are the host's source
+		h.Coverage = s / (d.size * float64(max(h.GPUs, expected[k]))) // used when the components are the host's source
 	}
 }
 
@@ -268,14 +279,15 @@ func (d *deriver) hostsIT() {
 		}
 		componentsCoverage := h.Coverage
 		if h.GPUs == 0 && hasAcc {
-			componentsCoverage = min(1, acc.CPU.Seconds/d.size)
+			componentsCoverage = min(1, acc.CPU.Seconds/(d.size*seriesOf(d.a.ents.HostSeries, d.a.ents.HostIDs[k], hostCPU)))
 		}
 		h.Coverage = 0
 		picked := false
 		if hasAcc {
 			for src := range nBMCSources {
 				if b := acc.BMC[src]; b.has() {
-					h.IT, h.Coverage, h.Source, h.BMC, picked = b.Joules, min(1, b.Seconds/d.size), sourceNames[src], true, true
+					n := seriesOf(d.a.ents.HostSeries, d.a.ents.HostIDs[k], src) // several chassis: each must report
+					h.IT, h.Coverage, h.Source, h.BMC, picked = b.Joules, min(1, b.Seconds/(d.size*n)), sourceNames[src], true, true
 					break
 				}
 			}
@@ -433,13 +445,14 @@ func (d *deriver) scopes() (sites, halls []scopeKey) {
 }
 
 // meterSum sums the meters of a role in a scope. A hall takes the meters
-// labelled with it; a site takes its meters that have no hall label when
-// it has any (a site-wide meter), else all of its halls' meters.
-func (d *deriver) meterSum(sk scopeKey, role string) (joules, coverage float64, n int) {
+// labelled with it; a site takes its site-wide meters (neither hall nor
+// rack label) when it has any, else all of its meters. It returns the
+// meters it summed.
+func (d *deriver) meterSum(sk scopeKey, role string) (joules, coverage float64, used []meterResult) {
 	siteWide := false
 	if sk.Scope == "site" {
 		for _, m := range d.meters {
-			if m.key.Site == sk.Site && m.key.Role == role && m.key.Hall == "" {
+			if m.key.Site == sk.Site && m.key.Role == role && m.key.Hall == "" && m.key.Rack == "" {
 				siteWide = true
 			}
 		}
@@ -448,17 +461,17 @@ func (d *deriver) meterSum(sk scopeKey, role string) (joules, coverage float64, 
 		if m.key.Site != sk.Site || m.key.Role != role {
 			continue
 		}
-		if sk.Scope == "hall" && m.key.Hall != sk.Hall || siteWide && m.key.Hall != "" {
+		if sk.Scope == "hall" && m.key.Hall != sk.Hall || siteWide && (m.key.Hall != "" || m.key.Rack != "") {
 			continue
 		}
 		joules += m.joules
 		coverage += m.coverage
-		n++
+		used = append(used, m)
 	}
-	if n > 0 {
-		coverage /= float64(n)
+	if len(used) > 0 {
+		coverage /= float64(len(used))
 	}
-	return joules, coverage, n
+	return joules, coverage, used
 }
 
 // pue computes PUE (a site) or pPUE (a hall) as ISO/IEC 30134-2 defines
@@ -466,7 +479,8 @@ func (d *deriver) meterSum(sk scopeKey, role string) (joules, coverage float64, 
 // category the IT meters give.
 func (d *deriver) pue(sk scopeKey) pueResult {
 	var r pueResult
-	f, fCov, nF := d.meterSum(sk, roleFacilityInput)
+	f, fCov, facilityMeters := d.meterSum(sk, roleFacilityInput)
+	nF := len(facilityMeters)
 	r.Facility, r.FacilityCoverage = f, fCov
 	hostsLowerBound := false
 	var notes []string
@@ -474,11 +488,11 @@ func (d *deriver) pue(sk scopeKey) pueResult {
 		role     string
 		category int
 	}{{roleUPSOutput, 1}, {rolePDUOutput, 2}, {roleITInput, 3}} {
-		j, cov, n := d.meterSum(sk, c.role)
-		if n == 0 {
+		j, cov, used := d.meterSum(sk, c.role)
+		if len(used) == 0 {
 			continue
 		}
-		if uncovered := d.uncoveredHosts(sk, c.role); uncovered > 0 {
+		if uncovered := d.uncoveredHosts(sk, used); uncovered > 0 {
 			notes = append(notes, fmt.Sprintf("%s meters do not feed %d of its hosts' racks: not used", c.role, uncovered))
 			continue
 		}
@@ -521,18 +535,18 @@ func (d *deriver) pue(sk scopeKey) pueResult {
 	return r
 }
 
-// uncoveredHosts counts the hosts of a scope that no meter of the role is
+// uncoveredHosts counts the hosts of a scope that none of the meters is
 // upstream of: a meter feeds the hosts of its rack, or of its hall if it
 // has no rack label, or of its site if it has neither. A site whose PDUs
 // are metered in one hall only must not take them for its IT energy.
-func (d *deriver) uncoveredHosts(sk scopeKey, role string) int {
+func (d *deriver) uncoveredHosts(sk scopeKey, meters []meterResult) int {
 	n := 0
 	for k := range d.hosts {
 		if k.Site != sk.Site || sk.Scope == "hall" && k.Hall != sk.Hall {
 			continue
 		}
-		fed := slices.ContainsFunc(d.meters, func(m meterResult) bool {
-			return m.key.Role == role && m.key.Site == k.Site && (m.key.Hall == "" || m.key.Hall == k.Hall) && (m.key.Rack == "" || m.key.Rack == k.Rack)
+		fed := slices.ContainsFunc(meters, func(m meterResult) bool {
+			return (m.key.Hall == "" || m.key.Hall == k.Hall) && (m.key.Rack == "" || m.key.Rack == k.Rack)
 		})
 		if !fed {
 			n++
@@ -547,9 +561,10 @@ func (d *deriver) emitPUE(sk scopeKey, resolution string, r pueResult) {
 	if r.OK {
 		fields = append(fields, num("pue", r.PUE))
 	}
-	if r.Reason != "" {
-		fields = append(fields, str("reason", r.Reason))
-	}
+	// Always written, empty when there is nothing to say: a revised window
+	// must not keep the reason of its first writing (InfluxDB merges the
+	// fields of a series at one time).
+	fields = append(fields, str("reason", r.Reason))
 	d.emit(measPUE, tags("resolution", resolution, "scope", sk.Scope, "site", sk.Site, "hall", sk.Hall), fields...)
 	d.a.latest.setPUE(sk, resolution, r)
 }
@@ -623,8 +638,12 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		work := d.workAccs[k]
 		site := pues[scopeKey{Scope: "site", Site: k.Site}]
 		if k.GPU != "" {
-			if g, ok := d.gpuAccs[gpuKey{k.Topology, k.GPU}]; ok {
-				d.emitWork(d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Joules, site)
+			g, ok := d.gpuAccs[gpuKey{k.Topology, k.GPU}]
+			if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
+				g, ok = d.gpuAccs[d.a.ents.GPUs[id]] // the workload labels its GPU by index
+			}
+			if ok {
+				d.emitWork(d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Energy.Joules, site)
 			}
 		}
 		totals[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work

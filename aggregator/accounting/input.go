@@ -164,6 +164,9 @@ func (e *entities) newSeries(in input, v pointView) *series {
 			gpu = v.tag("gpu")
 		}
 		s.Entity = e.gpu(gpuKey{host, strings.Clone(gpu)})
+		if index := v.tag("gpu"); index != "" && index != gpu {
+			e.GPUAlias[gpuKey{host, strings.Clone(index)}] = s.Entity
+		}
 	case inCPUEnergy, inRAPLRange:
 		s.RAPLKey = strings.Clone(host.Host + "\x00" + v.tag("path"))
 		s.Entity = e.host(host)
@@ -174,6 +177,9 @@ func (e *entities) newSeries(in input, v pointView) *series {
 		}
 		s.Entity = e.host(host)
 	case inMeterEnergy, inMeterPower:
+		if v.tag("method") == "integrated" {
+			s.Method = sourceBMCIntegrated
+		}
 		typ := v.tag("equipment_type")
 		if typ == "" {
 			typ = "chassis" // a meter that presents itself as a chassis
@@ -183,7 +189,47 @@ func (e *entities) newSeries(in input, v pointView) *series {
 	case inWork:
 		s.Entity = e.work(workKey{host, strings.Clone(v.tag("gpu")), strings.Clone(v.tag("unit"))})
 	}
+	e.count(s, 1)
 	return s
+}
+
+// Kinds of series that feed a host or a meter, for counting them.
+const (
+	hostCPU    = nBMCSources // after the BMC sources
+	nHostKinds = nBMCSources + 1
+	meterPower = 2 // after the two energy methods
+)
+
+// count adds delta to the series feeding the series' entity, by kind: how
+// many a window should have, so that one silent chassis, socket or PSU
+// shows in coverage instead of hiding behind the others.
+func (e *entities) count(s *series, delta int) {
+	switch s.In {
+	case inBMCEnergy, inBMCPower, inCPUEnergy:
+		kind := int(s.Method)
+		if s.In == inBMCPower {
+			kind = sourceBMCPower
+		} else if s.In == inCPUEnergy {
+			kind = hostCPU
+		}
+		n := e.HostSeries[s.Entity]
+		n[kind] += delta
+		e.HostSeries[s.Entity] = n
+	case inMeterEnergy, inMeterPower:
+		kind := int(s.Method)
+		if s.In == inMeterPower {
+			kind = meterPower
+		}
+		n := e.MeterSeries[s.Entity]
+		n[kind] += delta
+		e.MeterSeries[s.Entity] = n
+	}
+}
+
+// seriesOf is how many series of a kind feed a host or meter (at least 1).
+func seriesOf[N ~[nHostKinds]int | ~[3]int](m map[uint32]N, id uint32, kind int) float64 {
+	n := m[id]
+	return float64(max(1, n[kind]))
 }
 
 // entities interns the hosts, GPUs, meters and kinds of work that windows
@@ -205,6 +251,14 @@ type entities struct {
 	MeterSeen []presence
 	WorkIDs   map[workKey]uint32
 	Works     []workKey
+	// GPUSeen is when each GPU sent energy; GPUAlias finds a GPU by its
+	// index where its points carry a uuid (a workload labels work by index).
+	GPUSeen  []presence
+	GPUAlias map[gpuKey]uint32
+	// HostSeries and MeterSeries count the series feeding each host (BMC
+	// energy by source, CPU) and meter (energy by method, power).
+	HostSeries  map[uint32][nHostKinds]int
+	MeterSeries map[uint32][3]int
 }
 
 // presence is when an entity first and last sent data (unix ns).
@@ -223,7 +277,8 @@ func (p *presence) mark(t int64) {
 }
 
 func newEntities() *entities {
-	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{}}
+	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{},
+		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][3]int{}}
 }
 
 func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {
@@ -250,6 +305,7 @@ func (e *entities) gpu(k gpuKey) uint32 {
 		e.GPUHost = append(e.GPUHost, e.host(k.Topology))
 		e.GPUIdle = append(e.GPUIdle, false)
 		e.GPUSM = append(e.GPUSM, false)
+		e.GPUSeen = append(e.GPUSeen, presence{})
 	}
 	return id
 }

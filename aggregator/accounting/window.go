@@ -29,20 +29,29 @@ type hostAcc struct {
 }
 
 type gpuAcc struct {
-	amount
+	Energy      amount // a named field: gob skips an embedded unexported type
 	IdleJoules  float64
 	ActivitySum float64
 	ActivityN   int32
 	SM          bool // the activity is SM activity, not utilization
 }
 
-type meterAcc struct{ Energy, Power amount }
+// meterAcc holds a meter's energy from its counter, from its power
+// integrated by the agent, and from its power integrated here; the first
+// that has data counts, so a meter whose counter comes and goes is never
+// summed twice.
+type meterAcc struct {
+	Energy [2]amount // sourceBMCCounter, sourceBMCIntegrated
+	Power  amount
+}
 
-func (m *meterAcc) best() amount {
-	if m.Energy.has() {
-		return m.Energy
+func (m *meterAcc) best() (amount, int) {
+	for kind, e := range m.Energy {
+		if e.has() {
+			return e, kind
+		}
 	}
-	return m.Power
+	return m.Power, meterPower
 }
 
 // window holds what was measured in one tumbling window, by entity id.
@@ -74,7 +83,7 @@ func (w *window) add(s *series, joules, sec float64, idle bool) {
 	switch s.In {
 	case inGPUEnergy:
 		update(w.GPUs, s.Entity, func(g *gpuAcc) {
-			g.add(joules, sec)
+			g.Energy.add(joules, sec)
 			if idle {
 				g.IdleJoules += joules
 			}
@@ -86,7 +95,7 @@ func (w *window) add(s *series, joules, sec float64, idle bool) {
 	case inBMCPower:
 		update(w.Hosts, s.Entity, func(h *hostAcc) { h.BMC[sourceBMCPower].add(joules, sec) })
 	case inMeterEnergy:
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Energy.add(joules, sec) })
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Energy[s.Method].add(joules, sec) })
 	case inMeterPower:
 		update(w.Meters, s.Entity, func(m *meterAcc) { m.Power.add(joules, sec) })
 	case inWork:
