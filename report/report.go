@@ -274,6 +274,13 @@ func Build(ctx context.Context, q Querier, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	size, ok := parseResolution(res)
+	if !ok || size > 24*time.Hour {
+		return nil, fmt.Errorf("resolution %q: give the accounting's window (1m, 5m…), 1h or 1d", res)
+	}
+	if len(opt.Price.TimeOfUse) > 0 && size > time.Hour {
+		return nil, fmt.Errorf("time-of-use prices need windows of an hour or less, not %s: add --resolution 1h", res)
+	}
 	r.Resolution = res
 	b.res = res
 	for _, step := range []func(*Report) error{b.energyAndPUE, b.halls, b.entities, b.gpus, b.work, b.reconciliation, b.carbonAndCost} {
@@ -296,10 +303,26 @@ type builder struct {
 // window is one accounting window of the report's scope.
 type window struct {
 	start      time.Time
-	it         float64 // hosts' IT energy
+	sites      map[string]*siteEnergy // what carbon and cost are computed from
+	it         float64                // hosts' IT energy
 	itCoverage float64
 	lowerBound bool
 	pue        *pueWindow
+}
+
+// siteEnergy is one site's energy in a window.
+type siteEnergy struct{ it, facility float64 }
+
+func (w *window) site(name string) *siteEnergy {
+	if w.sites == nil {
+		w.sites = map[string]*siteEnergy{}
+	}
+	e := w.sites[name]
+	if e == nil {
+		e = &siteEnergy{}
+		w.sites[name] = e
+	}
+	return e
 }
 
 type pueWindow struct {
@@ -336,11 +359,11 @@ func (b *builder) title() string {
 func (b *builder) flux(measurement, scope string, extra ...string) string {
 	var f strings.Builder
 	fmt.Fprintf(&f, "from(bucket: %s)\n  |> range(start: %s, stop: %s)\n  |> filter(fn: (r) => r._measurement == %s and r.resolution == %s and r.scope == %s",
-		strconv.Quote(b.opt.Bucket), b.opt.From.UTC().Format(time.RFC3339Nano), b.stop(),
-		strconv.Quote(measurement), strconv.Quote(b.res), strconv.Quote(scope))
+		fluxString(b.opt.Bucket), b.opt.From.UTC().Format(time.RFC3339Nano), b.stop(),
+		fluxString(measurement), fluxString(b.res), fluxString(scope))
 	for _, t := range []struct{ k, v string }{{"site", b.opt.Site}, {"hall", b.opt.Hall}, {"rack", b.opt.Rack}, {"host", b.opt.Host}} {
 		if t.v != "" && covers(scope, t.k) {
-			fmt.Fprintf(&f, " and r.%s == %s", t.k, strconv.Quote(t.v))
+			fmt.Fprintf(&f, " and r.%s == %s", t.k, fluxString(t.v))
 		}
 	}
 	for _, e := range extra {
@@ -378,7 +401,7 @@ func (b *builder) resolution() (string, error) {
   |> range(start: %s, stop: %s)
   |> filter(fn: (r) => r._measurement == "joules_energy" and r.kind == "it" and r._field == "joules")
   |> keep(columns: ["resolution"])
-  |> distinct(column: "resolution")`, strconv.Quote(b.opt.Bucket), b.opt.From.UTC().Format(time.RFC3339Nano), b.stop()))
+  |> distinct(column: "resolution")`, fluxString(b.opt.Bucket), b.opt.From.UTC().Format(time.RFC3339Nano), b.stop()))
 	if err != nil {
 		return "", err
 	}
@@ -413,6 +436,13 @@ func parseResolution(s string) (time.Duration, bool) {
 	return d, err == nil && d > 0
 }
 
+// fluxString quotes a string for Flux: backslashes, quotes and the
+// interpolation opener ${ and control characters escaped.
+func fluxString(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "${", `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
+	return `"` + r.Replace(v) + `"`
+}
+
 func num(v any) float64 {
 	switch x := v.(type) {
 	case float64:
@@ -426,6 +456,10 @@ func num(v any) float64 {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
+
+// present says whether a pivoted field has a value: a window without it
+// comes back as a nil in the column, not as a missing key.
+func present(v any) bool { return v != nil }
 
 // energyAndPUE reads the windows of the report's scope: IT energy at the
 // hosts, and for a site or hall the PUE windows.
@@ -445,6 +479,7 @@ func (b *builder) energyAndPUE(r *Report) error {
 			byStart[row.Time] = w
 		}
 		w.it += num(row.Values["joules"])
+		w.site(str(row.Values["site"])).it += num(row.Values["joules"])
 		w.itCoverage += num(row.Values["coverage"])
 		counts[row.Time]++
 		if lb, _ := row.Values["lower_bound"].(bool); lb {
@@ -472,9 +507,10 @@ func (b *builder) energyAndPUE(r *Report) error {
 			}
 			p.facility += num(row.Values["facility_joules"])
 			p.it += num(row.Values["it_joules"])
+			w.site(str(row.Values["site"])).facility += num(row.Values["facility_joules"])
 			p.coverage = num(row.Values["coverage"])
 			p.category = max(p.category, int(num(row.Values["category"])))
-			if _, ok := row.Values["pue"]; !ok {
+			if !present(row.Values["pue"]) {
 				p.ok = false
 				p.reason = str(row.Values["reason"])
 			} else if reason := str(row.Values["reason"]); reason != "" && p.reason == "" {
@@ -664,7 +700,7 @@ func (b *builder) halls(r *Report) error {
 			pp[k] = a
 		}
 		a.fAll += num(row.Values["facility_joules"])
-		if _, ok := row.Values["pue"]; ok {
+		if present(row.Values["pue"]) {
 			a.f += num(row.Values["facility_joules"])
 			a.it += num(row.Values["it_joules"])
 		}
@@ -696,7 +732,7 @@ func (b *builder) meanBy(measurement, scope string, tags []string, filters ...st
 func (b *builder) reduceBy(fn, measurement, scope string, tags []string, filters ...string) (map[string]float64, error) {
 	quoted := make([]string, len(tags))
 	for i, t := range tags {
-		quoted[i] = strconv.Quote(t)
+		quoted[i] = fluxString(t)
 	}
 	rows, err := b.query(b.flux(measurement, scope, filters...) + fmt.Sprintf("\n  |> group(columns: [%s])\n  |> %s()", strings.Join(quoted, ", "), fn))
 	if err != nil {
@@ -943,7 +979,7 @@ func (b *builder) carbonAndCost(r *Report) error {
   |> range(start: %s, stop: %s)
   |> filter(fn: (r) => r._measurement == %s and r._field == "value")
   |> group()
-  |> sort(columns: ["_time"])`, strconv.Quote(b.opt.Bucket), b.opt.From.Add(-24*time.Hour).UTC().Format(time.RFC3339Nano), b.stop(), strconv.Quote(m)))
+  |> sort(columns: ["_time"])`, fluxString(b.opt.Bucket), b.opt.From.Add(-24*time.Hour).UTC().Format(time.RFC3339Nano), b.stop(), fluxString(m)))
 		if err != nil {
 			return err
 		}
@@ -962,12 +998,18 @@ func (b *builder) carbonAndCost(r *Report) error {
 	var grams, cost float64
 	facilityWindows, itWindows, before := 0, 0, 0
 	for _, w := range b.windows {
-		kwh := w.it / JoulesPerKWh
-		if w.pue != nil && w.pue.facility > 0 {
-			kwh = w.pue.facility / JoulesPerKWh
-			facilityWindows++
-		} else {
-			itWindows++
+		// per site: a site's facility energy where it has a reading, else
+		// its IT energy (a site without a facility meter is not priced at
+		// another site's)
+		kwh := 0.0
+		for _, e := range w.sites {
+			if e.facility > 0 {
+				kwh += e.facility / JoulesPerKWh
+				facilityWindows++
+			} else {
+				kwh += e.it / JoulesPerKWh
+				itWindows++
+			}
 		}
 		if carbonOn {
 			g := b.opt.Carbon.GramsPerKWh
@@ -991,7 +1033,7 @@ func (b *builder) carbonAndCost(r *Report) error {
 	case facilityWindows == 0:
 		basis = "IT energy (no facility meter: the grid supplied more)"
 	case itWindows > 0:
-		basis = fmt.Sprintf("facility energy, IT energy for %d windows without a facility reading", itWindows)
+		basis = fmt.Sprintf("facility energy, IT energy for %d site-windows without a facility reading", itWindows)
 	}
 	if carbonOn {
 		src := fmt.Sprintf("%g gCO2e/kWh", b.opt.Carbon.GramsPerKWh)

@@ -69,8 +69,8 @@ func (c *Config) defaults() {
 // Validate checks a configuration after defaults.
 func (c Config) Validate() error {
 	c.defaults()
-	if time.Hour%c.Window != 0 {
-		return fmt.Errorf("accounting.window %s must divide an hour (e.g. 10s, 1m, 5m, 15m)", c.Window)
+	if time.Hour%c.Window != 0 || c.Window >= time.Hour {
+		return fmt.Errorf("accounting.window %s must divide an hour and be shorter (e.g. 10s, 1m, 5m, 15m): hour and day windows are kept anyway", c.Window)
 	}
 	if c.MaxLateness < c.Grace {
 		return fmt.Errorf("accounting.max_lateness %s must be at least accounting.grace %s", c.MaxLateness, c.Grace)
@@ -87,8 +87,8 @@ const maxRAPLWatts = 2000
 
 // Stats counts what accounting saw; all are totals since start.
 type Stats struct {
-	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions, Invalid int64
-	DroppedJoules                                                           float64
+	Points, Duplicates, Resets, Wraps, Gaps, LatePoints, Revisions, Invalid, DroppedDerived int64
+	DroppedJoules                                                                           float64
 }
 
 // Accountant is the energy accounting processor.

@@ -227,6 +227,11 @@ func (a *Accountant) Run(ctx context.Context, sink aggregator.Sink, stateFile st
 		points := a.Tick(a.now())
 		a.mu.Lock()
 		a.pending = append(a.pending, points...)
+		if over := len(a.pending) - maxPending; over > 0 {
+			a.log.Error("the output has refused derived points for long: the oldest are dropped", "points", over)
+			a.stats.DroppedDerived += int64(over)
+			a.pending = append(a.pending[:0], a.pending[over:]...)
+		}
 		a.mu.Unlock()
 		a.flush(sink)
 		if stateFile != "" && a.now().Sub(lastSave) >= checkpointEvery {
@@ -238,11 +243,18 @@ func (a *Accountant) Run(ctx context.Context, sink aggregator.Sink, stateFile st
 	}
 }
 
-// flush hands the pending derived points to the output; on failure they
-// stay pending (and in the checkpoint) and are tried again.
+// Derived points waiting for the output: handed over in chunks, and kept
+// up to a bound while the output refuses them (its spool is full or broken).
+const (
+	flushPoints = 50_000
+	maxPending  = 2_000_000
+)
+
+// flush hands pending derived points to the output, a chunk a tick; on
+// failure they stay pending (and in the checkpoint) and are tried again.
 func (a *Accountant) flush(sink aggregator.Sink) {
 	a.mu.Lock()
-	pending := a.pending
+	pending := a.pending[:min(len(a.pending), flushPoints)]
 	a.mu.Unlock()
 	if len(pending) == 0 {
 		return

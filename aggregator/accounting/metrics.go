@@ -69,6 +69,7 @@ var (
 	descLate            = prometheus.NewDesc("joules_accounting_late_points_total", "Points whose window was already let go (later than max_lateness).", nil, nil)
 	descDroppedJoules   = prometheus.NewDesc("joules_accounting_dropped_joules_total", "Energy of points later than max_lateness, not in any window.", nil, nil)
 	descInvalid         = prometheus.NewDesc("joules_accounting_invalid_points_total", "Points accounting ignored: a negative or non-finite value, an activity outside 0–1, or a time more than a day ahead of the aggregator's clock.", nil, nil)
+	descDroppedDerived  = prometheus.NewDesc("joules_accounting_dropped_derived_points_total", "Derived points dropped because the output refused them for long (more than 2 million waited).", nil, nil)
 	descRevisions       = prometheus.NewDesc("joules_accounting_revised_windows_total", "Windows written again because late points changed them.", nil, nil)
 	descCheckpoint      = prometheus.NewDesc("joules_accounting_checkpoint_last_success_timestamp_seconds", "When accounting state was last saved.", nil, nil)
 )
@@ -76,7 +77,7 @@ var (
 // Describe implements prometheus.Collector.
 func (a *Accountant) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPUE, descPUECoverage, descPUECategory, descEnergy, descEnergyCoverage, descWorkPerJoule, descWorkPerFacility,
-		descSeries, descOpenWindows, descAcctPoints, descDuplicates, descResets, descWraps, descGaps, descLate, descDroppedJoules, descRevisions, descInvalid, descCheckpoint} {
+		descSeries, descOpenWindows, descAcctPoints, descDuplicates, descResets, descWraps, descGaps, descLate, descDroppedJoules, descRevisions, descInvalid, descDroppedDerived, descCheckpoint} {
 		ch <- d
 	}
 }
@@ -137,6 +138,7 @@ func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 	counter(descDroppedJoules, a.stats.DroppedJoules)
 	counter(descRevisions, float64(a.stats.Revisions))
 	counter(descInvalid, float64(a.stats.Invalid))
+	counter(descDroppedDerived, float64(a.stats.DroppedDerived))
 	if !a.checkpointed.IsZero() {
 		gauge(descCheckpoint, float64(a.checkpointed.UnixNano())/1e9)
 	}

@@ -152,8 +152,8 @@ func (c Aggregator) Validate() error {
 		errs = append(errs, errors.New("downsample.interval must not be negative"))
 	}
 	if a := c.Accounting; a.Enabled {
-		if a.Window.Duration <= 0 || time.Hour%a.Window.Duration != 0 {
-			errs = append(errs, fmt.Errorf("%s: accounting.window %s must be positive and divide an hour (10s, 1m, 5m, 15m…)", lineOf(a.Window.Line), a.Window.Duration))
+		if a.Window.Duration <= 0 || time.Hour%a.Window.Duration != 0 || a.Window.Duration >= time.Hour {
+			errs = append(errs, fmt.Errorf("%s: accounting.window %s must divide an hour and be shorter (10s, 1m, 5m, 15m…); hour and day windows are kept anyway", lineOf(a.Window.Line), a.Window.Duration))
 		}
 		for _, d := range []struct {
 			name string
