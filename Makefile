@@ -52,10 +52,12 @@ fuzz:
 
 # 30 minutes of 1,000 simulated hosts against the aggregator and a real
 # InfluxDB: RSS, goroutines and open files must stay flat and no point be
-# lost. Not in CI (SOAK_DURATION=5m for a shorter one).
+# lost; then the aggregator down for 10 minutes under a streaming agent.
+# Not in CI (SOAK_DURATION=5m for a shorter one).
 SOAK_DURATION ?= 30m
 soak: build
 	$(GO) run ./scripts/bench-pipeline -mode soak -hosts 1000 -duration $(SOAK_DURATION) -sample 1m
+	JOULES_OUTAGE=10m $(GO) test -count=1 -timeout 20m -run 'TestAggregatorDownTwoMinutes' -v ./cmd/joules-aggregator
 
 # Go benchmarks plus the whole-process comparison with node_exporter; figures go to BENCHMARKS.md.
 bench: build

@@ -198,17 +198,26 @@ func TestAgentToInfluxDBExactValues(t *testing.T) {
 	waitTotal(t, p.db, producedPoints(t, p.agent.Logs()), 30*time.Second)
 }
 
-// TestAggregatorDownTwoMinutes stops the aggregator for two minutes while
-// the agent keeps sampling: every point arrives afterwards.
+// TestAggregatorDownTwoMinutes stops the aggregator for two minutes
+// (JOULES_OUTAGE, e.g. 10m in make soak) while the agent keeps sampling:
+// every point arrives afterwards.
 func TestAggregatorDownTwoMinutes(t *testing.T) {
 	t.Parallel()
+	outage := 2 * time.Minute
+	if v := os.Getenv("JOULES_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("JOULES_OUTAGE: %v", err)
+		}
+		outage = d
+	}
 	p := newPipeline(t)
 	p.startAgent()
 	time.Sleep(3 * time.Second)
 	if err := p.agg.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("aggregator exit: %v", err)
 	}
-	time.Sleep(2 * time.Minute)
+	time.Sleep(outage)
 	p.startAggregator()
 	time.Sleep(5 * time.Second)
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
@@ -216,8 +225,9 @@ func TestAggregatorDownTwoMinutes(t *testing.T) {
 	}
 	produced := producedPoints(t, p.agent.Logs())
 	if produced < 100 {
-		t.Fatalf("only %d points produced in over two minutes", produced)
+		t.Fatalf("only %d points produced in over %s", produced, outage)
 	}
+	t.Logf("%d points produced across an aggregator outage of %s", produced, outage)
 	waitTotal(t, p.db, produced, 60*time.Second)
 }
 
