@@ -240,10 +240,15 @@ func (s *Stream) send(ctx context.Context) {
 	backoff := time.Second
 	failing := false
 	for {
-		b, ok, err := s.spool.Peek()
+		// A backlog (after an outage) goes several spooled batches a
+		// request: gzip members concatenate into one valid gzip body, so a
+		// replay is not held to one batch per request by the server's rate
+		// limit.
+		batches, err := s.spool.PeekMany(maxRequestBytes)
 		if err != nil {
 			s.log.Error("spool read failed", "err", err)
 		}
+		b, ok := merge(batches)
 		if !ok || err != nil {
 			select {
 			case <-ctx.Done():
@@ -253,7 +258,7 @@ func (s *Stream) send(ctx context.Context) {
 			}
 			continue
 		}
-		wait, err := s.post(ctx, b)
+		wait, err := s.post(ctx, b, len(batches))
 		if err == nil {
 			if ackErr := s.spool.Ack(b.Index); ackErr != nil {
 				s.log.Error("spool acknowledge failed", "err", ackErr)
@@ -283,7 +288,34 @@ func (s *Stream) send(ctx context.Context) {
 // post sends one batch. A nil error means the batch is done with (delivered,
 // or rejected by the server for good and counted); otherwise it is retried
 // after the returned wait (0: the caller's backoff).
-func (s *Stream) post(ctx context.Context, b spool.Batch) (time.Duration, error) {
+// maxRequestBytes bounds a request of merged batches (gzipped): well under
+// the aggregator's 16 MiB body limit, and its decompressed limit.
+const maxRequestBytes = 4 << 20
+
+// merge makes one request body of spooled batches: their gzip members one
+// after the other, their points added, the last one's index to
+// acknowledge.
+func merge(batches []spool.Batch) (spool.Batch, bool) {
+	switch len(batches) {
+	case 0:
+		return spool.Batch{}, false
+	case 1:
+		return batches[0], true
+	}
+	m := spool.Batch{Index: batches[len(batches)-1].Index, Created: batches[0].Created}
+	size := 0
+	for _, b := range batches {
+		size += len(b.Data)
+	}
+	m.Data = make([]byte, 0, size)
+	for _, b := range batches {
+		m.Data = append(m.Data, b.Data...)
+		m.Points += b.Points
+	}
+	return m, true
+}
+
+func (s *Stream) post(ctx context.Context, b spool.Batch, batches int) (time.Duration, error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.write, bytes.NewReader(b.Data))
 	if err != nil {
@@ -306,7 +338,7 @@ func (s *Stream) post(ctx context.Context, b spool.Batch) (time.Duration, error)
 	case resp.StatusCode/100 == 2:
 		s.stats.add(func(st *streamStats) {
 			st.sentPoints += float64(b.Points)
-			st.sentBatches++
+			st.sentBatches += float64(batches)
 			st.lastSend = elapsed
 			st.lastSuccess = time.Now()
 		})
@@ -315,7 +347,7 @@ func (s *Stream) post(ctx context.Context, b spool.Batch) (time.Duration, error)
 		// The server kept the good lines and refused the rest for good:
 		// sending it again would not change that.
 		s.log.Warn("server refused lines of a batch; the good lines were kept", "status", resp.Status, "response", string(body))
-		s.stats.add(func(st *streamStats) { st.rejectedBatches++ })
+		s.stats.add(func(st *streamStats) { st.rejectedBatches += float64(batches) })
 		return 0, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		s.stats.add(func(st *streamStats) { st.failures["throttled"]++ })

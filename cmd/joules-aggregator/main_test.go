@@ -44,14 +44,15 @@ func TestMain(m *testing.M) {
 const pipelineToken = "pipeline-token-5"
 
 type pipeline struct {
-	t        *testing.T
-	db       *testenv.InfluxDB
-	aggAddr  string
-	aggCfg   string
-	agg      *testenv.Process
-	agentCfg string
-	agent    *testenv.Process
-	sys      string
+	t         *testing.T
+	db        *testenv.InfluxDB
+	aggAddr   string
+	aggCfg    string
+	agg       *testenv.Process
+	agentCfg  string
+	agent     *testenv.Process
+	agentAddr string
+	sys       string
 }
 
 // newPipeline starts InfluxDB and the aggregator, and writes an agent
@@ -99,10 +100,24 @@ func (p *pipeline) startAggregator() {
 }
 
 func (p *pipeline) startAgent() {
-	addr := testenv.FreeAddr(p.t)
-	p.agent = testenv.StartProcess(p.t, filepath.Join(binDir, "joules-agent"), "--config.file="+p.agentCfg, "--web.listen-address="+addr,
+	p.agentAddr = testenv.FreeAddr(p.t)
+	p.agent = testenv.StartProcess(p.t, filepath.Join(binDir, "joules-agent"), "--config.file="+p.agentCfg, "--web.listen-address="+p.agentAddr,
 		"--path.sysfs="+p.sys, "--log.format=json")
-	p.agent.WaitHTTP("http://" + addr + "/healthz")
+	p.agent.WaitHTTP("http://" + p.agentAddr + "/healthz")
+}
+
+// waitSpoolDrained waits until the agent's spool has delivered everything
+// it held and returns how long that took.
+func (p *pipeline) waitSpoolDrained(within time.Duration) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	for scrapeValue(p.t, "http://"+p.agentAddr+"/metrics", `joules_spool_batches{`) > 1 {
+		if time.Since(start) > within {
+			p.t.Fatalf("the agent's spool did not drain in %s", within)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return time.Since(start)
 }
 
 // producedPoints reads the count the agent's stream logs when it stops.
@@ -219,7 +234,8 @@ func TestAggregatorDownTwoMinutes(t *testing.T) {
 	}
 	time.Sleep(outage)
 	p.startAggregator()
-	time.Sleep(5 * time.Second)
+	drained := p.waitSpoolDrained(outage)
+	t.Logf("the agent's spool of %s drained in %s", outage, drained.Round(100*time.Millisecond))
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
