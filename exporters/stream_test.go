@@ -126,9 +126,11 @@ func TestStreamDeliversAndReplaysInOrder(t *testing.T) {
 			t.Fatalf("point %d has time %v, want %v: replay out of order or timestamps changed", i, p.Time, want)
 		}
 	}
-	if samples, _ := s.Collect(context.Background()); value(samples, "joules_stream_sent_points_total") != 48 || value(samples, "joules_spool_points") != 0 {
-		t.Errorf("stream metrics: sent %v, spooled %v", value(samples, "joules_stream_sent_points_total"), value(samples, "joules_spool_points"))
-	}
+	// the receiver has the points before the sender has its answer
+	waitUntil(t, "acknowledged", func() bool {
+		samples, _ := s.Collect(context.Background())
+		return value(samples, "joules_stream_sent_points_total") == 48 && value(samples, "joules_spool_points") == 0
+	})
 }
 
 func value(samples []collector.Sample, name string) float64 {
