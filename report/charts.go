@@ -55,7 +55,10 @@ func Charts(r *Report) ([]Chart, error) {
 	return charts, nil
 }
 
-var svgProlog = regexp.MustCompile(`(?s)^<\?xml[^>]*>\s*<!--.*?-->\s*`)
+var (
+	svgProlog = regexp.MustCompile(`(?s)^<\?xml[^>]*>\s*<!--.*?-->\s*`)
+	svgSize   = regexp.MustCompile(`^<svg width="[^"]*" height="[^"]*"`)
+)
 
 // render draws a plot as SVG for inlining: no XML prolog, sized by CSS.
 func render(p *plot.Plot) ([]byte, error) {
@@ -66,7 +69,7 @@ func render(p *plot.Plot) ([]byte, error) {
 		return nil, err
 	}
 	out := svgProlog.ReplaceAll(buf.Bytes(), nil)
-	out = regexp.MustCompile(`^<svg width="[^"]*" height="[^"]*"`).ReplaceAll(out, []byte(`<svg class="chart" role="img"`))
+	out = svgSize.ReplaceAll(out, []byte(`<svg class="chart" role="img"`))
 	return out, nil
 }
 

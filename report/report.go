@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -582,7 +583,7 @@ func (b *builder) energyAndPUE(r *Report) error {
 	if lowerBound {
 		r.Gaps = append(r.Gaps, "some hosts have no BMC energy: their IT energy is GPUs + CPU, a lower bound")
 	}
-	for _, reason := range sortedKeys(reasons) {
+	for _, reason := range slices.Sorted(maps.Keys(reasons)) {
 		r.Gaps = append(r.Gaps, fmt.Sprintf("%d windows without PUE: %s", reasons[reason], reason))
 	}
 	if partial > 0 {
@@ -594,21 +595,12 @@ func (b *builder) energyAndPUE(r *Report) error {
 
 func mostCommon(counts map[string]int) string {
 	best, n := "", -1
-	for _, k := range sortedKeys(counts) {
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
 		if counts[k] > n {
 			best, n = k, counts[k]
 		}
 	}
 	return best
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // series bins the windows into about 200 chart steps.
@@ -705,7 +697,7 @@ func (b *builder) halls(r *Report) error {
 			a.it += num(row.Values["it_joules"])
 		}
 	}
-	for _, k := range sortedKeys(energy) {
+	for _, k := range slices.Sorted(maps.Keys(energy)) {
 		site, hall, _ := strings.Cut(k, "\x00")
 		row := HallRow{Site: site, Hall: hall, ITkWh: energy[k] / JoulesPerKWh, Coverage: coverage[k]}
 		if a := pp[k]; a != nil {
@@ -879,7 +871,7 @@ func (b *builder) work(r *Report) error {
 		pt.work += num(row.Values["work"])
 		pt.it += num(row.Values["it_joules"])
 	}
-	for _, unit := range sortedKeys(units) {
+	for _, unit := range slices.Sorted(maps.Keys(units)) {
 		a := units[unit]
 		row := WorkRow{Unit: unit, Work: a.work, ITkWh: a.it / JoulesPerKWh}
 		if a.it > 0 {
@@ -898,7 +890,7 @@ func (b *builder) work(r *Report) error {
 	if _, ok := units["token"]; ok {
 		unit = "token"
 	} else if len(units) > 0 {
-		unit = sortedKeys(units)[0]
+		unit = slices.Sorted(maps.Keys(units))[0]
 	}
 	if unit != "" {
 		r.Series.WorkUnit = unit
@@ -953,7 +945,7 @@ func (b *builder) reconciliation(r *Report) error {
 			r.Reconciliation = append(r.Reconciliation, finishRecon(total))
 			continue
 		}
-		for _, k := range sortedKeys(ref) {
+		for _, k := range slices.Sorted(maps.Keys(ref)) {
 			where := kind.scope + " " + strings.Join(slices.DeleteFunc(strings.Split(k, "\x00"), func(s string) bool { return s == "" }), "/")
 			r.Reconciliation = append(r.Reconciliation, finishRecon(Reconciliation{Kind: kind.kind, Where: where,
 				ReferenceKWh: ref[k] / JoulesPerKWh, PartsKWh: parts[k] / JoulesPerKWh}))

@@ -159,14 +159,7 @@ func (a *Accountant) Process(points []aggregator.Point) []aggregator.Point {
 }
 
 func (a *Accountant) observe(p *aggregator.Point, now int64) {
-	var role string
-	for _, t := range p.Tags {
-		if t.Key == "role" {
-			role = t.Value
-			break
-		}
-	}
-	in := classify(p.Measurement, role)
+	in := classify(p.Measurement, p.Tags)
 	if in == inNone {
 		return
 	}

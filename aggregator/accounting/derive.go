@@ -131,6 +131,7 @@ type deriver struct {
 	size  float64 // seconds
 	out   []aggregator.Point
 	hosts map[Topology]*hostResult
+	sums  map[Topology]scopeSum // racks, halls and sites of the hosts
 	// the window's sums by key
 	hostAccs map[Topology]hostAcc
 	gpuAccs  map[gpuKey]gpuAcc
@@ -202,7 +203,7 @@ func (a *Accountant) derive(li int, lv *level, w *window, out []aggregator.Point
 	d.work(pues)
 	d.reconcile()
 	if li == 0 {
-		a.latest.energy = d.latestEnergy()
+		a.latest.energy = d.sums
 	}
 	return d.out
 }
@@ -307,30 +308,33 @@ func (d *deriver) hostsIT() {
 			d.emit(measEnergy, d.topoTags(k, "scope", "host", "kind", "cpu"), num("joules", h.CPU))
 		}
 	}
-	sums := map[Topology]*scopeSum{} // rack, hall and site as host keys with the lower parts empty
+	d.sums = map[Topology]scopeSum{} // rack, hall and site as host keys with the lower parts empty
 	for k, h := range d.hosts {
 		for _, sk := range scopesOf(k) {
-			s := sums[sk]
-			if s == nil {
-				s = &scopeSum{}
-				sums[sk] = s
-			}
+			s := d.sums[sk]
 			s.add(h)
+			d.sums[sk] = s
 		}
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(sums), compareHosts) {
-		s := sums[k]
-		scope := "site"
-		if k.Rack != "" {
-			scope = "rack"
-		} else if k.Hall != "" {
-			scope = "hall"
-		}
+	for _, k := range slices.SortedFunc(maps.Keys(d.sums), compareHosts) {
+		s := d.sums[k]
+		scope := scopeOf(k)
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "it"), num("joules", s.IT), num("coverage", s.Coverage/float64(s.Hosts)),
 			boolean("lower_bound", s.LowerBound), integer("hosts", s.Hosts), integer("hosts_reporting", s.Reporting))
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "gpu"), num("joules", s.GPU))
 		d.emit(measEnergy, d.topoTags(k, "scope", scope, "kind", "cpu"), num("joules", s.CPU))
 	}
+}
+
+// scopeOf names the scope of a rack, hall or site key.
+func scopeOf(k Topology) string {
+	switch {
+	case k.Rack != "":
+		return "rack"
+	case k.Hall != "":
+		return "hall"
+	}
+	return "site"
 }
 
 // scopesOf lists the rack, hall and site a host is in, as host keys with
@@ -631,43 +635,37 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		sk   scopeKey
 		unit string
 	}
-	totals := map[scoped]float64{}
-	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), func(x, y workKey) int {
-		return strings.Compare(x.Site+x.Hall+x.Rack+x.Host+"\x00"+x.GPU+"\x00"+x.Unit, y.Site+y.Hall+y.Rack+y.Host+"\x00"+y.GPU+"\x00"+y.Unit)
-	}) {
+	hosts := map[workKey]float64{} // by host and unit, GPU left empty
+	scopes := map[scoped]float64{} // sites and halls
+	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), compareWork) {
 		work := d.workAccs[k]
-		site := pues[scopeKey{Scope: "site", Site: k.Site}]
 		if k.GPU != "" {
 			g, ok := d.gpuAccs[gpuKey{k.Topology, k.GPU}]
 			if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
 				g, ok = d.gpuAccs[d.a.ents.GPUs[id]] // the workload labels its GPU by index
 			}
 			if ok {
-				d.emitWork(d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Energy.Joules, site)
+				d.emitWork(d.topoTags(k.Topology, "scope", "gpu", "gpu", k.GPU, "unit", k.Unit), work, g.Energy.Joules, pues[scopeKey{Scope: "site", Site: k.Site}])
 			}
 		}
-		totals[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work
+		hosts[workKey{k.Topology, "", k.Unit}] += work
+		scopes[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work
 		if k.Hall != "" {
-			totals[scoped{scopeKey{Scope: "hall", Site: k.Site, Hall: k.Hall}, k.Unit}] += work
+			scopes[scoped{scopeKey{Scope: "hall", Site: k.Site, Hall: k.Hall}, k.Unit}] += work
 		}
-		hostTotal := totals[scoped{scopeKey{Scope: "host:" + k.Rack + "\x00" + k.Host, Site: k.Site, Hall: k.Hall}, k.Unit}] + work
-		totals[scoped{scopeKey{Scope: "host:" + k.Rack + "\x00" + k.Host, Site: k.Site, Hall: k.Hall}, k.Unit}] = hostTotal
 	}
-	for _, sc := range slices.SortedFunc(maps.Keys(totals), func(x, y scoped) int {
+	for _, k := range slices.SortedFunc(maps.Keys(hosts), compareWork) {
+		var it float64
+		if h := d.hosts[k.Topology]; h != nil {
+			it = h.IT
+		}
+		d.emitWork(d.topoTags(k.Topology, "scope", "host", "unit", k.Unit), hosts[k], it, pues[scopeKey{Scope: "site", Site: k.Site}])
+	}
+	for _, sc := range slices.SortedFunc(maps.Keys(scopes), func(x, y scoped) int {
 		return strings.Compare(x.sk.Scope+x.sk.Site+x.sk.Hall+x.unit, y.sk.Scope+y.sk.Site+y.sk.Hall+y.unit)
 	}) {
-		work := totals[sc]
+		work := scopes[sc]
 		pue := pues[scopeKey{Scope: "site", Site: sc.sk.Site}]
-		if rackHost, ok := strings.CutPrefix(sc.sk.Scope, "host:"); ok {
-			rack, host, _ := strings.Cut(rackHost, "\x00")
-			k := Topology{Site: sc.sk.Site, Hall: sc.sk.Hall, Rack: rack, Host: host}
-			var it float64
-			if h := d.hosts[k]; h != nil {
-				it = h.IT
-			}
-			d.emitWork(d.topoTags(k, "scope", "host", "unit", sc.unit), work, it, pue)
-			continue
-		}
 		if sc.sk.Scope == "hall" {
 			pue = pues[sc.sk]
 		}
@@ -677,6 +675,13 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 			d.a.latest.setWork(sc.sk, sc.unit, work, s.IT, pue)
 		}
 	}
+}
+
+func compareWork(x, y workKey) int {
+	if c := compareHosts(x.Topology, y.Topology); c != 0 {
+		return c
+	}
+	return strings.Compare(x.GPU+"\x00"+x.Unit, y.GPU+"\x00"+y.Unit)
 }
 
 func (d *deriver) emitWork(t []aggregator.Tag, work, joules float64, pue pueResult) {
@@ -708,12 +713,7 @@ func (d *deriver) reconcile() {
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(pdus), compareHosts) {
-		scope := "site"
-		if k.Rack != "" {
-			scope = "rack"
-		} else if k.Hall != "" {
-			scope = "hall"
-		}
+		scope := scopeOf(k)
 		s := d.hostsIn(k.Site, k.Hall, k.Rack)
 		d.emitRemainder(d.topoTags(k, "scope", scope, "kind", "pdu_vs_bmcs"), pdus[k], s.BMCIT)
 	}
@@ -725,18 +725,6 @@ func (d *deriver) emitRemainder(t []aggregator.Tag, reference, parts float64) {
 		fields = append(fields, num("remainder_ratio", (reference-parts)/reference))
 	}
 	d.emit(measReconciliation, t, fields...)
-}
-
-func (d *deriver) latestEnergy() map[Topology]scopeSum {
-	m := map[Topology]scopeSum{}
-	for k, h := range d.hosts {
-		for _, sk := range scopesOf(k) {
-			s := m[sk]
-			s.add(h)
-			m[sk] = s
-		}
-	}
-	return m
 }
 
 func (d *deriver) emit(measurement string, t []aggregator.Tag, fields ...aggregator.Field) {

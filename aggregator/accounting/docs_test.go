@@ -16,21 +16,30 @@ import (
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
-// parseLines decodes line protocol with second timestamps.
-func parseLines(t *testing.T, text string) []aggregator.Point {
-	t.Helper()
-	dec := lineprotocol.NewDecoderWithBytes([]byte(text))
+// decodeLines reads line protocol whose times are seconds after base. A
+// line it cannot read is skipped; the first such error is returned.
+func decodeLines(body []byte, base time.Time) ([]aggregator.Point, error) {
+	dec := lineprotocol.NewDecoderWithBytes(body)
 	var points []aggregator.Point
+	var first error
+	fail := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+lines:
 	for dec.Next() {
 		m, err := dec.Measurement()
 		if err != nil {
-			t.Fatal(err)
+			fail(err)
+			continue
 		}
 		p := aggregator.Point{Measurement: string(m)}
 		for {
 			k, v, err := dec.NextTag()
 			if err != nil {
-				t.Fatal(err)
+				fail(err)
+				continue lines
 			}
 			if k == nil {
 				break
@@ -40,19 +49,32 @@ func parseLines(t *testing.T, text string) []aggregator.Point {
 		for {
 			k, v, err := dec.NextField()
 			if err != nil {
-				t.Fatal(err)
+				fail(err)
+				continue lines
 			}
 			if k == nil {
 				break
 			}
 			p.Fields = append(p.Fields, aggregator.Field{Key: string(k), Value: v})
 		}
-		ts, err := dec.Time(lineprotocol.Second, time.Time{})
+		sec, err := dec.Time(lineprotocol.Second, time.Unix(0, 0))
 		if err != nil {
-			t.Fatal(err)
+			fail(err)
+			continue
 		}
-		p.Time = ts
+		p.Time = base.Add(time.Duration(sec.Unix()) * time.Second)
 		points = append(points, p)
+	}
+	return points, first
+}
+
+// parseLines decodes a worked example's lines (times in seconds since the
+// Unix epoch), failing the test on a bad one.
+func parseLines(t *testing.T, text string) []aggregator.Point {
+	t.Helper()
+	points, err := decodeLines([]byte(text), time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return points
 }

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
-
-	"github.com/joules-energy/joules/aggregator"
 )
 
 // FuzzAccounting feeds arbitrary line protocol (seconds since t0) to the
@@ -28,35 +26,8 @@ func FuzzAccounting(f *testing.F) {
 		}
 		now := t0.Add(time.Hour)
 		a.now = func() time.Time { return now }
-		var points []aggregator.Point
-		dec := lineprotocol.NewDecoderWithBytes(body)
-		for dec.Next() && len(points) < 200 {
-			m, err := dec.Measurement()
-			if err != nil {
-				continue
-			}
-			p := aggregator.Point{Measurement: string(m)}
-			for {
-				k, v, err := dec.NextTag()
-				if err != nil || k == nil {
-					break
-				}
-				p.Tags = append(p.Tags, aggregator.Tag{Key: string(k), Value: string(v)})
-			}
-			for {
-				k, v, err := dec.NextField()
-				if err != nil || k == nil {
-					break
-				}
-				p.Fields = append(p.Fields, aggregator.Field{Key: string(k), Value: v})
-			}
-			sec, err := dec.Time(lineprotocol.Second, time.Unix(0, 0))
-			if err != nil {
-				continue
-			}
-			p.Time = t0.Add(time.Duration(sec.Unix()) * time.Second)
-			points = append(points, p)
-		}
+		points, _ := decodeLines(body, t0)
+		points = points[:min(len(points), 200)]
 		a.Process(points)
 		for _, at := range []time.Duration{time.Hour, 3 * time.Hour, 50 * time.Hour} {
 			now = t0.Add(at)

@@ -33,8 +33,11 @@ const (
 	roleITInput       = "it_input"
 )
 
-// classify says what a point is for; role is its role tag.
-func classify(measurement, role string) input {
+// classify says what a point is for, from its measurement and, for a
+// Redfish reading, its role tag (looked up only then: most points are not
+// accounting's).
+func classify(measurement string, tags []aggregator.Tag) input {
+	role := func() string { return pointView{tags: tags}.tag("role") }
 	switch measurement {
 	case "joules_gpu_energy_joules_total":
 		return inGPUEnergy
@@ -43,21 +46,21 @@ func classify(measurement, role string) input {
 	case "joules_rapl_max_energy_range_joules":
 		return inRAPLRange
 	case "joules_redfish_host_energy_joules_total":
-		if role == "" || role == roleHost {
+		if r := role(); r == "" || r == roleHost {
 			return inBMCEnergy
 		}
 		return inMeterEnergy
 	case "joules_redfish_host_power_watts":
-		if role == "" || role == roleHost {
+		if r := role(); r == "" || r == roleHost {
 			return inBMCPower
 		}
 		return inMeterPower
 	case "joules_redfish_equipment_energy_joules_total":
-		if role != "" && role != roleHost {
+		if r := role(); r != "" && r != roleHost {
 			return inMeterEnergy
 		}
 	case "joules_redfish_equipment_power_watts":
-		if role != "" && role != roleHost {
+		if r := role(); r != "" && r != roleHost {
 			return inMeterPower
 		}
 	case "joules_work_total":

@@ -106,12 +106,7 @@ func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for k, s := range a.latest.energy {
-		scope := "site"
-		if k.Rack != "" {
-			scope = "rack"
-		} else if k.Hall != "" {
-			scope = "hall"
-		}
+		scope := scopeOf(k)
 		gauge(descEnergy, s.IT, scope, k.Site, k.Hall, k.Rack, "it")
 		gauge(descEnergy, s.GPU, scope, k.Site, k.Hall, k.Rack, "gpu")
 		gauge(descEnergy, s.CPU, scope, k.Site, k.Hall, k.Rack, "cpu")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -125,17 +126,17 @@ func (c *reportCmd) connection() (serverURL, org, bucket, token string, err erro
 		if err != nil {
 			return "", "", "", "", fmt.Errorf("--config.file: %w", err)
 		}
-		serverURL = cmp(serverURL, cfg.Influx.URL.Value)
-		org = cmp(org, cfg.Influx.Org)
-		bucket = cmp(bucket, cfg.Influx.Bucket)
+		serverURL = cmp.Or(serverURL, cfg.Influx.URL.Value)
+		org = cmp.Or(org, cfg.Influx.Org)
+		bucket = cmp.Or(bucket, cfg.Influx.Bucket)
 		if *c.tokenFile == "" {
 			if token, err = cfg.Influx.Token(); err != nil {
 				return "", "", "", "", fmt.Errorf("--config.file: influx token: %w", err)
 			}
 		}
 	}
-	serverURL = cmp(serverURL, "http://127.0.0.1:8086")
-	bucket = cmp(bucket, "joules/autogen")
+	serverURL = cmp.Or(serverURL, "http://127.0.0.1:8086")
+	bucket = cmp.Or(bucket, "joules/autogen")
 	if *c.tokenFile != "" {
 		raw, err := os.ReadFile(*c.tokenFile)
 		if err != nil {
@@ -146,13 +147,6 @@ func (c *reportCmd) connection() (serverURL, org, bucket, token string, err erro
 		token = os.Getenv("JOULES_INFLUX_TOKEN")
 	}
 	return serverURL, org, bucket, token, nil
-}
-
-func cmp(first, second string) string {
-	if first != "" {
-		return first
-	}
-	return second
 }
 
 // run writes the report; 1 when nothing could be reported.
