@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +17,8 @@ import (
 )
 
 // SharedTestdata returns the shared real-world test data folder: $JOULES_TESTDATA,
-// or ../shared/testdata beside the repository. The test is skipped, saying
-// why, only when the folder is absent.
+// or ../shared/testdata beside the repository. When the folder is absent the
+// test fails on CI (CI set) and is skipped, saying why, elsewhere.
 func SharedTestdata(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("JOULES_TESTDATA")
@@ -25,7 +26,7 @@ func SharedTestdata(t testing.TB) string {
 		dir = filepath.Join(RepoRoot(t), "..", "shared", "testdata")
 	}
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared test data not found at %s (set JOULES_TESTDATA): %v", dir, err)
+		Missing(t, "shared test data", err.Error(), "put the project's shared test data at ../shared/testdata beside the repository, or set JOULES_TESTDATA to its folder")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -53,12 +54,34 @@ func Tool(t testing.TB, name, install string) string {
 	if err == nil {
 		return path
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found on CI; .ci/run must install it (%s)", name, install)
-	}
-	t.Skipf("%s not found; install it with: %s", name, install)
+	Missing(t, name, "not on PATH", install)
 	return ""
 }
+
+// Missing stops a test that needs a component this machine lacks: on CI
+// (CI set) it fails, since .ci/run provides every component; elsewhere it
+// skips with MissingMessage, which make test lists at its end.
+func Missing(t testing.TB, component, why, install string) {
+	t.Helper()
+	msg := MissingMessage(component, why, install)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("on CI, .ci/run must provide every component: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// MissingMessage is the skip message of a test that lacks a component:
+//
+//	missing component "NAME" (WHY); install: COMMAND
+//
+// scripts/testsummary finds skips by this form; MissingPattern matches it.
+func MissingMessage(component, why, install string) string {
+	return fmt.Sprintf("missing component %q (%s); install: %s", component, why, install)
+}
+
+// MissingPattern matches a MissingMessage in a line of test output: the
+// component is its first group, the install command its second.
+var MissingPattern = regexp.MustCompile(`missing component "([^"]+)" \(.*\); install: (.+)$`)
 
 // AssertDocumented checks that every metric name matching pattern (its first
 // group) in files appears, in backquotes, in docs/METRICS.md. At least min
