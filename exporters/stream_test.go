@@ -99,17 +99,27 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// flushed reports whether the stream has spooled the batch it was building.
+func flushed(s *Stream) func() bool {
+	return func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.lines == 0
+	}
+}
+
 func TestStreamDeliversAndReplaysInOrder(t *testing.T) {
 	rc := newReceiver(t)
 	s, _, _ := startStream(t, rc.srv.URL)
 	t0 := time.UnixMilli(1_800_000_000_000)
 	s.Add(samplesAt(8, t0))
 	waitUntil(t, "first delivery", func() bool { return rc.sink.count() == 8 })
+	waitUntil(t, "first acknowledgement", func() bool { return s.spool.Stats().Batches == 0 })
 
 	rc.down.Store(true)
 	for i := 1; i <= 5; i++ {
 		s.Add(samplesAt(8, t0.Add(time.Duration(i)*time.Second)))
-		time.Sleep(60 * time.Millisecond) // one batch each
+		waitUntil(t, "a batch of its own", flushed(s))
 	}
 	waitUntil(t, "spooling while down", func() bool { return s.spool.Stats().Points == 40 })
 	before := rc.seen.Load()
@@ -149,7 +159,7 @@ func TestStreamSpoolFullDropsOldestAndCounts(t *testing.T) {
 	t0 := time.UnixMilli(1_800_000_000_000)
 	for i := range 40 {
 		s.Add(samplesAt(8, t0.Add(time.Duration(i)*time.Second)))
-		time.Sleep(55 * time.Millisecond)
+		waitUntil(t, "a batch of its own", flushed(s))
 	}
 	samples, _ := s.Collect(context.Background())
 	if value(samples, "joules_spool_dropped_points_total") <= 0 {
@@ -192,7 +202,9 @@ func TestStreamHonoursRetryAfterAndDropsRejected(t *testing.T) {
 	}
 	// A batch the server refuses as malformed is not retried forever.
 	rc.hook = func(w http.ResponseWriter) bool {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"code":"invalid","message":"unable to parse 'x': missing fields"}`))
 		return true
 	}
 	s.Add(samplesAt(8, time.UnixMilli(1_800_000_001_000)))
@@ -233,8 +245,16 @@ func TestStreamVerifiesTLS(t *testing.T) {
 
 	untrusted, _, _ := startStream(t, srv.URL)
 	untrusted.Add(samplesAt(8, time.UnixMilli(1_800_000_000_000)))
-	time.Sleep(300 * time.Millisecond)
-	if st := untrusted.spool.Stats(); st.Points != 8 {
-		t.Errorf("a server whose certificate is not trusted got the points (spool holds %d)", st.Points)
+	waitUntil(t, "a refused handshake", func() bool {
+		samples, _ := untrusted.Collect(context.Background())
+		for _, smp := range samples {
+			if smp.Name == "joules_stream_send_failures_total" && smp.Labels[0].Value == "connection" {
+				return smp.Value >= 1
+			}
+		}
+		return false
+	})
+	if st := untrusted.spool.Stats(); st.Points != 8 || sink.count() != 8 {
+		t.Errorf("a server whose certificate is not trusted got the points (spool holds %d, server %d)", st.Points, sink.count())
 	}
 }
