@@ -115,7 +115,11 @@ func TestOutputRidesOutInfluxDBOutage(t *testing.T) {
 	if st := out.SpoolStats(); st.Points != 50 {
 		t.Errorf("spool holds %d points during the outage, want 50", st.Points)
 	}
-	time.Sleep(3 * time.Second)
+	retries := out.Retries.Load()
+	testenv.WaitFor(t, 30*time.Second, "two failed writes to the stopped InfluxDB", func() bool { return out.Retries.Load() >= retries+2 })
+	if n := out.Written.Load(); n != 10 {
+		t.Errorf("%d points written with InfluxDB down, want the 10 from before", n)
+	}
 	db.Start()
 	waitCount(t, db, "joules_gpu_power_watts", 60, 60*time.Second)
 }
@@ -154,10 +158,7 @@ func TestOutputDeadLettersRefusedLines(t *testing.T) {
 	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", s}}, Time: at.Add(time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for out.DeadLettered.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 15*time.Second, "the refused line in the dead-letter file", func() bool { return out.DeadLettered.Load() > 0 })
 	raw, _ := os.ReadFile(dead)
 	if !strings.Contains(string(raw), `conflict value="oops"`) || !strings.Contains(string(raw), "field type conflict") {
 		t.Errorf("dead-letter file:\n%s", raw)
