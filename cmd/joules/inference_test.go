@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,13 +84,35 @@ func counter(t *testing.T, families map[string]*dto.MetricFamily, name, model st
 	return m.GetCounter().GetValue()
 }
 
+// testClock is the simulator's clock, moved by the test; its server reads
+// it from other goroutines.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // The counters the agent's vLLM preset reads are served, parse, carry
 // model_name, and increase between two scrapes.
 func TestInferenceScrapedTwice(t *testing.T) {
 	const model = `org/model "v2"`
-	url := startInference(t, newInferenceSim(model, 5000, 1.5, 7, time.Now))
+	clock := newTestClock()
+	url := startInference(t, newInferenceSim(model, 5000, 1.5, 7, clock.Now))
 	first := scrape(t, url)
-	time.Sleep(300 * time.Millisecond)
+	clock.Advance(300 * time.Millisecond)
 	second := scrape(t, url)
 	preset := collector.WorkPresets["vllm"]
 	if len(preset) == 0 {
@@ -114,7 +137,8 @@ func TestInferenceScrapedTwice(t *testing.T) {
 // The agent's work source, with the vllm preset, reads token counts from
 // the simulator.
 func TestInferenceThroughWorkSource(t *testing.T) {
-	url := startInference(t, newInferenceSim("m", 5000, 1.5, 3, time.Now))
+	clock := newTestClock()
+	url := startInference(t, newInferenceSim("m", 5000, 1.5, 3, clock.Now))
 	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "sim", URL: url, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, slog.New(slog.DiscardHandler))
 	kinds := map[string]bool{}
 	for range 2 {
@@ -135,7 +159,7 @@ func TestInferenceThroughWorkSource(t *testing.T) {
 			}
 			kinds[labels["kind"]] = true
 		}
-		time.Sleep(50 * time.Millisecond)
+		clock.Advance(time.Second)
 	}
 	if !kinds["generation"] || !kinds["prompt"] {
 		t.Errorf("work kinds read: %v, want generation and prompt", kinds)
