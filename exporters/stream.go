@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,8 +23,8 @@ import (
 // aggregator's, or InfluxDB's own.
 type StreamConfig struct {
 	Name string // "stream" or "influx": the target label of its metrics
-	// URL is the server's base URL (https://agg.example:9561); the writer
-	// posts to <URL>/api/v2/write.
+	// URL is the server's base URL (https://agg.example:9561), or the same
+	// ending in /api/v2/write; the writer posts to <base>/api/v2/write.
 	URL                string
 	Org, Bucket        string // InfluxDB 2.x org and bucket; 1.8 takes bucket "db/rp"
 	Token              string // sent as "Authorization: Token …"; read from a file by the caller
@@ -43,6 +39,8 @@ type StreamConfig struct {
 	NoSync             bool          // tests only
 	MaxBackoff         time.Duration // between failed sends (default 30 s)
 	DrainTimeout       time.Duration // how long shutdown keeps sending (default 5 s)
+
+	transport http.RoundTripper // tests only: an in-memory server
 }
 
 func (c *StreamConfig) defaults() {
@@ -73,6 +71,7 @@ type Stream struct {
 	spool  *spool.Spool
 	client *http.Client
 	write  string // the write URL with its query
+	shown  string // the write URL as logged: no query, no password
 
 	mu      sync.Mutex
 	enc     lineprotocol.Encoder
@@ -93,42 +92,21 @@ type streamStats struct {
 	rejectedBatches float64
 	lastSend        time.Duration
 	lastSuccess     time.Time
+	up              bool // the last send was answered by the write API
 }
 
 // NewStream opens the spool and prepares the HTTP client.
 func NewStream(cfg StreamConfig, logger *slog.Logger) (*Stream, error) {
 	cfg.defaults()
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: url %q must be http(s)://host[:port]", cfg.Name, cfg.URL)
+	u, err := WriteURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("exporters.%s: %w", cfg.Name, err)
 	}
-	q := url.Values{"precision": {"ms"}}
-	if cfg.Org != "" {
-		q.Set("org", cfg.Org)
-	}
-	if cfg.Bucket != "" {
-		q.Set("bucket", cfg.Bucket)
-	}
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/v2/write"
-	u.RawQuery = q.Encode()
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in only
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: ca_file: %w", cfg.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: ca_file %s holds no PEM certificate", cfg.Name, cfg.CAFile)
-		}
-		tlsConfig.RootCAs = pool
-	}
-	if cfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: client certificate: %w", cfg.Name, err)
-		}
-		tlsConfig.Certificates = []tls.Certificate{cert}
+	shown := u.Redacted()
+	u.RawQuery = writeQuery(cfg).Encode()
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, err
 	}
 	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes, NoSync: cfg.NoSync})
 	if err != nil {
@@ -138,9 +116,8 @@ func NewStream(cfg StreamConfig, logger *slog.Logger) (*Stream, error) {
 		logger.Info("spool holds batches from before; replaying them first", "batches", st.Batches, "points", st.Points, "oldest", st.Oldest)
 	}
 	s := &Stream{
-		cfg: cfg, log: logger, spool: sp, write: u.String(), wake: make(chan struct{}, 1),
-		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
-		stats:  streamStats{failures: map[string]float64{}},
+		cfg: cfg, log: logger, spool: sp, write: u.String(), shown: shown, wake: make(chan struct{}, 1),
+		client: client, stats: streamStats{failures: map[string]float64{}},
 	}
 	s.enc.SetPrecision(lineprotocol.Millisecond)
 	return s, nil
@@ -237,8 +214,9 @@ func (s *Stream) Run(ctx context.Context) {
 
 // send delivers spooled batches in order, with backoff on failure.
 func (s *Stream) send(ctx context.Context) {
-	backoff := time.Second
+	backoff := min(time.Second, s.cfg.MaxBackoff)
 	failing := false
+	var toldConfig time.Time // when a configuration error was last logged
 	for {
 		// A backlog (after an outage) goes several spooled batches a
 		// request: gzip members concatenate into one valid gzip body, so a
@@ -264,13 +242,22 @@ func (s *Stream) send(ctx context.Context) {
 				s.log.Error("spool acknowledge failed", "err", ackErr)
 			}
 			if failing {
-				s.log.Info("delivery resumed", "target", s.cfg.URL)
+				s.log.Info("delivery resumed", "target", s.shown)
 			}
-			failing, backoff = false, time.Second
+			failing, backoff, toldConfig = false, min(time.Second, s.cfg.MaxBackoff), time.Time{}
 			continue
 		}
-		if !failing {
-			s.log.Warn("delivery failing; the batch stays spooled and is retried", "target", s.cfg.URL, "err", err)
+		// A URL that reaches no write API is an operator's to fix: said as
+		// an error until it is, often enough to be seen, seldom enough to
+		// be read. An outage is said once.
+		var cfgErr *ConfigError
+		switch {
+		case errors.As(err, &cfgErr) && (toldConfig.IsZero() || time.Since(toldConfig) >= configErrorEvery):
+			s.log.Error("the url does not reach an InfluxDB v2 write API; points stay spooled until it is fixed and the agent restarted",
+				"url", s.shown, "answer", cfgErr.Status, "fix", cfgErr.Fix, "spooled_points", s.spool.Stats().Points)
+			toldConfig = time.Now()
+		case !failing && cfgErr == nil:
+			s.log.Warn("delivery failing; the batch stays spooled and is retried", "target", s.shown, "err", err)
 		}
 		failing = true
 		if wait <= 0 {
@@ -285,9 +272,9 @@ func (s *Stream) send(ctx context.Context) {
 	}
 }
 
-// post sends one batch. A nil error means the batch is done with (delivered,
-// or rejected by the server for good and counted); otherwise it is retried
-// after the returned wait (0: the caller's backoff).
+// configErrorEvery is how often a configuration error is logged again.
+const configErrorEvery = time.Minute
+
 // maxRequestBytes bounds a request of merged batches (gzipped): well under
 // the aggregator's 16 MiB body limit, and its decompressed limit.
 const maxRequestBytes = 4 << 20
@@ -315,6 +302,9 @@ func merge(batches []spool.Batch) (spool.Batch, bool) {
 	return m, true
 }
 
+// post sends one batch. A nil error means the batch is done with (delivered,
+// or rejected by the server for good and counted); otherwise it is retried
+// after the returned wait (0: the caller's backoff).
 func (s *Stream) post(ctx context.Context, b spool.Batch, batches int) (time.Duration, error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.write, bytes.NewReader(b.Data))
@@ -328,14 +318,16 @@ func (s *Stream) post(ctx context.Context, b spool.Batch, batches int) (time.Dur
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.stats.add(func(st *streamStats) { st.failures["connection"]++ })
+		s.stats.add(func(st *streamStats) { st.failures["connection"]++; st.up = false })
 		return 0, err
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	elapsed := time.Since(start)
-	switch {
-	case resp.StatusCode/100 == 2:
+	v, err := judge(s.cfg.Name, resp, body)
+	s.stats.add(func(st *streamStats) { st.up = v == delivered || v == rejected })
+	switch v {
+	case delivered:
 		s.stats.add(func(st *streamStats) {
 			st.sentPoints += float64(b.Points)
 			st.sentBatches += float64(batches)
@@ -343,21 +335,24 @@ func (s *Stream) post(ctx context.Context, b spool.Batch, batches int) (time.Dur
 			st.lastSuccess = time.Now()
 		})
 		return 0, nil
-	case resp.StatusCode == http.StatusBadRequest:
+	case rejected:
 		// The server kept the good lines and refused the rest for good:
 		// sending it again would not change that.
-		s.log.Warn("server refused lines of a batch; the good lines were kept", "status", resp.Status, "response", string(body))
+		s.log.Warn("server refused lines of a batch; the good lines were kept", "err", err)
 		s.stats.add(func(st *streamStats) { st.rejectedBatches += float64(batches) })
 		return 0, nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+	case throttled:
 		s.stats.add(func(st *streamStats) { st.failures["throttled"]++ })
-		return retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("%s: %s", resp.Status, body)
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return retryAfter(resp.Header.Get("Retry-After")), err
+	case unauthorized:
 		s.stats.add(func(st *streamStats) { st.failures["auth"]++ })
-		return 0, fmt.Errorf("%s: the token was refused; check token_file: %s", resp.Status, body)
+		return 0, err
+	case misconfigured:
+		s.stats.add(func(st *streamStats) { st.failures["misconfigured"]++ })
+		return 0, err
 	default:
 		s.stats.add(func(st *streamStats) { st.failures["server_error"]++ })
-		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+		return 0, err
 	}
 }
 
@@ -405,7 +400,12 @@ func (s *Stream) Collect(context.Context) ([]collector.Sample, error) {
 		age = now.Sub(sp.Oldest).Seconds()
 	}
 	out = append(out, g("joules_spool_oldest_age_seconds", "Age of the oldest spooled batch: how far delivery is behind.", age))
-	for _, reason := range []string{"connection", "auth", "throttled", "server_error", "spool"} {
+	up := 0.0
+	if s.stats.up {
+		up = 1
+	}
+	out = append(out, g("joules_stream_up", "Whether the writer's last send was taken by the write API (0 from the start until the first delivery).", up))
+	for _, reason := range []string{"connection", "auth", "throttled", "misconfigured", "server_error", "spool"} {
 		out = append(out, c("joules_stream_send_failures_total", "Failed sends by reason; the batch stays spooled and is retried.", s.stats.failures[reason], collector.Label{Name: "reason", Value: reason}))
 	}
 	if !s.stats.lastSuccess.IsZero() {

@@ -56,6 +56,10 @@ func newReceiver(t *testing.T) *receiver {
 		if rc.hook != nil && rc.hook(w) {
 			return
 		}
+		if r.URL.Path != "/api/v2/write" { // as the aggregator's mux
+			http.NotFound(w, r)
+			return
+		}
 		in.ServeHTTP(w, r)
 	}))
 	t.Cleanup(rc.srv.Close)
