@@ -82,6 +82,60 @@ func Simulated(model, seed string) (Library, error) {
 
 // simulate builds the mock server; tests give it a load model on a fake clock.
 func simulate(spec simModel, lm LoadModel) *server.Server {
+	return simulateLoad(spec, lm.Seed, loadModelSim{lm: lm, spec: spec})
+}
+
+// simLoad is what a simulated GPU's readings follow.
+type simLoad interface {
+	now() time.Time
+	utilization(gpu int, t time.Time) float64 // 0..1
+	watts(gpu int, t time.Time) float64       // NVML's power reading
+	instantWatts(gpu int, t time.Time) float64
+	// counters returns a function that gives GPU gpu's energy counter (mJ)
+	// and NVLink data counter (KiB) at a time.
+	counters(gpu int) func(t time.Time) (energyMJ, nvlinkKiB uint64)
+}
+
+// loadModelSim drives the GPUs by a LoadModel: power linear in
+// utilization, counters integrated from it.
+type loadModelSim struct {
+	lm   LoadModel
+	spec simModel
+}
+
+func (l loadModelSim) now() time.Time                         { return l.lm.Now() }
+func (l loadModelSim) utilization(i int, t time.Time) float64 { return l.lm.Utilization(i, t) }
+func (l loadModelSim) power(u float64) float64 {
+	return l.spec.idleWatts + (l.spec.tdpWatts-l.spec.idleWatts)*u
+}
+func (l loadModelSim) watts(i int, t time.Time) float64 { return l.power(l.utilization(i, t)) }
+func (l loadModelSim) instantWatts(i int, t time.Time) float64 {
+	return l.power(math.Min(1, l.utilization(i, t)*1.03))
+}
+
+// counters integrate power by trapezoids between readings, so the energy
+// counter agrees with power.
+func (l loadModelSim) counters(i int) func(time.Time) (uint64, uint64) {
+	var mu sync.Mutex
+	var lastT time.Time
+	var energyMJ, nvlinkKiB float64
+	return func(now time.Time) (uint64, uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !lastT.IsZero() {
+			dt := now.Sub(lastT).Seconds()
+			energyMJ += 1000 * dt * (l.watts(i, lastT) + l.watts(i, now)) / 2
+			nvlinkKiB += dt * 100e6 * l.utilization(i, now) / float64(l.spec.nvlinks)
+		} else {
+			energyMJ = 1000 * 3600 * l.power(0.5) * float64(24+i) // a day of uptime before the agent started
+		}
+		lastT = now
+		return uint64(energyMJ), uint64(nvlinkKiB)
+	}
+}
+
+// simulateLoad builds the mock server with its GPUs following load.
+func simulateLoad(spec simModel, seed uint64, load simLoad) *server.Server {
 	srv := spec.newServer()
 	srv.ShutdownFunc = func() gonvml.Return { return gonvml.SUCCESS }
 	srv.EventSetCreateFunc = func() (gonvml.EventSet, gonvml.Return) {
@@ -102,8 +156,8 @@ func simulate(spec simModel, lm LoadModel) *server.Server {
 	busIDs := []uint32{0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb}
 	for i, d := range srv.Devices {
 		dev := d.(*server.Device)
-		dev.UUID = simUUID(lm.Seed, i)
-		wireSimDevice(dev, i, busIDs[i%len(busIDs)], spec, lm)
+		dev.UUID = simUUID(seed, i)
+		wireSimDevice(dev, i, busIDs[i%len(busIDs)], spec, load)
 	}
 	return srv
 }
@@ -161,59 +215,41 @@ func simGPMMetrics(spec simModel, mg *gonvml.GpmMetricsGetType) gonvml.Return {
 	return gonvml.SUCCESS
 }
 
-// wireSimDevice sets every reading of one simulated GPU from the load model.
-func wireSimDevice(d *server.Device, i int, bus uint32, spec simModel, lm LoadModel) {
-	var mu sync.Mutex
-	var lastT time.Time
-	var energyMJ, nvlinkKiB float64
-	util := func() float64 { return lm.Utilization(i, lm.Now()) }
-	watts := func(u float64) float64 { return spec.idleWatts + (spec.tdpWatts-spec.idleWatts)*u }
-	// advance integrates power up to now, so the energy counter agrees with power.
-	advance := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		now := lm.Now()
-		if !lastT.IsZero() {
-			dt := now.Sub(lastT).Seconds()
-			energyMJ += 1000 * dt * (watts(lm.Utilization(i, lastT)) + watts(lm.Utilization(i, now))) / 2
-			nvlinkKiB += dt * 100e6 * lm.Utilization(i, now) / float64(spec.nvlinks)
-		} else {
-			energyMJ = 1000 * 3600 * watts(0.5) * float64(24+i) // a day of uptime before the agent started
-		}
-		lastT = now
-	}
+// wireSimDevice sets every reading of one simulated GPU from the load.
+func wireSimDevice(d *server.Device, i int, bus uint32, spec simModel, load simLoad) {
+	counters := load.counters(i)
+	util := func() float64 { return load.utilization(i, load.now()) }
 	d.GetPciInfoFunc = func() (gonvml.PciInfo, gonvml.Return) {
 		return gonvml.PciInfo{Bus: bus, PciDeviceId: d.Config.PciDeviceId}, gonvml.SUCCESS
 	}
-	d.GetPowerUsageFunc = func() (uint32, gonvml.Return) { return uint32(1000 * watts(util())), gonvml.SUCCESS }
+	d.GetPowerUsageFunc = func() (uint32, gonvml.Return) {
+		return uint32(1000 * load.watts(i, load.now())), gonvml.SUCCESS
+	}
 	d.GetTotalEnergyConsumptionFunc = func() (uint64, gonvml.Return) {
 		if !spec.energyCounter {
 			return 0, gonvml.ERROR_NOT_SUPPORTED
 		}
-		advance()
-		mu.Lock()
-		defer mu.Unlock()
-		return uint64(energyMJ), gonvml.SUCCESS
+		mj, _ := counters(load.now())
+		return mj, gonvml.SUCCESS
 	}
 	d.GetPowerManagementLimitFunc = func() (uint32, gonvml.Return) { return uint32(spec.tdpWatts * 1000), gonvml.SUCCESS }
 	d.GetEnforcedPowerLimitFunc = d.GetPowerManagementLimitFunc
 	d.GetPowerManagementDefaultLimitFunc = d.GetPowerManagementLimitFunc
 	d.GetFieldValuesFunc = func(values []gonvml.FieldValue) gonvml.Return {
-		u := util()
+		now := load.now()
+		u := load.utilization(i, now)
 		for k := range values {
 			v := &values[k]
 			v.NvmlReturn = uint32(gonvml.SUCCESS)
 			v.ValueType = uint32(gonvml.VALUE_TYPE_UNSIGNED_LONG_LONG)
 			switch v.FieldId {
 			case gonvml.FI_DEV_POWER_INSTANT:
-				putUint(v, uint64(1000*watts(math.Min(1, u*1.03))))
+				putUint(v, uint64(1000*load.instantWatts(i, now)))
 			case gonvml.FI_DEV_MEMORY_TEMP:
 				putUint(v, uint64(30+45*u+spec.hbmTemperatureOffset))
 			case gonvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, gonvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
-				advance()
-				mu.Lock()
-				putUint(v, uint64(nvlinkKiB))
-				mu.Unlock()
+				_, kib := counters(now)
+				putUint(v, kib)
 			default:
 				v.NvmlReturn = uint32(gonvml.ERROR_NOT_SUPPORTED)
 			}
