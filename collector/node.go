@@ -173,7 +173,13 @@ type NodeSource struct {
 	registry *prometheus.Registry
 	rapl     *RAPL // nil unless the rapl collector is chosen
 	now      func() time.Time
+	bootID   string
 }
+
+// SetBootID labels the RAPL energy counters with the host's boot (their
+// epoch): RAPL counters restart with a reboot, and the label lets a reader
+// tell a restart from a wrap.
+func (s *NodeSource) SetBootID(id string) { s.bootID = id }
 
 // NewNodeSource creates the chosen node_exporter collectors (configured by
 // ConfigureNode) and, when rapl is among them, the agent's RAPL additions
@@ -206,6 +212,14 @@ func (s *NodeSource) Collect(ctx context.Context) ([]Sample, error) {
 	}
 	now := s.now()
 	samples := FromFamilies(families, now)
+	if s.bootID != "" {
+		for i := range samples {
+			if strings.HasPrefix(samples[i].Name, "node_rapl_") && strings.HasSuffix(samples[i].Name, "_joules_total") {
+				samples[i].Labels = append(samples[i].Labels, Label{Name: "epoch", Value: s.bootID})
+				SortLabels(samples[i].Labels)
+			}
+		}
+	}
 	if s.rapl != nil {
 		samples = append(samples, s.rapl.Read(now)...)
 	}

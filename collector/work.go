@@ -59,12 +59,16 @@ type WorkSource struct {
 	now         func() time.Time
 
 	mu       sync.Mutex
-	counters map[string]*energy.Counter
+	counters *energy.Store
 	logged   map[string]bool
 }
 
-// NewWorkSource returns the source; timeout bounds one scrape.
-func NewWorkSource(targets []WorkTarget, textfileDir string, timeout time.Duration, logger *slog.Logger) *WorkSource {
+// NewWorkSource returns the source; timeout bounds one scrape. counters
+// continues the work counters across restarts (nil: in memory).
+func NewWorkSource(targets []WorkTarget, textfileDir string, timeout time.Duration, counters *energy.Store, logger *slog.Logger) *WorkSource {
+	if counters == nil {
+		counters = energy.NewMemoryStore()
+	}
 	for i := range targets {
 		if targets[i].Name == "" {
 			if u, err := url.Parse(targets[i].URL); err == nil {
@@ -73,7 +77,7 @@ func NewWorkSource(targets []WorkTarget, textfileDir string, timeout time.Durati
 		}
 	}
 	return &WorkSource{targets: targets, textfileDir: textfileDir, client: &http.Client{Timeout: timeout}, log: logger, now: time.Now,
-		counters: map[string]*energy.Counter{}, logged: map[string]bool{}}
+		counters: counters, logged: map[string]bool{}}
 }
 
 const (
@@ -174,24 +178,21 @@ func (w *WorkSource) textfiles(now time.Time) []Sample {
 	return out
 }
 
-// counterSample continues the counter of one series across resets.
+// counterSample continues the counter of one series across resets; the
+// epoch label says when it could not be continued (a new agent state).
 func (w *WorkSource) counterSample(labels []Label, value float64, now time.Time) Sample {
 	SortLabels(labels)
 	var key strings.Builder
+	key.WriteString("work/")
 	for _, l := range labels {
 		key.WriteString(l.Name + "=" + l.Value + ",")
 	}
-	w.mu.Lock()
-	c := w.counters[key.String()]
-	if c == nil {
-		c = &energy.Counter{}
-		w.counters[key.String()] = c
-	}
-	total, reset := c.Update(value)
-	w.mu.Unlock()
-	if reset {
+	total, epoch, ev := w.counters.Counter(key.String(), value, "", now, energy.Bound{}) // work has no physical bound
+	if ev == energy.Reset {
 		w.log.Info("a workload's counter restarted (a server restart?); continuing from its last total", "labels", key.String())
 	}
+	labels = append(labels, Label{"epoch", epoch})
+	SortLabels(labels)
 	return Sample{Name: metricWork, Help: helpWork, Kind: Counter, Value: total, Labels: labels, Time: now}
 }
 

@@ -63,7 +63,7 @@ func TestWorkScrapesVLLMAndSurvivesARestart(t *testing.T) {
 		fmt.Fprint(w, vllmMetrics(gen.Load().(float64), prompt.Load().(float64)))
 	}))
 	defer srv.Close()
-	src := NewWorkSource([]WorkTarget{{Name: "llama", URL: srv.URL + "/metrics", Metrics: WorkPresets["vllm"]}}, "", time.Second, discardLogger())
+	src := NewWorkSource([]WorkTarget{{Name: "llama", URL: srv.URL + "/metrics", Metrics: WorkPresets["vllm"]}}, "", time.Second, nil, discardLogger())
 
 	samples, err := src.Collect(context.Background())
 	if err != nil {
@@ -95,7 +95,7 @@ func TestWorkTargetDownIsReportedOthersGoOn(t *testing.T) {
 	defer good.Close()
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }))
 	defer bad.Close()
-	src := NewWorkSource([]WorkTarget{{URL: bad.URL, Metrics: WorkPresets["vllm"]}, {Name: "tgi", URL: good.URL, Metrics: WorkPresets["tgi"]}}, "", time.Second, discardLogger())
+	src := NewWorkSource([]WorkTarget{{URL: bad.URL, Metrics: WorkPresets["vllm"]}, {Name: "tgi", URL: good.URL, Metrics: WorkPresets["tgi"]}}, "", time.Second, nil, discardLogger())
 	samples, err := src.Collect(context.Background())
 	if err != nil {
 		t.Fatalf("one target of two failing failed the source: %v", err)
@@ -121,7 +121,7 @@ func TestWorkTextfiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "nounit.prom"), []byte("joules_work_total 5\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a prom file"), 0o644)
 	var logs syncBuffer
-	src := NewWorkSource(nil, dir, time.Second, slog.New(slog.NewTextHandler(&logs, nil)))
+	src := NewWorkSource(nil, dir, time.Second, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	samples, err := src.Collect(context.Background())
 	if err != nil {
 		t.Fatal(err)

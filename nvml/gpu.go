@@ -22,8 +22,6 @@ type gpu struct {
 	labels   []collector.Label
 
 	hasEnergyCounter bool
-	energy           energy.Counter
-	integrated       energy.Integrator
 	unsupported      map[string]bool // families NVML answered NOT_SUPPORTED; not asked again until re-init
 	nvlinks          []int           // active NVLink links, found once
 	gpm              *gpmState
@@ -33,8 +31,7 @@ type gpu struct {
 }
 
 func newGPU(dev gonvml.Device, index int, uuid string, opts Options) *gpu {
-	g := &gpu{dev: dev, index: index, uuid: uuid, opts: opts, unsupported: map[string]bool{},
-		integrated: energy.Integrator{MaxGap: opts.MaxIntegrationGap}}
+	g := &gpu{dev: dev, index: index, uuid: uuid, opts: opts, unsupported: map[string]bool{}}
 	if name, ret := dev.GetName(); ret == gonvml.SUCCESS {
 		g.model = name
 	}
@@ -198,29 +195,53 @@ func (r *reader) power() {
 	}
 }
 
-const helpEnergy = "Energy used by the GPU board since the agent first saw it: the driver's counter (method=\"counter\", Volta and newer, continued across driver reloads) or power integrated over time (method=\"integrated\")."
+const helpEnergy = "Energy used by the GPU board: the driver's counter (method=\"counter\", Volta and newer, continued across driver reloads and agent restarts) or power integrated over time (method=\"integrated\"). The epoch label changes only when the total could not be continued (a new agent state, or a gap in the integration), so a reader knows not to take that step as measured."
+
+// defaultGPUWatts bounds a GPU's energy steps when NVML reports no power
+// limit: above any board made (a B200 is rated 1,000 W).
+const defaultGPUWatts = 2000
+
+// maxWatts is the most this GPU can draw: half as much again as the limit
+// the driver enforces (board power briefly exceeds it), from this pass.
+func (r *reader) maxWatts() float64 {
+	for _, name := range []string{"joules_gpu_power_enforced_limit_watts", "joules_gpu_power_default_limit_watts", "joules_gpu_power_limit_watts"} {
+		for _, s := range r.out {
+			if s.Name == name && s.Value > 0 {
+				return 1.5 * s.Value
+			}
+		}
+	}
+	return defaultGPUWatts
+}
 
 func (r *reader) energy() {
 	g := r.g
 	if r.lost() {
 		return
 	}
+	store := g.opts.Counters
+	key := "nvml/" + g.uuid
 	if g.hasEnergyCounter {
 		mj, ret := g.dev.GetTotalEnergyConsumption()
 		if r.ok("energy", ret) {
-			mjTotal, reset := g.energy.Update(float64(mj))
-			joules := mjTotal / 1000
-			if reset {
-				g.opts.Logger.Warn("GPU energy counter went backwards (driver reload or GPU reset); continuing from the last total", "gpu", g.index, "uuid", g.uuid)
+			// The driver's counter is read directly, never stale: any drop
+			// beyond a second of power is a restart, not a dip.
+			joules, epoch, ev := store.Counter(key, float64(mj)/1000, g.opts.BootID, r.now, energy.Bound{MaxWatts: r.maxWatts(), DipSeconds: 1})
+			switch ev {
+			case energy.Reset, energy.Restarted:
+				g.opts.Logger.Warn("GPU energy counter restarted (driver reload, GPU reset or reboot); the total continues", "gpu", g.index, "uuid", g.uuid)
+			case energy.Suspect, energy.Implausible:
+				g.opts.Logger.Warn("GPU energy counter moved more than the GPU can draw; the step is not counted", "gpu", g.index, "uuid", g.uuid, "event", ev)
 			}
-			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, joules, lbl("method", "counter"))
+			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, joules, lbl("epoch", epoch), lbl("method", "counter"))
 		}
 		return
 	}
 	// Pre-Volta: no counter. Integrate the power this pass just read.
 	for _, s := range r.out {
 		if s.Name == "joules_gpu_power_watts" {
-			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, g.integrated.Add(s.Value, r.now), lbl("method", "integrated"))
+			joules, epoch := store.Integrate(key, s.Value, r.now, g.opts.MaxIntegrationGap, r.maxWatts())
+			r.add("joules_gpu_energy_joules_total", helpEnergy, collector.Counter, joules, lbl("epoch", epoch), lbl("method", "integrated"))
 			return
 		}
 	}

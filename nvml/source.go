@@ -16,6 +16,7 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/internal/energy"
 )
 
 // Library is the part of NVML the source uses: go-nvml's Interface, backed by
@@ -38,7 +39,13 @@ type Options struct {
 	// driver went away or a GPU fell off the bus; it doubles up to 5 minutes
 	// (default 10 s).
 	ReinitBackoff time.Duration
-	now           func() time.Time
+	// Counters continues the energy counters across driver reloads and
+	// agent restarts (default: in memory only).
+	Counters *energy.Store
+	// BootID identifies the host's boot (procfs sys/kernel/random/boot_id):
+	// the epoch of the driver's counters, which restart with every boot.
+	BootID string
+	now    func() time.Time
 }
 
 const maxReinitBackoff = 5 * time.Minute
@@ -79,6 +86,9 @@ func New(lib Library, opts Options) *Source {
 	}
 	if opts.now == nil {
 		opts.now = time.Now
+	}
+	if opts.Counters == nil {
+		opts.Counters = energy.NewMemoryStore()
 	}
 	return &Source{lib: lib, opts: opts, log: opts.Logger, byUUID: map[string]*gpu{}, backoff: opts.ReinitBackoff}
 }

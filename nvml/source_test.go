@@ -81,7 +81,7 @@ func values(samples []collector.Sample, name string) map[string]float64 {
 		var key []string
 		for _, l := range s.Labels {
 			switch l.Name {
-			case "uuid", "model", "pci_bus_id", "simulated":
+			case "uuid", "model", "pci_bus_id", "simulated", "epoch":
 			default:
 				key = append(key, l.Name+"="+l.Value)
 			}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
+
+	"github.com/joules-energy/joules/internal/energy"
 )
 
 // Config describes one BMC or power-equipment meter.
@@ -47,6 +49,13 @@ type Config struct {
 	// Rediscover is how often the resource paths are found again (default 1 h);
 	// they are also found again after a poll fails.
 	Rediscover time.Duration
+	// Counters continues the energy counters across BMC resets and agent
+	// restarts (default: in memory only).
+	Counters *energy.Store
+	// MaxWatts bounds the energy steps of a meter (role other than host):
+	// the most it can carry (default 100 MW). A host's bound is its PSUs'
+	// capacity where the BMC reports it, else 20 kW.
+	MaxWatts float64
 }
 
 func (c *Config) defaults() {
@@ -61,6 +70,12 @@ func (c *Config) defaults() {
 	}
 	if c.Rediscover <= 0 {
 		c.Rediscover = time.Hour
+	}
+	if c.Counters == nil {
+		c.Counters = energy.NewMemoryStore()
+	}
+	if c.MaxWatts <= 0 {
+		c.MaxWatts = defaultMeterWatts
 	}
 }
 

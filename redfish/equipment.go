@@ -13,6 +13,8 @@ import (
 // its PSUs. The meter's role label says what the power feeds, which decides
 // the PUE category downstream.
 func (p *poller) readEquipment(ctx context.Context, e *equipment) error {
+	p.equipment = true
+	defer func() { p.equipment = false }()
 	el := []collector.Label{lbl("equipment", e.id), lbl("equipment_type", e.kind)}
 	var m schemas.PowerDistributionMetrics
 	ok, err := p.get(ctx, e.metrics, &m)
@@ -24,12 +26,12 @@ func (p *poller) readEquipment(ctx context.Context, e *equipment) error {
 			p.add("joules_redfish_equipment_power_watts", "Power through the equipment (its summary metrics).", collector.Gauge, *v, el...)
 			if m.EnergykWh.Reading == nil {
 				p.add("joules_redfish_equipment_energy_joules_total", "Energy through the equipment: its counter (method=\"counter\") or its power integrated (method=\"integrated\").",
-					collector.Counter, p.integrate(e.path, *v), append(el, lbl("method", "integrated"))...)
+					collector.Counter, p.integrate(e.path, *v), append(el, lbl("method", "integrated"), p.epochLabel())...)
 			}
 		}
 		if v := m.EnergykWh.Reading; v != nil {
 			p.add("joules_redfish_equipment_energy_joules_total", "Energy through the equipment: its counter (method=\"counter\") or its power integrated (method=\"integrated\").",
-				collector.Counter, p.counter(e.path, *v*3.6e6), append(el, lbl("method", "counter"))...)
+				collector.Counter, p.counterSince(e.path, *v*3.6e6, m.EnergykWh.SensorResetTime), append(el, lbl("method", "counter"), p.epochLabel())...)
 		}
 	}
 	for _, group := range []struct {
@@ -89,7 +91,7 @@ func (p *poller) electrical(what, key string, watts, kWh, volts, amps *float64, 
 	}
 	if kWh != nil {
 		p.add(prefix+"_energy_joules_total", "Energy through the "+what+" from its counter (EnergykWh × 3.6e6), continued across resets.",
-			collector.Counter, p.counter(key, *kWh*3.6e6), labels...)
+			collector.Counter, p.counter(key, *kWh*3.6e6), append(labels, p.epochLabel())...)
 	}
 	if volts != nil {
 		p.add(prefix+"_voltage_volts", "Voltage of the "+what+".", collector.Gauge, *volts, labels...)

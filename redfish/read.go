@@ -20,10 +20,17 @@ type poller struct {
 	base     []collector.Label // bmc and role
 	now      time.Time
 	out      []collector.Sample
-	counters map[string]*energy.Counter
-	integ    map[string]*energy.Integrator
-	maxGap   time.Duration
 	errs     []error // resources that failed; the poll goes on without them
+
+	// Energy continuation: counters and integrators by key, persisted.
+	store     *energy.Store
+	keyPrefix string
+	maxGap    time.Duration
+	maxWatts  float64 // a meter's bound
+	host      bool    // a host's BMC: its chassis are bounded by their PSUs' capacity
+	capacity  float64 // the chassis being read: its PSUs' capacity, 0 unknown
+	equipment bool    // power equipment is being read: the meter's bound
+	epoch     string  // of the last counter or integrator read: its label
 }
 
 func (p *poller) add(name, help string, kind collector.Kind, v float64, extra ...collector.Label) {
@@ -55,24 +62,48 @@ func (p *poller) get(ctx context.Context, path string, v any) (bool, error) {
 	return false, err
 }
 
-// counter continues a hardware energy counter (in joules) across resets.
-func (p *poller) counter(key string, joules float64) float64 {
-	c := p.counters[key]
-	if c == nil {
-		c = &energy.Counter{}
-		p.counters[key] = c
+// Defaults that bound energy steps where the BMC reports no capacity: a
+// host above any server made, a meter above any feed a BMC reports.
+const (
+	defaultHostWatts  = 20_000
+	defaultMeterWatts = 100e6
+)
+
+// bound is what the chassis or meter being read can draw.
+func (p *poller) bound() energy.Bound {
+	switch {
+	case !p.host || p.equipment:
+		return energy.Bound{MaxWatts: p.maxWatts}
+	case p.capacity > 0:
+		return energy.Bound{MaxWatts: 1.1 * p.capacity}
 	}
-	total, _ := c.Update(joules)
+	return energy.Bound{MaxWatts: defaultHostWatts}
+}
+
+// counter continues a hardware energy counter (in joules) across resets,
+// glitches and agent restarts; p.epoch is then its epoch label.
+func (p *poller) counter(key string, joules float64) float64 {
+	return p.counterSince(key, joules, "")
+}
+
+// counterSince is counter for a reading whose device says when it was last
+// reset (a Redfish SensorResetTime): a new reset time is a restart.
+func (p *poller) counterSince(key string, joules float64, resetTime string) float64 {
+	total, epoch, _ := p.store.Counter(p.keyPrefix+key, joules, resetTime, p.now, p.bound())
+	p.epoch = epoch
 	return total
 }
 
+// epochLabel is the epoch of the counter or integrator read last. A method
+// call, so that in p.add(…, p.counter(…), …, p.epochLabel()) it is
+// evaluated after the counter.
+func (p *poller) epochLabel() collector.Label { return lbl("epoch", p.epoch) }
+
+// integrate integrates power between polls; a gap starts a new epoch.
 func (p *poller) integrate(key string, watts float64) float64 {
-	e := p.integ[key]
-	if e == nil {
-		e = &energy.Integrator{MaxGap: p.maxGap}
-		p.integ[key] = e
-	}
-	return e.Add(watts, p.now)
+	joules, epoch := p.store.Integrate(p.keyPrefix+key, watts, p.now, p.maxGap, p.bound().MaxWatts)
+	p.epoch = epoch
+	return joules
 }
 
 const (
@@ -119,8 +150,8 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 			p.add("joules_redfish_psu_input_voltage_volts", "PSU input line voltage.", collector.Gauge, *v, cl, pl)
 		}
 		if v := m.EnergykWh.Reading; v != nil {
-			total := p.counter(ch.id+"/psu/"+psu.label, *v*3.6e6)
-			p.add("joules_redfish_psu_energy_joules_total", "PSU input energy from the PSU's own counter (EnergykWh × 3.6e6), continued across resets.", collector.Counter, total, cl, pl)
+			total := p.counterSince(ch.id+"/psu/"+psu.label, *v*3.6e6, m.EnergykWh.SensorResetTime)
+			p.add("joules_redfish_psu_energy_joules_total", "PSU input energy from the PSU's own counter (EnergykWh × 3.6e6), continued across resets.", collector.Counter, total, cl, pl, p.epochLabel())
 			psuKWh = append(psuKWh, *v)
 		} else {
 			psuKWhComplete = false
@@ -253,10 +284,10 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 		switch {
 		case joules != nil:
 			p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.counter(ch.id+"/host", *joules),
-				cl, lbl("method", "counter"), lbl("source", esource))
+				cl, lbl("method", "counter"), lbl("source", esource), p.epochLabel())
 		case watts != nil:
 			p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.integrate(ch.id+"/host", *watts),
-				cl, lbl("method", "integrated"), lbl("source", source))
+				cl, lbl("method", "integrated"), lbl("source", source), p.epochLabel())
 		}
 	}
 	return p.readThermal(ctx, ch, cl)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/joules-energy/joules/collector"
-	"github.com/joules-energy/joules/internal/energy"
 )
 
 // Source polls one BMC or power-equipment meter. Each Collect is one poll:
@@ -28,8 +27,6 @@ type Source struct {
 	discoveredAt time.Time
 	last         []collector.Sample
 	lastAt       time.Time
-	counters     map[string]*energy.Counter
-	integ        map[string]*energy.Integrator
 	errCounts    map[string]float64
 	lastPollReqs int64
 	loggedPartly bool
@@ -51,7 +48,7 @@ func NewSource(cfg Config, logger *slog.Logger) (*Source, error) {
 	return &Source{
 		cfg: cfg, log: logger, now: time.Now, conn: c,
 		breakr:   breaker{threshold: 3, base: 30 * time.Second, max: 5 * time.Minute},
-		counters: map[string]*energy.Counter{}, integ: map[string]*energy.Integrator{}, errCounts: map[string]float64{},
+		errCounts: map[string]float64{},
 	}, nil
 }
 
@@ -109,7 +106,8 @@ func (s *Source) poll(ctx context.Context, now time.Time) ([]collector.Sample, e
 		}
 	}
 	p := &poller{
-		c: s.conn, now: now, counters: s.counters, integ: s.integ, maxGap: 3 * max(s.cfg.Timeout, 10*time.Second),
+		c: s.conn, now: now, store: s.cfg.Counters, keyPrefix: "redfish/" + s.cfg.Name + "/", maxWatts: s.cfg.MaxWatts, host: s.cfg.Role == "host",
+		maxGap: 3 * max(s.cfg.Timeout, 10*time.Second),
 		base: []collector.Label{lbl("bmc", s.cfg.Name), lbl("role", s.cfg.Role)},
 	}
 	for _, ch := range s.tree.chassis {

@@ -521,7 +521,7 @@ func TestTokensPerJouleFromASimulatedVLLM(t *testing.T) {
 		fmt.Fprintf(w, "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"m\"} %g\n", prompt)
 	}))
 	defer srv.Close()
-	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "vllm", URL: srv.URL, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, slog.New(slog.DiscardHandler))
+	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "vllm", URL: srv.URL, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, nil, slog.New(slog.DiscardHandler))
 	topology := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "n1"}
 
 	a, c := newTestAccountant(t, Config{})

@@ -29,6 +29,7 @@ import (
 	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/internal/energy"
 	"github.com/joules-energy/joules/internal/service"
 	"github.com/joules-energy/joules/nvml"
 	"github.com/joules-energy/joules/redfish"
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var (
 		configFile  = app.Flag("config.file", "Agent configuration file (YAML). Without one the agent runs with defaults.").Default("").String()
 		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
+		configProbe = app.Flag("config.probe", "With or without --config.check: also try each writer's endpoint and each BMC, say what answered or what to change, and exit (1 when one fails).").Bool()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		webFlags    = kingpinflag.AddFlags(app, ":9560")
 	)
@@ -78,7 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = checkNVML(*configFile, cfg)
 	}
-	if code, done := config.Report(stdout, stderr, "joules-agent", *webFlags.WebConfigFile, err, *configCheck, cfg.Effective); done {
+	if err == nil {
+		err = checkWriters(*configFile, cfg)
+	}
+	if code, done := config.Report(stdout, stderr, "joules-agent", *webFlags.WebConfigFile, err, *configCheck || *configProbe, cfg.Effective); done {
+		if code == 0 && *configProbe {
+			code = probe(context.Background(), stdout, cfg)
+		}
 		return code
 	}
 
@@ -132,7 +140,7 @@ func checkNVML(file string, cfg config.Agent) error {
 }
 
 // addNVML registers the GPU source: the real NVML, or a simulated server.
-func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) (*nvml.Source, error) {
+func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store, bootID string) (*nvml.Source, error) {
 	g := cfg.Sources.NVML
 	if !g.Enabled {
 		return nil, nil
@@ -145,13 +153,14 @@ func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) (*
 		}
 		logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
 	}
-	src := nvml.New(lib, nvml.Options{Logger: logger.With("collector", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes})
+	src := nvml.New(lib, nvml.Options{Logger: logger.With("collector", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes,
+		Counters: counters, BootID: bootID})
 	err := runner.Add(collector.Registration{Name: "nvml", Interval: g.Interval.Duration, Timeout: g.Timeout.Duration, Source: src})
 	return src, err
 }
 
 // addRedfish registers one source per BMC or power-equipment meter.
-func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) ([]*redfish.Source, error) {
+func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store) ([]*redfish.Source, error) {
 	var sources []*redfish.Source
 	for _, r := range cfg.Sources.Redfish {
 		password, err := r.Password()
@@ -162,6 +171,7 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 			Name: r.Name.Value, Endpoint: r.Endpoint.Value, Username: r.Username, Password: password,
 			BasicAuth: r.BasicAuth, CAFile: r.CAFile, InsecureSkipVerify: r.InsecureSkipVerify,
 			Timeout: r.Timeout.Duration, MaxConcurrentRequests: r.MaxConcurrentRequests, Role: r.Role.Value,
+			Counters: counters, MaxWatts: r.MaxPowerWatts,
 		}, logger.With("collector", "redfish", "bmc", r.Name.Value))
 		if err != nil {
 			return sources, err
@@ -182,7 +192,7 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 
 // addWork registers the work counters, when any endpoint or textfile
 // directory is configured.
-func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) error {
+func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store) error {
 	w := cfg.Sources.Work
 	if len(w.Scrape) == 0 && w.TextfileDir == "" {
 		return nil
@@ -195,7 +205,7 @@ func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) er
 		}
 		targets = append(targets, collector.WorkTarget{Name: t.Name, URL: t.URL.Value, Metrics: metrics})
 	}
-	src := collector.NewWorkSource(targets, w.TextfileDir, w.Timeout.Duration, logger.With("collector", "work"))
+	src := collector.NewWorkSource(targets, w.TextfileDir, w.Timeout.Duration, counters, logger.With("collector", "work"))
 	return runner.Add(collector.Registration{Name: "work", Interval: w.Interval.Duration, Timeout: w.Timeout.Duration, Source: src})
 }
 
@@ -239,26 +249,39 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
 	runner := collector.NewRunner(logger, cfg.Labels)
 
+	counters, err := energy.OpenStore(cfg.CounterStateDir(), logger.With("component", "counters"))
+	switch {
+	case err != nil:
+		logger.Error("energy counter state", "err", err)
+	case counters.Path() == "":
+		logger.Info("energy counters are continued in memory only: they start new epochs after a restart; set state_dir to keep them")
+	default:
+		logger.Info("energy counters continued across restarts", "file", counters.Path())
+	}
+	procfs, _ := collector.FlagValue(app, "path.procfs")
+	bootID := collector.BootID(procfs)
+
 	if node := cfg.Sources.Node; node.Enabled && len(collectors) > 0 {
 		sysfs, _ := collector.FlagValue(app, "path.sysfs")
 		src, err := collector.NewNodeSource(logger, sysfs, collectors)
 		if err != nil {
 			return err
 		}
+		src.SetBootID(bootID)
 		if err := runner.Add(collector.Registration{Name: "node", Interval: node.Interval.Duration, Timeout: node.Timeout.Duration, Source: src}); err != nil {
 			return err
 		}
 		logger.Info("node_exporter collectors enabled", "collectors", collectors, "sysfs", sysfs)
 	}
 
-	gpus, err := addNVML(logger, runner, cfg)
+	gpus, err := addNVML(logger, runner, cfg, counters, bootID)
 	if err != nil {
 		return err
 	}
 	if gpus != nil {
 		defer gpus.Close()
 	}
-	bmcs, err := addRedfish(logger, runner, cfg)
+	bmcs, err := addRedfish(logger, runner, cfg, counters)
 	for _, b := range bmcs {
 		defer b.Close()
 	}
@@ -266,7 +289,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		return err
 	}
 
-	if err := addWork(logger, runner, cfg); err != nil {
+	if err := addWork(logger, runner, cfg, counters); err != nil {
 		return err
 	}
 	writers, err := addWriters(logger, runner, cfg)
@@ -304,6 +327,15 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		defer close(runnerDone)
 		runner.Run(runCtx)
 	}()
+	// The counter state is saved every 10 s and once more after the runner
+	// stopped, so it holds the last readings.
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	storeDone := make(chan struct{})
+	go func() {
+		defer close(storeDone)
+		counters.Run(storeCtx, 10*time.Second)
+	}()
+	defer func() { stopStore(); <-storeDone }()
 	// Writers outlive the runner, so the last samples are spooled on shutdown.
 	writeCtx, cancelWriters := context.WithCancel(context.Background())
 	var writersDone sync.WaitGroup

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -169,7 +170,15 @@ sources:
     interval: 200ms
     collectors: [infiniband, hwmon, rapl]
 `)
-	a := startAgent(t, "--config.file="+cfg, "--path.sysfs="+sys)
+	// A boot id of our own: the RAPL counters carry it as their epoch.
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "sys", "kernel", "random"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "sys", "kernel", "random", "boot_id"), []byte("0badc0de-1111-2222-3333-444455556666\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "--config.file="+cfg, "--path.sysfs="+sys, "--path.procfs="+proc)
 	body := a.scrapeWhen(t, hasLine("node_rapl_package_joules_total"))
 
 	var kept []string
@@ -194,6 +203,7 @@ sources:
 	if got != string(want) {
 		t.Errorf("exposition differs from %s (make golden updates it after an intended change):\n%s", golden, diffLines(string(want), got))
 	}
+	assertEnergyFromSysfs(t, string(want), sys)
 
 	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
 	check := exec.Command(promtool, "check", "metrics")
@@ -201,6 +211,49 @@ sources:
 	out, err := check.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+var (
+	energySample = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*_(?:joules|joules_total|watts))\{([^}]*)\} (\S+)$`)
+	sysfsPath    = regexp.MustCompile(`path="SYSFS/([^"]+)"`)
+)
+
+// assertEnergyFromSysfs checks every energy and power number of the golden
+// exposition against the fixture's own microjoule files: the golden
+// freezes the format, these say the numbers are right.
+func assertEnergyFromSysfs(t *testing.T, golden, sys string) {
+	t.Helper()
+	checked := 0
+	for _, line := range strings.Split(golden, "\n") {
+		m := energySample.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		var file string
+		switch name := m[1]; {
+		case strings.HasPrefix(name, "node_rapl_") && strings.HasSuffix(name, "_joules_total"):
+			file = "energy_uj"
+		case name == "joules_rapl_max_energy_range_joules":
+			file = "max_energy_range_uj"
+		default:
+			t.Errorf("%s in the golden has no independent check here", name)
+			continue
+		}
+		zone := sysfsPath.FindStringSubmatch(m[2])
+		if zone == nil {
+			t.Errorf("no path label on %s", line)
+			continue
+		}
+		want := float64(testenv.ReadUint(t, filepath.Join(sys, zone[1], file))) / 1e6
+		got, err := strconv.ParseFloat(m[3], 64)
+		if err != nil || math.Abs(got-want) > 0.5e-6 {
+			t.Errorf("%s = %s in the golden, want %s/%s ÷ 10⁶ = %v J", m[1], m[3], zone[1], file, want)
+		}
+		checked++
+	}
+	if checked != 4 { // package and core: energy and its range
+		t.Errorf("checked %d energy numbers in the golden, want the 4 of the fixture's two RAPL zones", checked)
 	}
 }
 
@@ -474,8 +527,16 @@ func TestNoGPUHostSaysNVMLAbsentOnce(t *testing.T) {
 	}
 	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", "sources: {nvml: {interval: 100ms}}\n"))
 	a.scrapeWhen(t, hasLine(`joules_source_absent{`))
-	time.Sleep(time.Second) // ten more NVML attempts' worth of time
-	body := a.scrapeWhen(t, hasLine(`joules_source_up{`))
+	// Ten more NVML attempts, each of which records its own duration.
+	var body string
+	changes, last := 0, -1.0
+	testenv.WaitFor(t, 15*time.Second, "ten more NVML attempts", func() bool {
+		body = a.scrapeWhen(t, hasLine(`joules_source_duration_seconds{`))
+		if d := metricValue(t, body, "joules_source_duration_seconds", `source="nvml"`); d != last {
+			changes, last = changes+1, d
+		}
+		return changes > 10
+	})
 	if metricValue(t, body, "joules_source_absent", `source="nvml"`) != 1 {
 		t.Error("nvml source not reported absent")
 	}
@@ -498,8 +559,12 @@ func TestNoGPUHostSaysNVMLAbsentOnce(t *testing.T) {
 func TestSimulatedDGXH200(t *testing.T) {
 	a := startAgent(t, "--config.file="+writeFile(t, "a.yml", "labels: {host: sim-1}\nsources: {nvml: {simulate: dgxh200, interval: 200ms}}\n"))
 	first := a.scrapeWhen(t, hasLine("joules_gpu_sm_activity_ratio{"))
-	time.Sleep(1500 * time.Millisecond)
-	second := a.scrapeWhen(t, hasLine("joules_gpu_sm_activity_ratio{"))
+	firstPass := metricValue(t, first, "joules_source_last_success_timestamp_seconds", `source="nvml"`)
+	var second string
+	testenv.WaitFor(t, 15*time.Second, "seven more NVML passes", func() bool {
+		second = a.scrapeWhen(t, hasLine("joules_gpu_sm_activity_ratio{"))
+		return metricValue(t, second, "joules_source_last_success_timestamp_seconds", `source="nvml"`) >= firstPass+1.4
+	})
 	moved := 0
 	for gpu := range 8 {
 		sel := fmt.Sprintf(`gpu="%d"`, gpu)
@@ -516,7 +581,7 @@ func TestSimulatedDGXH200(t *testing.T) {
 		}
 	}
 	if moved < 4 {
-		t.Errorf("power moved on only %d of 8 GPUs over 1.5 s", moved)
+		t.Errorf("power moved on only %d of 8 GPUs over seven passes", moved)
 	}
 	if !strings.Contains(a.logs.String(), "SIMULATED") {
 		t.Errorf("logs do not say the GPUs are simulated:\n%s", a.logs)

@@ -139,7 +139,7 @@ func TestInferenceScrapedTwice(t *testing.T) {
 func TestInferenceThroughWorkSource(t *testing.T) {
 	clock := newTestClock()
 	url := startInference(t, newInferenceSim("m", 5000, 1.5, 3, clock.Now))
-	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "sim", URL: url, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, slog.New(slog.DiscardHandler))
+	src := collector.NewWorkSource([]collector.WorkTarget{{Name: "sim", URL: url, Metrics: collector.WorkPresets["vllm"]}}, "", time.Second, nil, slog.New(slog.DiscardHandler))
 	kinds := map[string]bool{}
 	for range 2 {
 		samples, err := src.Collect(context.Background())

@@ -21,6 +21,22 @@ type Agent struct {
 	Labels    map[string]string `yaml:"labels"`
 	Sources   Sources           `yaml:"sources"`
 	Exporters Exporters         `yaml:"exporters"`
+	// StateDir keeps the energy counters' continuation state, so that a
+	// restarted agent continues its totals. Empty: the directory systemd
+	// gives the unit ($STATE_DIRECTORY, /var/lib/joules), else memory only.
+	StateDir string `yaml:"state_dir"`
+}
+
+// CounterStateDir is where the agent keeps its counters' state: StateDir,
+// else <$STATE_DIRECTORY>/counters; "" keeps it in memory only.
+func (c Agent) CounterStateDir() string {
+	if c.StateDir != "" {
+		return c.StateDir
+	}
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return d + "/counters"
+	}
+	return ""
 }
 
 // Sources configures what the agent reads.
@@ -77,6 +93,10 @@ type RedfishSource struct {
 	Timeout               Duration `yaml:"timeout"` // one HTTP request
 	MaxConcurrentRequests int      `yaml:"max_concurrent_requests"`
 	Role                  String   `yaml:"role"`
+	// MaxPowerWatts is the most a meter (role other than host) can carry:
+	// an energy step above it is a glitch, not counted (default 100 MW). A
+	// host's bound is its PSUs' capacity.
+	MaxPowerWatts float64 `yaml:"max_power_watts"`
 }
 
 // Roles a Redfish meter can have; they decide the PUE category downstream.
@@ -91,6 +111,11 @@ type NVMLSource struct {
 	// dgxb200, dgxa100) for demos and load tests; every sample is then
 	// labelled simulated="true".
 	Simulate String `yaml:"simulate"`
+	// SimulateSite, with Simulate, makes the simulated GPUs follow this
+	// host's share of the simulated site of that seed (the Redfish and
+	// inference simulators of `joules sim site` and `joules sim inference
+	// --site` compute the same numbers).
+	SimulateSite String `yaml:"simulate_site"`
 	// Processes adds per-process GPU memory, SM share and estimated energy.
 	Processes bool `yaml:"processes"`
 }
@@ -337,6 +362,9 @@ func (c Agent) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: sources.nvml.interval must be at least 100ms, got %s", lineOf(g.Interval.Line), g.Interval.Duration))
 		}
 		errs = append(errs, timeoutWithin("sources.nvml", g.Timeout, g.Interval))
+		if g.SimulateSite.Value != "" && g.Simulate.Value == "" {
+			errs = append(errs, fmt.Errorf("%s: sources.nvml.simulate_site needs sources.nvml.simulate (the simulated server)", lineOf(g.SimulateSite.Line)))
+		}
 	}
 	bmcs := map[string]bool{}
 	for _, r := range c.Sources.Redfish {
@@ -382,6 +410,9 @@ func (r RedfishSource) validate(names map[string]bool) error {
 	names[r.Name.Value] = true
 	if u, err := url.Parse(r.Endpoint.Value); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: endpoint %q must be an http(s) URL such as https://10.0.0.5", lineOf(r.Endpoint.Line), r.Name.Value, r.Endpoint.Value))
+	}
+	if r.MaxPowerWatts < 0 {
+		errs = append(errs, fmt.Errorf("sources.redfish %q: max_power_watts %g must be positive (watts), or left out for the default", r.Name.Value, r.MaxPowerWatts))
 	}
 	if !slices.Contains(Roles, r.Role.Value) {
 		errs = append(errs, fmt.Errorf("%s: sources.redfish %q: role %q is not one of %s", lineOf(r.Role.Line), r.Name.Value, r.Role.Value, strings.Join(Roles, ", ")))

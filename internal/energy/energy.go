@@ -1,56 +1,168 @@
-// Package energy turns hardware energy readings into counters that never go
-// backwards, and integrates power where hardware has no energy counter. The
-// GPU and BMC sources share it.
+// Package energy holds the rules that keep energy counters true when
+// hardware misbehaves: a reading slightly below the last (a stale value) is
+// held, a restart from zero counts only what physics allows since, a jump
+// or a drop that is neither waits for the next reading to say whether it
+// was a glitch or a new base, and no step is ever counted above the most
+// the device can draw. The agent's GPU, BMC and work sources continue
+// their counters with it (counter.go), persisted across restarts
+// (store.go); the aggregator's accounting applies the same steps to every
+// counter it receives.
 package energy
 
-import "time"
+import "math"
 
-// Counter turns a hardware energy counter that restarts from zero (a driver
-// reload, a GPU reset, a BMC reboot) into one that never decreases: when the
-// raw value drops, the total so far is kept as an offset and counting resumes
-// from the new raw value. Raw values are in any unit; totals are in the same.
-type Counter struct {
-	offset float64
-	last   float64
-	seen   bool
-}
+// Event says what a reading did.
+type Event uint8
 
-// Update takes a raw reading and returns the monotonic total, and whether a
-// reset was seen.
-func (c *Counter) Update(raw float64) (total float64, reset bool) {
-	if c.seen && raw < c.last {
-		c.offset += c.last
-		reset = true
+const (
+	// First is a series' first reading: a baseline, nothing counted.
+	First Event = iota
+	// Counted is an ordinary step.
+	Counted
+	// Held is a reading a little below the last (a stale or transient
+	// value, within Bound.DipSeconds of the most power): not counted, and
+	// later steps measure from the higher value, so it never counts twice.
+	Held
+	// Reset is a counter that restarted from zero (a reboot, a driver
+	// reload): what it read since the restart is counted, as it is within
+	// the bound.
+	Reset
+	// Suspect is a jump above the bound or a drop that is no restart: not
+	// counted, held until the next reading, which either continues from
+	// the last value (the suspect reading was a glitch) or from the suspect
+	// one (a new base: a PSU replaced in a summed counter).
+	Suspect
+	// Rebased is the reading that confirmed a suspect one as a new base:
+	// the energy since the suspect reading is counted, the time before it
+	// is not.
+	Rebased
+	// Restarted is a reading of a new epoch (labelled by the writer) whose
+	// value since the restart is within the bound: counted.
+	Restarted
+	// Implausible is a restart whose value since the restart is above the
+	// bound: not counted, the counter continues from it.
+	Implausible
+)
+
+var eventNames = [...]string{"first", "counted", "held", "reset", "suspect", "rebased", "restarted", "implausible"}
+
+func (e Event) String() string {
+	if int(e) < len(eventNames) {
+		return eventNames[e]
 	}
-	c.last, c.seen = raw, true
-	return c.offset + raw, reset
+	return "unknown"
 }
 
-// Integrator integrates power readings (W) into energy (J) by trapezoids. A
-// step longer than MaxGap (a lost device, a stalled agent, an unreachable
-// BMC) is left out rather than filled by invention, and counted in Gaps.
-type Integrator struct {
-	MaxGap time.Duration
-	Joules float64
-	Gaps   int
+// LagSeconds is how far a counter's reading may trail its device: a BMC
+// that refreshes its counter every 10 to 30 s can report 30 s of energy in
+// a 1 s step. The bound of a step is the most power over the step plus
+// this lag.
+const LagSeconds = 30
 
-	lastWatts float64
-	lastTime  time.Time
+// Bound is what physics allows one counter.
+type Bound struct {
+	// MaxWatts is the most the device can draw (a GPU's power limit, a
+	// host's PSU capacity, a meter's rating); 0 leaves steps unbounded (work
+	// counters), where any drop is a restart.
+	MaxWatts float64
+	// DipSeconds: a reading below the last by at most MaxWatts×DipSeconds
+	// is a dip, held; default 60.
+	DipSeconds float64
 }
 
-// Add takes a reading and returns the energy so far.
-func (e *Integrator) Add(watts float64, t time.Time) float64 {
-	if !e.lastTime.IsZero() {
-		dt := t.Sub(e.lastTime)
-		switch {
-		case dt <= 0:
-			return e.Joules // not newer than the last reading: adds nothing
-		case dt <= e.MaxGap:
-			e.Joules += (watts + e.lastWatts) / 2 * dt.Seconds()
-		default:
-			e.Gaps++
-		}
+// MaxJoules is the most a step of dt seconds may count.
+func (b Bound) MaxJoules(dt float64) float64 {
+	if b.MaxWatts <= 0 {
+		return math.Inf(1)
 	}
-	e.lastWatts, e.lastTime = watts, t
-	return e.Joules
+	return b.MaxWatts * (max(dt, 0) + LagSeconds)
+}
+
+func (b Bound) dip() float64 {
+	if b.MaxWatts <= 0 {
+		return 0
+	}
+	s := b.DipSeconds
+	if s <= 0 {
+		s = 60
+	}
+	return b.MaxWatts * s
+}
+
+// Track is one counter between readings: the value and time later steps
+// measure from, and a suspect reading waiting for the next one to confirm
+// or dismiss it. Times are unix nanoseconds. Its fields are exported so
+// that owners can persist it.
+type Track struct {
+	Last     float64
+	LastTime int64
+	Cand     float64
+	CandTime int64 // 0: no suspect reading
+	Seen     bool
+}
+
+// Step is what one reading counts: Joules over [From, To] (unix ns; From
+// == To when nothing is counted).
+type Step struct {
+	Event    Event
+	Joules   float64
+	From, To int64
+}
+
+// Update takes reading v at time t (after the last one: callers order
+// readings and drop duplicates) and returns what it counts.
+func (tr *Track) Update(v float64, t int64, b Bound) Step {
+	if !tr.Seen {
+		*tr = Track{Last: v, LastTime: t, Seen: true}
+		return Step{Event: First, From: t, To: t}
+	}
+	dt := float64(t-tr.LastTime) / 1e9
+	d := v - tr.Last
+	switch {
+	case d >= 0 && d <= b.MaxJoules(dt):
+		return tr.accept(Counted, d, v, t)
+	case d < 0 && -d <= b.dip():
+		return Step{Event: Held, From: t, To: t}
+	case tr.CandTime != 0 && v >= tr.Cand && v-tr.Cand <= b.MaxJoules(float64(t-tr.CandTime)/1e9):
+		// The suspect reading was a new base: count from it; the time
+		// between the last good reading and it is not measured.
+		s := Step{Event: Rebased, Joules: v - tr.Cand, From: tr.CandTime, To: t}
+		*tr = Track{Last: v, LastTime: t, Seen: true}
+		return s
+	case d < 0 && b.MaxWatts <= 0:
+		return tr.accept(Reset, v, v, t) // unbounded: any drop is a restart
+	case d < 0 && v <= b.MaxJoules(dt):
+		return tr.accept(Reset, v, v, t)
+	}
+	tr.Cand, tr.CandTime = v, t
+	return Step{Event: Suspect, From: t, To: t}
+}
+
+func (tr *Track) accept(e Event, joules, v float64, t int64) Step {
+	s := Step{Event: e, Joules: joules, From: tr.LastTime, To: t}
+	*tr = Track{Last: v, LastTime: t, Seen: true}
+	return s
+}
+
+// Restart takes the first reading of a new epoch: the counter restarted
+// from zero at some moment since the last reading, so v is the energy since
+// then, counted when the bound allows it.
+func (tr *Track) Restart(v float64, t int64, b Bound) Step {
+	if !tr.Seen {
+		return tr.Update(v, t, b)
+	}
+	dt := float64(t-tr.LastTime) / 1e9
+	if v <= b.MaxJoules(dt) {
+		return tr.accept(Restarted, v, v, t)
+	}
+	*tr = Track{Last: v, LastTime: t, Seen: true}
+	return Step{Event: Implausible, From: t, To: t}
+}
+
+// Rebase starts the counter afresh at v: the step since the last reading
+// is not counted (a new epoch of a counter whose value continues from an
+// unknown base).
+func (tr *Track) Rebase(v float64, t int64) Step {
+	*tr = Track{Last: v, LastTime: t, Seen: true}
+	return Step{Event: First, From: t, To: t}
 }

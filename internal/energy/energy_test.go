@@ -1,50 +1,225 @@
 package energy
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestCounterSurvivesResets(t *testing.T) {
-	var c Counter
-	raws := []float64{100, 150, 150, 20, 70, 5}
-	want := []float64{100, 150, 150, 170, 220, 225}
-	wantReset := []bool{false, false, false, true, false, true}
-	for i, raw := range raws {
-		got, reset := c.Update(raw)
-		if got != want[i] || reset != wantReset[i] {
-			t.Errorf("reading %d (%v): got %v reset %v, want %v reset %v", i, raw, got, reset, want[i], wantReset[i])
-		}
+var t0 = time.Unix(1_000_000, 0)
+
+func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+
+// A host of at most 1 kW read every 10 s: a step may count up to
+// 1,000 × (10 + 30) = 40,000 J, a dip is up to 60,000 J.
+var host = Bound{MaxWatts: 1000}
+
+func TestTrackSteps(t *testing.T) {
+	type reading struct {
+		sec, value float64
+		event      Event
+		joules     float64
+		from       float64 // start of the counted interval, seconds
+	}
+	for _, tc := range []struct {
+		name     string
+		readings []reading
+	}{
+		{"ordinary steps", []reading{
+			{0, 5e6, First, 0, 0}, {10, 5.005e6, Counted, 5000, 0}, {20, 5.011e6, Counted, 6000, 10},
+		}},
+		{"a stale reading is held, never counted twice", []reading{
+			{0, 5e6, First, 0, 0}, {10, 5.005e6, Counted, 5000, 0},
+			{20, 5.001e6, Held, 0, 20},         // 4 kJ below: a stale value
+			{30, 5.012e6, Counted, 7000, 10},   // measured from the held 5.005e6 over 20 s
+		}},
+		{"a restart from zero counts what it read since", []reading{
+			{0, 5e6, First, 0, 0}, {10, 4000, Reset, 4000, 0}, {20, 9000, Counted, 5000, 10},
+		}},
+		{"a one-reading glitch up is dismissed", []reading{
+			{0, 5e6, First, 0, 0},
+			{10, 5e9, Suspect, 0, 10},        // 5 GJ in 10 s: no host draws that
+			{20, 5.008e6, Counted, 8000, 0},  // continues from the last good reading
+		}},
+		{"a new base is confirmed by the next reading", []reading{
+			{0, 5e6, First, 0, 0},
+			{10, 2e6, Suspect, 0, 10},        // a PSU replaced in a summed counter: 3 MJ down, no restart
+			{20, 2.004e6, Rebased, 4000, 10}, // 4 kJ since the new base; 0–10 s not measured
+			{30, 2.009e6, Counted, 5000, 20},
+		}},
+		{"a jump that persists becomes the new base", []reading{
+			{0, 100, First, 0, 0},
+			{10, 1e12, Suspect, 0, 10},
+			{20, 1e12 + 3000, Rebased, 3000, 10},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Track
+			for i, r := range tc.readings {
+				s := tr.Update(r.value, at(r.sec).UnixNano(), host)
+				if s.Event != r.event || s.Joules != r.joules {
+					t.Fatalf("reading %d (%v at %vs): %v %v J, want %v %v J", i, r.value, r.sec, s.Event, s.Joules, r.event, r.joules)
+				}
+				if s.Joules > 0 && s.From != at(r.from).UnixNano() {
+					t.Errorf("reading %d: counted from %v, want %vs", i, time.Unix(0, s.From).Sub(t0), r.from)
+				}
+			}
+		})
 	}
 }
 
-func TestIntegratorLeavesGapsOut(t *testing.T) {
-	e := Integrator{MaxGap: 5 * time.Second}
-	t0 := time.Unix(1000, 0)
-	steps := []struct {
-		dt    time.Duration
-		watts float64
-		want  float64
-	}{
-		{0, 100, 0},
-		{2 * time.Second, 200, 300},  // (100+200)/2 × 2
-		{2 * time.Second, 200, 700},  // + 200 × 2
-		{0, 900, 700},                // same instant: nothing
-		{-time.Second, 900, 700},     // older: nothing
-		{20 * time.Second, 300, 700}, // gap: left out
-		{time.Second, 100, 900},      // (300+100)/2 × 1
+func TestTrackUnboundedTakesAnyDropAsARestart(t *testing.T) {
+	var tr Track
+	tr.Update(1000, at(0).UnixNano(), Bound{})
+	if s := tr.Update(1e15, at(1).UnixNano(), Bound{}); s.Event != Counted || s.Joules != 1e15-1000 {
+		t.Fatalf("unbounded rise: %+v", s)
 	}
-	now := t0
+	if s := tr.Update(7, at(2).UnixNano(), Bound{}); s.Event != Reset || s.Joules != 7 {
+		t.Fatalf("unbounded drop: %+v", s)
+	}
+}
+
+func TestTrackRestart(t *testing.T) {
+	var tr Track
+	tr.Update(5e6, at(0).UnixNano(), host)
+	// A reboot of 170 s: 1 kW × (170 + 30) = 200 kJ is the most since.
+	if s := tr.Restart(150e3, at(170).UnixNano(), host); s.Event != Restarted || s.Joules != 150e3 {
+		t.Fatalf("restart within the bound: %+v", s)
+	}
+	if s := tr.Restart(250e3, at(180).UnixNano(), host); s.Event != Implausible || s.Joules != 0 {
+		t.Fatalf("restart above the bound (1 kW × 40 s = 40 kJ < 250 kJ): %+v", s)
+	}
+	if s := tr.Update(251e3, at(190).UnixNano(), host); s.Event != Counted || s.Joules != 1000 {
+		t.Fatalf("continues from the implausible restart's value: %+v", s)
+	}
+}
+
+func TestCounterContinuesAndNeverGoesBack(t *testing.T) {
+	var c Counter
+	raws := []float64{1e6, 1.03e6, 1.03e6, 20e3, 50e3, 40e3, 80e3}
+	// 1 MJ; +30 kJ; the same time again: nothing; a restart: +20 kJ; +30 kJ;
+	// 10 kJ below: held; +30 kJ from the held 50 kJ.
+	want := []float64{1e6, 1.03e6, 1.03e6, 1.05e6, 1.08e6, 1.08e6, 1.11e6}
+	events := []Event{First, Counted, Held, Reset, Counted, Held, Counted}
+	sec := []float64{0, 10, 10, 20, 30, 40, 50}
+	for i, raw := range raws {
+		got, ev := c.Update(raw, "", at(sec[i]), host)
+		if got != want[i] || ev != events[i] {
+			t.Errorf("reading %d (%v): %v %v, want %v %v", i, raw, got, ev, want[i], events[i])
+		}
+	}
+	if len(c.Epoch) != 8 {
+		t.Errorf("epoch %q, want eight hex digits", c.Epoch)
+	}
+}
+
+// A driver reloaded while nobody watched, whose counter has climbed past
+// its old value: only the hardware epoch shows the restart.
+func TestCounterHardwareEpochShowsAHiddenRestart(t *testing.T) {
+	var c Counter
+	c.Update(10e3, "boot-a", at(0), host)
+	total, ev := c.Update(25e3, "boot-b", at(100), host) // since the restart: 25 kJ ≤ 1 kW × 130 s
+	if ev != Restarted || total != 35e3 {
+		t.Fatalf("got %v %v, want Restarted and 10 kJ + 25 kJ = 35 kJ (not 10 + 15)", ev, total)
+	}
+}
+
+func TestIntegratorLeavesGapsOutAndStartsAnEpoch(t *testing.T) {
+	e := Integrator{MaxGap: 5 * time.Second, MaxWatts: 5000}
+	steps := []struct {
+		sec, watts, want float64
+		newEpoch         bool
+	}{
+		{0, 100, 0, false},
+		{2, 200, 300, false},  // (100+200)/2 × 2
+		{4, 200, 700, false},  // + 200 × 2
+		{4, 900, 700, false},  // same instant: nothing
+		{24, 300, 700, true},  // gap: left out, a new epoch
+		{25, 100, 900, false}, // (300+100)/2 × 1
+		{26, 9e6, 900, false}, // above the bound: skipped
+		{27, 100, 1100, false}, // from the last good reading at 25 s: 100 × 2
+	}
+	epoch := ""
 	for i, s := range steps {
-		now = now.Add(s.dt)
-		if got := e.Add(s.watts, now); got != s.want {
+		got := e.Add(s.watts, at(s.sec))
+		if got != s.want {
 			t.Errorf("step %d: %v J, want %v", i, got, s.want)
 		}
-		if s.dt < 0 {
-			now = now.Add(-s.dt) // the clock did not really go back for the next steps
+		if changed := epoch != "" && e.Epoch != epoch; changed != s.newEpoch {
+			t.Errorf("step %d: epoch changed %v, want %v", i, changed, s.newEpoch)
 		}
+		epoch = e.Epoch
 	}
 	if e.Gaps != 1 {
 		t.Errorf("gaps = %d, want 1", e.Gaps)
+	}
+}
+
+func TestStoreSurvivesRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Counter("gpu/0", 1e6, "", at(0), host)
+	total, epoch, _ := s.Counter("gpu/0", 1.005e6, "", at(10), host)
+	s.Integrate("bmc/host", 500, at(0), time.Minute, 0)
+	joules, iepoch := s.Integrate("bmc/host", 500, at(10), time.Minute, 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The driver was reloaded while the agent was down: the raw counter
+	// reads 400 J; the total continues from 1,005,000 J.
+	s2, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, epoch2, ev := s2.Counter("gpu/0", 400, "", at(40), host)
+	if got != total+400 || epoch2 != epoch || ev != Reset {
+		t.Errorf("after a restart: %v (epoch %s, %v), want %v (epoch %s, reset)", got, epoch2, ev, total+400, epoch)
+	}
+	j2, iepoch2 := s2.Integrate("bmc/host", 500, at(20), time.Minute, 0)
+	if j2 != joules+5000 || iepoch2 != iepoch {
+		t.Errorf("integrator after a restart: %v J (epoch %s), want %v (epoch %s)", j2, iepoch2, joules+5000, iepoch)
+	}
+}
+
+func TestStoreSetsAnUnreadableFileAside(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StoreFile), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "moved to") {
+		t.Fatalf("err = %v, want it to say where the file went", err)
+	}
+	if _, epoch, _ := s.Counter("x", 5, "", at(0), host); epoch == "" {
+		t.Error("the store must still work")
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir, StoreFile+".unreadable-*"))
+	if len(aside) != 1 {
+		t.Errorf("set aside: %v", aside)
+	}
+}
+
+func TestStoreRunSavesOnShutdown(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx, time.Hour); close(done) }()
+	s.Counter("k", 1, "", at(0), host)
+	cancel()
+	<-done
+	raw, err := os.ReadFile(filepath.Join(dir, StoreFile))
+	if err != nil || !strings.Contains(string(raw), `"k"`) {
+		t.Fatalf("state after shutdown: %s, %v", raw, err)
 	}
 }

@@ -1,0 +1,242 @@
+package energy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Store keeps the continuation state of every counter and integrator an
+// agent publishes, by a key its source chooses, and saves it to a file so
+// that a restarted agent continues its totals instead of starting them
+// again from the raw hardware value. Sources on different goroutines share
+// one Store. Without a directory the state lives in memory only.
+type Store struct {
+	path string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	state storeState
+	dirty bool
+}
+
+type storeState struct {
+	Version     int                    `json:"version"`
+	Counters    map[string]*Counter    `json:"counters"`
+	Integrators map[string]*Integrator `json:"integrators"`
+}
+
+const storeVersion = 1
+
+// StoreFile is the file a Store keeps in its directory.
+const StoreFile = "counters.json"
+
+// NewMemoryStore keeps state in memory only.
+func NewMemoryStore() *Store {
+	return &Store{log: slog.New(slog.DiscardHandler), state: emptyState()}
+}
+
+func emptyState() storeState {
+	return storeState{Version: storeVersion, Counters: map[string]*Counter{}, Integrators: map[string]*Integrator{}}
+}
+
+// OpenStore loads the state saved in dir (created if missing). A file
+// that cannot be read is moved aside and the store starts empty: every
+// counter then gets a new epoch, which tells the aggregator not to take
+// the step across the restart as measured. That, and a directory that
+// cannot be written, are errors the caller logs; the returned Store works
+// either way (in memory when it cannot save).
+func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: logger, state: emptyState()}
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return s, fmt.Errorf("counter state directory %s: %w; counters are continued in memory only and start again after a restart", dir, err)
+	}
+	s.path = filepath.Join(dir, StoreFile)
+	raw, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err == nil {
+		var st storeState
+		if err = json.Unmarshal(raw, &st); err == nil && st.Version != storeVersion {
+			err = fmt.Errorf("version %d, this agent reads %d", st.Version, storeVersion)
+		}
+		if err == nil {
+			if st.Counters != nil {
+				s.state.Counters = st.Counters
+			}
+			if st.Integrators != nil {
+				s.state.Integrators = st.Integrators
+			}
+			return s, nil
+		}
+	}
+	aside := fmt.Sprintf("%s.unreadable-%d", s.path, time.Now().Unix())
+	if rerr := os.Rename(s.path, aside); rerr != nil {
+		return s, fmt.Errorf("counter state %s is unreadable (%v) and cannot be moved aside (%w): remove it", s.path, err, rerr)
+	}
+	return s, fmt.Errorf("counter state %s is unreadable (%w): moved to %s; counters start new epochs", s.path, err, aside)
+}
+
+// Path is the state file ("" in memory).
+func (s *Store) Path() string { return s.path }
+
+// Counter continues the hardware counter named key: the total, its epoch
+// and what the reading was.
+func (s *Store) Counter(key string, raw float64, hardware string, at time.Time, b Bound) (float64, string, Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.state.Counters[key]
+	if c == nil {
+		c = &Counter{}
+		s.state.Counters[key] = c
+	}
+	total, ev := c.Update(raw, hardware, at, b)
+	s.dirty = true
+	return total, c.Epoch, ev
+}
+
+// Integrate adds a power reading to the integrator named key and returns
+// the energy so far and its epoch.
+func (s *Store) Integrate(key string, watts float64, at time.Time, maxGap time.Duration, maxWatts float64) (float64, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.state.Integrators[key]
+	if e == nil {
+		e = &Integrator{}
+		s.state.Integrators[key] = e
+	}
+	e.MaxGap, e.MaxWatts = maxGap, maxWatts
+	joules := e.Add(watts, at)
+	s.dirty = true
+	return joules, e.Epoch
+}
+
+// Gaps is the number of gaps the integrator named key has left out.
+func (s *Store) Gaps(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.state.Integrators[key]; e != nil {
+		return e.Gaps
+	}
+	return 0
+}
+
+// Flush saves the state when it changed: a temporary file, fsync, rename,
+// so a crash leaves the old state or the new one.
+func (s *Store) Flush() error {
+	s.mu.Lock()
+	if s.path == "" || !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	s.prune()
+	raw, err := json.Marshal(&s.state)
+	s.dirty = false
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode counter state: %w", err)
+	}
+	if err := writeAtomic(s.path, raw); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// forgetAfter is how long a counter nobody updates is kept (a GPU taken
+// out, a BMC removed from the configuration).
+const forgetAfter = 30 * 24 * time.Hour
+
+// prune forgets what nobody updated for forgetAfter before the newest
+// reading (not the wall clock, which may be wrong).
+func (s *Store) prune() {
+	var newest int64
+	for _, c := range s.state.Counters {
+		newest = max(newest, c.LastTime)
+	}
+	for _, e := range s.state.Integrators {
+		newest = max(newest, e.LastTime)
+	}
+	before := newest - int64(forgetAfter)
+	for k, c := range s.state.Counters {
+		if c.Seen && c.LastTime < before {
+			delete(s.state.Counters, k)
+		}
+	}
+	for k, e := range s.state.Integrators {
+		if e.LastTime != 0 && e.LastTime < before {
+			delete(s.state.Integrators, k)
+		}
+	}
+}
+
+// Run saves the state every interval and once more when ctx ends.
+func (s *Store) Run(ctx context.Context, every time.Duration) {
+	if s.path == "" {
+		return
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	logged := false
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.Flush(); err != nil {
+				s.log.Error("cannot save counter state: after the restart counters start new epochs", "file", s.path, "err", err)
+			}
+			return
+		case <-tick.C:
+		}
+		if err := s.Flush(); err != nil {
+			if !logged {
+				s.log.Error("cannot save counter state; retrying", "file", s.path, "err", err)
+				logged = true
+			}
+		} else {
+			logged = false
+		}
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write counter state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write counter state %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync counter state %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write counter state %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replace counter state %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
