@@ -16,11 +16,11 @@ import (
 // poller reads one discovered tree into samples. It keeps, per chassis and
 // per equipment, the energy counters and integrators between polls.
 type poller struct {
-	c        *conn
-	base     []collector.Label // bmc and role
-	now      time.Time
-	out      []collector.Sample
-	errs     []error // resources that failed; the poll goes on without them
+	c    *conn
+	base []collector.Label // bmc and role
+	now  time.Time
+	out  []collector.Sample
+	errs []error // resources that failed; the poll goes on without them
 
 	// Energy continuation: counters and integrators by key, persisted.
 	store     *energy.Store

@@ -47,7 +47,7 @@ func NewSource(cfg Config, logger *slog.Logger) (*Source, error) {
 	}
 	return &Source{
 		cfg: cfg, log: logger, now: time.Now, conn: c,
-		breakr:   breaker{threshold: 3, base: 30 * time.Second, max: 5 * time.Minute},
+		breakr:    breaker{threshold: 3, base: 30 * time.Second, max: 5 * time.Minute},
 		errCounts: map[string]float64{},
 	}, nil
 }
@@ -108,7 +108,7 @@ func (s *Source) poll(ctx context.Context, now time.Time) ([]collector.Sample, e
 	p := &poller{
 		c: s.conn, now: now, store: s.cfg.Counters, keyPrefix: "redfish/" + s.cfg.Name + "/", maxWatts: s.cfg.MaxWatts, host: s.cfg.Role == "host",
 		maxGap: 3 * max(s.cfg.Timeout, 10*time.Second),
-		base: []collector.Label{lbl("bmc", s.cfg.Name), lbl("role", s.cfg.Role)},
+		base:   []collector.Label{lbl("bmc", s.cfg.Name), lbl("role", s.cfg.Role)},
 	}
 	for _, ch := range s.tree.chassis {
 		if err := p.readChassis(ctx, ch); err != nil {

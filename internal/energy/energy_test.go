@@ -33,16 +33,16 @@ func TestTrackSteps(t *testing.T) {
 		}},
 		{"a stale reading is held, never counted twice", []reading{
 			{0, 5e6, First, 0, 0}, {10, 5.005e6, Counted, 5000, 0},
-			{20, 5.001e6, Held, 0, 20},         // 4 kJ below: a stale value
-			{30, 5.012e6, Counted, 7000, 10},   // measured from the held 5.005e6 over 20 s
+			{20, 5.001e6, Held, 0, 20},       // 4 kJ below: a stale value
+			{30, 5.012e6, Counted, 7000, 10}, // measured from the held 5.005e6 over 20 s
 		}},
 		{"a restart from zero counts what it read since", []reading{
 			{0, 5e6, First, 0, 0}, {10, 4000, Reset, 4000, 0}, {20, 9000, Counted, 5000, 10},
 		}},
 		{"a one-reading glitch up is dismissed", []reading{
 			{0, 5e6, First, 0, 0},
-			{10, 5e9, Suspect, 0, 10},        // 5 GJ in 10 s: no host draws that
-			{20, 5.008e6, Counted, 8000, 0},  // continues from the last good reading
+			{10, 5e9, Suspect, 0, 10},       // 5 GJ in 10 s: no host draws that
+			{20, 5.008e6, Counted, 8000, 0}, // continues from the last good reading
 		}},
 		{"a new base is confirmed by the next reading", []reading{
 			{0, 5e6, First, 0, 0},
@@ -134,12 +134,12 @@ func TestIntegratorLeavesGapsOutAndStartsAnEpoch(t *testing.T) {
 		newEpoch         bool
 	}{
 		{0, 100, 0, false},
-		{2, 200, 300, false},  // (100+200)/2 × 2
-		{4, 200, 700, false},  // + 200 × 2
-		{4, 900, 700, false},  // same instant: nothing
-		{24, 300, 700, true},  // gap: left out, a new epoch
-		{25, 100, 900, false}, // (300+100)/2 × 1
-		{26, 9e6, 900, false}, // above the bound: skipped
+		{2, 200, 300, false},   // (100+200)/2 × 2
+		{4, 200, 700, false},   // + 200 × 2
+		{4, 900, 700, false},   // same instant: nothing
+		{24, 300, 700, true},   // gap: left out, a new epoch
+		{25, 100, 900, false},  // (300+100)/2 × 1
+		{26, 9e6, 900, false},  // above the bound: skipped
 		{27, 100, 1100, false}, // from the last good reading at 25 s: 100 × 2
 	}
 	epoch := ""
