@@ -47,13 +47,13 @@ func TestAggregatorSpoolDiskFull(t *testing.T) {
 			t.Errorf("%s while the disk is full: %v %v", path, resp, err)
 		}
 	}
-	time.Sleep(3 * time.Second) // the agent spools what is refused
+	p.waitAgent(30*time.Second, "the agent spooling what is refused", "joules_spool_points{", positive)
 
 	if out, err := exec.Command(prlimit, fmt.Sprintf("--pid=%d", p.agg.Pid()), "--fsize=unlimited:unlimited").CombinedOutput(); err != nil {
 		t.Fatalf("prlimit: %v %s", err, out)
 	}
 	p.db.Start()
-	time.Sleep(5 * time.Second)
+	p.waitSpoolDrained(60 * time.Second) // the aggregator accepts again
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}

@@ -120,6 +120,18 @@ func (p *pipeline) waitSpoolDrained(within time.Duration) time.Duration {
 	return time.Since(start)
 }
 
+// waitAgent waits until the agent's series starting with prefix exists and
+// its value satisfies ok.
+func (p *pipeline) waitAgent(within time.Duration, what, prefix string, ok func(float64) bool) {
+	p.t.Helper()
+	testenv.WaitFor(p.t, within, what, func() bool {
+		v, found := scrapeFind(p.t, "http://"+p.agentAddr+"/metrics", prefix)
+		return found && ok(v)
+	})
+}
+
+func positive(v float64) bool { return v > 0 }
+
 // producedPoints reads the count the agent's stream logs when it stops.
 func producedPoints(t *testing.T, logs string) int64 {
 	t.Helper()
@@ -228,11 +240,11 @@ func TestAggregatorDownTwoMinutes(t *testing.T) {
 	}
 	p := newPipeline(t)
 	p.startAgent()
-	time.Sleep(3 * time.Second)
+	p.waitAgent(30*time.Second, "the agent's first delivery", "joules_stream_sent_points_total{", positive)
 	if err := p.agg.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("aggregator exit: %v", err)
 	}
-	time.Sleep(outage)
+	time.Sleep(outage) // the outage itself
 	p.startAggregator()
 	drained := p.waitSpoolDrained(outage)
 	t.Logf("the agent's spool of %s drained in %s", outage, drained.Round(100*time.Millisecond))
@@ -253,11 +265,18 @@ func TestInfluxDBDownTwoMinutes(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
 	p.startAgent()
-	time.Sleep(3 * time.Second)
+	testenv.WaitFor(t, 30*time.Second, "the first points in InfluxDB", func() bool { return totalPoints(t, p.db) > 0 })
 	p.db.Stop()
-	time.Sleep(2 * time.Minute)
+	time.Sleep(2 * time.Minute) // the outage itself
+	metrics := "http://" + p.aggAddr + "/metrics"
+	backlog, written := scrapeValue(t, metrics, "joules_output_spool_points "), scrapeValue(t, metrics, "joules_output_written_points_total ")
+	if backlog == 0 {
+		t.Fatal("the aggregator spooled nothing while InfluxDB was down")
+	}
 	p.db.Start()
-	time.Sleep(5 * time.Second)
+	testenv.WaitFor(t, 60*time.Second, "the aggregator's backlog written to InfluxDB", func() bool {
+		return scrapeValue(t, metrics, "joules_output_written_points_total ") >= written+backlog
+	})
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
@@ -286,7 +305,7 @@ func TestAggregatorKilledAtRandom(t *testing.T) {
 			t.Errorf("the accounting checkpoint did not survive SIGKILL:\n%s", p.agg.Logs())
 		}
 	}
-	time.Sleep(3 * time.Second)
+	p.waitSpoolDrained(60 * time.Second) // what the kills refused reached the last aggregator
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
@@ -331,6 +350,16 @@ func TestAgentKilledWhileSpooling(t *testing.T) {
 
 func scrapeValue(t *testing.T, url, prefix string) float64 {
 	t.Helper()
+	v, ok := scrapeFind(t, url, prefix)
+	if !ok {
+		t.Fatalf("no %s in the exposition", prefix)
+	}
+	return v
+}
+
+// scrapeFind returns the value of the first series starting with prefix.
+func scrapeFind(t *testing.T, url, prefix string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -341,11 +370,10 @@ func scrapeValue(t *testing.T, url, prefix string) float64 {
 		if strings.HasPrefix(line, prefix) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("no %s in the exposition", prefix)
-	return 0
+	return 0, false
 }
 
 // TestAgentWritesStraightToInfluxDB uses exporters.influx instead of the aggregator.

@@ -58,7 +58,7 @@ func TestIngestOverTLS(t *testing.T) {
 	}
 	os.WriteFile(p.agentCfg, []byte(tlsCfg), 0o600)
 	p.startAgent()
-	time.Sleep(4 * time.Second)
+	p.waitAgent(30*time.Second, "a delivery over TLS", "joules_stream_sent_points_total{", positive)
 	if err := p.agent.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("agent exit: %v", err)
 	}
