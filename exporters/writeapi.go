@@ -219,14 +219,19 @@ func Probe(ctx context.Context, cfg StreamConfig) ProbeResult {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
+	answer := ""
 	switch v, err := judge(cfg.Name, resp, body); v {
 	case delivered:
+		answer = "an empty write was answered 204 No Content"
 	case rejected:
 		// InfluxDB 2.x refuses an empty write ("writing requires points")
 		// after checking the token and bucket: the write API is there.
-		res.Found += "; an empty write was refused as empty, as InfluxDB 2.x does"
+		answer = "an empty write was refused as empty, as InfluxDB 2.x does"
 	default:
 		res.Err = err
+	}
+	if answer != "" {
+		res.Found = strings.TrimPrefix(res.Found+"; "+answer, "; ")
 	}
 	return res
 }
@@ -256,6 +261,10 @@ func identify(ctx context.Context, client *http.Client, u url.URL) string {
 
 // connectionAdvice says what to change for an error before any answer.
 func connectionAdvice(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the URL is printed beside it
+	}
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	switch {
