@@ -1,8 +1,10 @@
 // Package redfishsim serves Redfish mockup trees (the DMTF mockup layout:
 // <path>/index.json) as live BMCs: session and basic authentication,
 // readings that move with a load model (energy counters consistent with
-// power), and faults injected per BMC. The agent's tests run it in process;
-// `joules sim redfish` runs many from one process for the demo and load tests.
+// power), or, bound to a Meter, the power and energy of a point of a
+// simulated site in every resource that reports them, and faults injected
+// per BMC. The agent's tests run it in process; `joules sim redfish` and
+// `joules sim site` run many from one process for the demo and load tests.
 package redfishsim
 
 import (
@@ -48,6 +50,11 @@ type Options struct {
 	// name): BMCs with the same LoadOf move together, as a facility meter
 	// follows the IT load it feeds.
 	LoadOf string
+	// Meter, when set, is what the BMC measures: every power, energy and
+	// capacity reading the mockup has of its host (or of its power
+	// equipment) comes from the meter instead, consistently across
+	// resources; Scale and the load factor then move only the rest.
+	Meter Meter
 }
 
 // BMC is one simulated Redfish service.
@@ -66,6 +73,8 @@ type BMC struct {
 	docs     map[string]any    // parsed mockup documents by resource path
 
 	requests atomic.Int64
+
+	plan *meterPlan // with Options.Meter: the readings that come from it
 }
 
 // New returns a BMC serving the mockup tree at dir.
@@ -87,14 +96,22 @@ func New(name, dir string, opts Options) (*BMC, error) {
 	}
 	h := fnv.New64a()
 	h.Write([]byte(opts.LoadOf))
-	return &BMC{
+	b := &BMC{
 		Name: name, root: dir, opts: opts,
 		start:    opts.Now(),
 		phase:    float64(h.Sum64()%1000) / 1000 * 2 * math.Pi,
 		unhang:   make(chan struct{}),
 		sessions: map[string]string{},
 		docs:     map[string]any{},
-	}, nil
+	}
+	if opts.Meter != nil {
+		plan, err := newMeterPlan(b)
+		if err != nil {
+			return nil, fmt.Errorf("redfish mockup %s: %w", dir, err)
+		}
+		b.plan = plan
+	}
+	return b, nil
 }
 
 // SetFault replaces the BMC's fault; the zero Fault heals it.
@@ -247,6 +264,9 @@ func (b *BMC) serveDoc(w http.ResponseWriter, p string, fault Fault) {
 	}
 	now := b.opts.Now()
 	live := b.animate(doc, now, drop(fault.DropFields))
+	if b.plan != nil {
+		b.applyMeter(p, doc, live, now)
+	}
 	writeJSON(w, http.StatusOK, live)
 }
 
