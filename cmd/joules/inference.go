@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,9 @@ import (
 // The counters are the integral of the rate from the start, so they never
 // go backwards: the rate is the mean rate times a sum of slow and fast
 // sines whose periods and phases come from the seed, and never falls below
-// half the mean.
+// half the mean. Following a simulated host's GPUs instead, the rate goes
+// with their utilization (none when they idle), the mean rate being the
+// rate at their mean utilization over a day.
 type inferenceSim struct {
 	model       string
 	rate        float64 // generation tokens per second, on average
@@ -32,6 +35,18 @@ type inferenceSim struct {
 	now         func() time.Time
 	generation  wander
 	prompt      wander
+
+	gpus      gpuActivity // nil: the wander
+	following string      // the site and host gpus are, for the log
+	startBusy float64     // gpus' utilization-seconds at the start
+}
+
+// gpuActivity is a simulated host's GPUs: their mean utilization (0..1),
+// its integral over time, and its mean over a day.
+type gpuActivity interface {
+	Utilization(t time.Time) float64
+	UtilizationSeconds(t time.Time) float64
+	MeanUtilization() float64
 }
 
 // wander is a rate factor 1 + Σ aᵢ·sin(2πt/pᵢ + φᵢ), with Σ aᵢ < 0.5.
@@ -74,9 +89,23 @@ func newInferenceSim(model string, rate, promptRatio float64, seed uint64, now f
 		generation: newWander(r), prompt: newWander(r)}
 }
 
+// follow makes the token rates go with the GPUs' utilization.
+func (s *inferenceSim) follow(gpus gpuActivity, name string) {
+	s.gpus, s.following = gpus, name
+	s.startBusy = gpus.UtilizationSeconds(s.start)
+}
+
 // counters returns the generation and prompt token totals, and the
 // requests running, at t.
 func (s *inferenceSim) counters(t time.Time) (generation, prompt, running float64) {
+	if s.gpus != nil {
+		perBusySecond := s.rate / s.gpus.MeanUtilization()
+		busy := max(s.gpus.UtilizationSeconds(t)-s.startBusy, 0)
+		generation = math.Floor(perBusySecond * busy)
+		prompt = math.Floor(perBusySecond * s.promptRatio * busy)
+		running = math.Round(perBusySecond * s.gpus.Utilization(t) / 40)
+		return generation, prompt, running
+	}
 	sec := max(t.Sub(s.start).Seconds(), 0)
 	generation = math.Floor(s.rate * s.generation.integral(sec))
 	prompt = math.Floor(s.rate * s.promptRatio * s.prompt.integral(sec))
@@ -127,7 +156,7 @@ func serveInference(ctx context.Context, logger *slog.Logger, l net.Listener, si
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	logger.Info("SIMULATED inference server serving vLLM token counters", "url", "http://"+l.Addr().String()+"/metrics",
-		"model", sim.model, "tokens_per_second", sim.rate, "prompt_ratio", sim.promptRatio)
+		"model", sim.model, "tokens_per_second", sim.rate, "prompt_ratio", sim.promptRatio, "following_gpus_of", cmp.Or(sim.following, "none"))
 	var err error
 	select {
 	case <-ctx.Done():

@@ -26,6 +26,7 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 
+	"github.com/joules-energy/joules/internal/sitemodel"
 	"github.com/joules-energy/joules/redfish/redfishsim"
 )
 
@@ -45,19 +46,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sim := app.Command("sim", "Simulators for demos and load tests.")
 	rf := sim.Command("redfish", "Serve Redfish mockup trees as live BMCs, one port each: moving readings, session auth, injectable faults.")
 	var (
-		listen    = rf.Flag("listen-address", "Host and first port; BMC i listens on port+i.").Default("127.0.0.1:18000").String()
-		mockups   = rf.Flag("bmc", "A BMC as NAME=MOCKUP_DIR (the DMTF mockup layout). Repeatable.").Strings()
-		count     = rf.Flag("count", "With --mockup: serve this many BMCs named bmc-0000… from one tree.").Default("0").Int()
-		one       = rf.Flag("mockup", "The mockup tree for --count.").String()
-		useTLS    = rf.Flag("tls", "Serve HTTPS with a self-signed certificate.").Bool()
-		caOut     = rf.Flag("tls.ca-out", "Write the self-signed certificate (the agents' CA file) here.").String()
-		user      = rf.Flag("username", "Account the BMCs accept.").Default("monitor").String()
-		passFile  = rf.Flag("password-file", "File with the password the BMCs accept (default: the password 'joules-demo').").String()
-		admin     = rf.Flag("admin-address", "Where to serve fault control: POST /bmc/NAME/fault (JSON), POST /bmc/NAME/expire-sessions.").Default("").String()
-		endpoints = rf.Flag("endpoints-out", "Write the BMCs' names and endpoints here, one 'NAME URL' per line.").String()
-		scales    = rf.Flag("scale", "Multiply BMC NAME's power, current and energy readings by FACTOR, as NAME=FACTOR (a facility meter from a PDU mockup). Repeatable.").Strings()
-		follows   = rf.Flag("follow", "Move BMC NAME's load with BMC OTHER's, as NAME=OTHER (a facility meter follows the IT load it feeds). Repeatable.").Strings()
+		mockups = rf.Flag("bmc", "A BMC as NAME=MOCKUP_DIR (the DMTF mockup layout). Repeatable.").Strings()
+		count   = rf.Flag("count", "With --mockup: serve this many BMCs named bmc-0000… from one tree.").Default("0").Int()
+		one     = rf.Flag("mockup", "The mockup tree for --count.").String()
+		scales  = rf.Flag("scale", "Multiply BMC NAME's power, current and energy readings by FACTOR, as NAME=FACTOR (a facility meter from a PDU mockup). Repeatable.").Strings()
+		follows = rf.Flag("follow", "Move BMC NAME's load with BMC OTHER's, as NAME=OTHER (a facility meter follows the IT load it feeds). Repeatable.").Strings()
+		server  = addBMCServerFlags(rf)
 	)
+	site := newSiteCmd(sim)
 	inf := sim.Command("inference", "Serve a simulated inference server's token counters on /metrics in vLLM's format.")
 	var (
 		infListen = inf.Flag("listen-address", "Address to serve /metrics on.").Default("127.0.0.1:8000").String()
@@ -65,6 +61,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		infPrompt = inf.Flag("prompt-ratio", "Prompt tokens per generation token, on average.").Default("1.5").Float64()
 		infSeed   = inf.Flag("seed", "Seed of the rate's wander: servers with different seeds move differently.").Default("1").Uint64()
 		infModel  = inf.Flag("model", "The model_name label.").Default("meta-llama/Llama-3.1-8B-Instruct").String()
+		infSite   = inf.Flag("site", "Follow the GPUs of --host in the simulated site of this seed (as joules sim site and the agents' sources.nvml.simulate_site): tokens per second go with their utilization, --tokens-per-second on average over a day.").String()
+		infHost   = inf.Flag("host", "With --site: the host whose GPUs serve the model.").String()
+		infServer = inf.Flag("server", "With --site: the host's simulated server.").Default("dgxh200").Enum(sitemodel.ServerNames()...)
 	)
 	rep := newReportCmd(app)
 	cmd, err := app.Parse(args)
@@ -80,16 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case rep.cmd.FullCommand():
 		return rep.run(ctx, stdout, stderr)
+	case site.cmd.FullCommand():
+		return site.run(ctx, logger, stdout, stderr)
 	case rf.FullCommand():
-		password := "joules-demo"
-		if *passFile != "" {
-			raw, err := os.ReadFile(*passFile)
-			if err != nil {
-				fmt.Fprintf(stderr, "joules sim redfish: %v\n", err)
-				return 1
-			}
-			password = strings.TrimRight(string(raw), "\r\n")
-		}
 		bmcs := *mockups
 		if *count > 0 {
 			if *one == "" {
@@ -110,10 +102,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "joules sim redfish: %v\n", err)
 			return 2
 		}
-		err = serveRedfish(ctx, logger, *listen, bmcs, perBMC, *useTLS, *caOut, *user, password, *admin, *endpoints, stdout)
+		err = server.serve(ctx, logger, bmcs, perBMC, stdout)
 	case inf.FullCommand():
 		if !(*infRate > 0) || math.IsInf(*infRate, 0) || !(*infPrompt >= 0) || math.IsInf(*infPrompt, 0) {
 			fmt.Fprintln(stderr, "joules sim inference: --tokens-per-second must be above 0 and --prompt-ratio 0 or above")
+			return 2
+		}
+		if (*infSite == "") != (*infHost == "") {
+			fmt.Fprintln(stderr, "joules sim inference: --site and --host go together")
 			return 2
 		}
 		var l net.Listener
@@ -123,7 +119,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "http://%s/metrics\n", l.Addr())
-		err = serveInference(ctx, logger, l, newInferenceSim(*infModel, *infRate, *infPrompt, *infSeed, time.Now))
+		sim := newInferenceSim(*infModel, *infRate, *infPrompt, *infSeed, time.Now)
+		if *infSite != "" {
+			sv, _ := sitemodel.ServerNamed(*infServer)
+			sim.follow(siteHost{sitemodel.NewHost(*infSite, *infHost, sv)}, *infSite+"/"+*infHost)
+		}
+		err = serveInference(ctx, logger, l, sim)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "joules: %v\n", err)
@@ -169,7 +170,35 @@ func bmcOptions(specs, scales, follows []string) (map[string]redfishsim.Options,
 	return out, nil
 }
 
-func serveRedfish(ctx context.Context, logger *slog.Logger, listen string, specs []string, perBMC map[string]redfishsim.Options, useTLS bool, caOut, user, password, admin, endpointsOut string, stdout io.Writer) error {
+// bmcServer is how the simulated BMCs of a command are served.
+type bmcServer struct {
+	listen, caOut, user, passFile, admin, endpoints *string
+	useTLS                                          *bool
+}
+
+func addBMCServerFlags(cmd *kingpin.CmdClause) bmcServer {
+	return bmcServer{
+		listen:    cmd.Flag("listen-address", "Host and first port; BMC i listens on port+i.").Default("127.0.0.1:18000").String(),
+		useTLS:    cmd.Flag("tls", "Serve HTTPS with a self-signed certificate.").Bool(),
+		caOut:     cmd.Flag("tls.ca-out", "Write the self-signed certificate (the agents' CA file) here.").String(),
+		user:      cmd.Flag("username", "Account the BMCs accept.").Default("monitor").String(),
+		passFile:  cmd.Flag("password-file", "File with the password the BMCs accept (default: the password 'joules-demo').").String(),
+		admin:     cmd.Flag("admin-address", "Where to serve fault control: POST /bmc/NAME/fault (JSON), POST /bmc/NAME/expire-sessions.").Default("").String(),
+		endpoints: cmd.Flag("endpoints-out", "Write the BMCs' names and endpoints here, one 'NAME URL' per line.").String(),
+	}
+}
+
+// serve serves one BMC per NAME=MOCKUP_DIR spec until ctx ends.
+func (f bmcServer) serve(ctx context.Context, logger *slog.Logger, specs []string, perBMC map[string]redfishsim.Options, stdout io.Writer) error {
+	password := "joules-demo"
+	if *f.passFile != "" {
+		raw, err := os.ReadFile(*f.passFile)
+		if err != nil {
+			return fmt.Errorf("--password-file: %w", err)
+		}
+		password = strings.TrimRight(string(raw), "\r\n")
+	}
+	listen, useTLS, caOut, user, admin, endpointsOut := *f.listen, *f.useTLS, *f.caOut, *f.user, *f.admin, *f.endpoints
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("--listen-address %q: %w", listen, err)
