@@ -16,6 +16,7 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/schema"
 	"github.com/joules-energy/joules/collector"
 )
 
@@ -166,7 +167,7 @@ func TestPUEExactWithCategoryFromRoles(t *testing.T) {
 			s.meter("facility", "facility_input", "", tc.it*facilityPerIT, t0, end)
 			out := run(a, c, s.points, end.Add(31*time.Second))
 
-			p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site", "site", "s1")
+			p := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", "site", "site", "s1")
 			if got, want := floatField(t, p, "pue"), facilityPerIT; !closeEqual(got, want, 1e-9) {
 				t.Errorf("PUE = %.12f, want %.12f (%s)", got, want, describe(p))
 			}
@@ -183,7 +184,7 @@ func TestPUEExactWithCategoryFromRoles(t *testing.T) {
 				t.Errorf("a complete window's reason is %q (written: %v), want written and empty", v.StringV(), ok)
 			}
 			// the hour is not over: its window is not written yet
-			if p := find(t, out, measPUE, t0.Truncate(time.Hour), "resolution", "1h"); p != nil {
+			if p := find(t, out, schema.PUE, t0.Truncate(time.Hour), "resolution", "1h"); p != nil {
 				t.Errorf("hour window written before its end: %s", describe(p))
 			}
 		})
@@ -199,18 +200,18 @@ func TestCoverageBelowOneWhenAHostIsSilent(t *testing.T) {
 	s.meter("facility", "facility_input", "", 1500, t0, end)
 	out := run(a, c, s.points, end.Add(31*time.Second))
 
-	first := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	first := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", "site")
 	if got, want := floatField(t, first, "coverage"), 0.75; !closeEqual(got, want, 1e-12) {
 		t.Errorf("first window coverage = %v, want %v (one host for half of it)", got, want)
 	}
-	second := find(t, out, measPUE, t0.Add(time.Minute), "resolution", "1m", "scope", "site")
+	second := find(t, out, schema.PUE, t0.Add(time.Minute), "resolution", "1m", "scope", "site")
 	if got, want := floatField(t, second, "coverage"), 0.5; !closeEqual(got, want, 1e-12) {
 		t.Errorf("second window coverage = %v, want %v (one host of two silent)", got, want)
 	}
 	if v, _ := field(second, "reason"); !strings.Contains(v.StringV(), "partial") {
 		t.Errorf("reason = %q, want it to say the data is partial", v.StringV())
 	}
-	host := find(t, out, measEnergy, t0.Add(time.Minute), "scope", "host", "host", "gpu-02", "kind", "it")
+	host := find(t, out, schema.Energy, t0.Add(time.Minute), "scope", "host", "host", "gpu-02", "kind", "it")
 	if got := floatField(t, host, "coverage"); got != 0 {
 		t.Errorf("silent host coverage = %v, want 0", got)
 	}
@@ -226,7 +227,7 @@ func TestNoPUEWithoutFacilityMeter(t *testing.T) {
 	s.host("gpu-01", "h1", "r1", 500, t0, end)
 	out := run(a, c, s.points, end.Add(31*time.Second))
 	for _, scope := range []string{"site", "hall"} {
-		p := find(t, out, measPUE, t0, "resolution", "1m", "scope", scope)
+		p := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", scope)
 		if p == nil {
 			t.Fatalf("no %s PUE point at all: the reason must be written", scope)
 		}
@@ -252,13 +253,13 @@ func TestHallPPUEUsesTheHallsMeters(t *testing.T) {
 	s.meter("feed-h2", "facility_input", "h2", 2600, t0, end) // pPUE 1.3
 	out := run(a, c, s.points, end.Add(31*time.Second))
 	for hall, want := range map[string]float64{"h1": 1.1, "h2": 1.3} {
-		p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "hall", "hall", hall)
+		p := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", "hall", "hall", hall)
 		if got := floatField(t, p, "pue"); !closeEqual(got, want, 1e-9) {
 			t.Errorf("pPUE of %s = %v, want %v", hall, got, want)
 		}
 	}
 	// no site-wide meter: the site sums its halls' meters
-	p := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	p := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", "site")
 	if got, want := floatField(t, p, "pue"), 3700.0/3000; !closeEqual(got, want, 1e-9) {
 		t.Errorf("site PUE = %v, want %v", got, want)
 	}
@@ -277,7 +278,7 @@ func TestRollingPUEIsEnergyWeighted(t *testing.T) {
 			pt("joules_redfish_equipment_energy_joules_total", at, 1000+1500*60+3300*at.Sub(m1).Seconds(), "site", "s1", "host", "mgmt", "bmc", "facility", "role", "facility_input", "equipment", "1", "equipment_type", "rack_pdu", "method", "counter"))
 	}
 	out := run(a, c, s.points, t0.Add(2*time.Minute+31*time.Second))
-	p := find(t, out, measPUE, m1, "resolution", "rolling_1h", "scope", "site")
+	p := find(t, out, schema.PUE, m1, "resolution", "rolling_1h", "scope", "site")
 	want := (1500.0 + 3300) / (1000 + 3000) // not the mean of 1.5 and 1.1
 	if got := floatField(t, p, "pue"); !closeEqual(got, want, 1e-9) {
 		t.Errorf("rolling PUE = %v, want %v", got, want)
@@ -293,7 +294,7 @@ func gpuEnergy(host, gpu string, at time.Time, joules float64) aggregator.Point 
 
 func energyOf(t *testing.T, out []aggregator.Point, at time.Time, kv ...string) float64 {
 	t.Helper()
-	return floatField(t, find(t, out, measEnergy, at, kv...), "joules")
+	return floatField(t, find(t, out, schema.Energy, at, kv...), "joules")
 }
 
 func TestCounterResetAndWrap(t *testing.T) {
@@ -322,7 +323,7 @@ func TestCounterResetAndWrap(t *testing.T) {
 		t.Errorf("wraps %d resets %d, want 1 and 1", st.Wraps, st.Resets)
 	}
 	// no BMC: the host's IT energy is its components, marked a lower bound
-	host := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	host := find(t, out, schema.Energy, t0, "scope", "host", "host", "n1", "kind", "it")
 	if v, _ := field(host, "source"); v.StringV() != sourceComponents {
 		t.Errorf("source = %q, want %q", v.StringV(), sourceComponents)
 	}
@@ -341,7 +342,7 @@ func TestPowerIntegrationLeavesGapsOut(t *testing.T) {
 		pt("joules_redfish_host_power_watts", t0.Add(60*time.Second), 500, tg...), // 4000 J
 	}
 	out := run(a, c, points, t0.Add(91*time.Second))
-	host := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	host := find(t, out, schema.Energy, t0, "scope", "host", "host", "n1", "kind", "it")
 	if got := floatField(t, host, "joules"); !closeEqual(got, 6000, 1e-12) {
 		t.Errorf("integrated energy = %v J, want 6000 (the 40 s gap left out)", got)
 	}
@@ -369,14 +370,14 @@ func TestSourceOrderPrefersTheBMCCounter(t *testing.T) {
 			gpuEnergy("n1", "0", at, 500*float64(i)*10))
 	}
 	out := run(a, c, points, t0.Add(91*time.Second))
-	p := find(t, out, measEnergy, t0, "scope", "host", "host", "n1", "kind", "it")
+	p := find(t, out, schema.Energy, t0, "scope", "host", "host", "n1", "kind", "it")
 	if got := floatField(t, p, "joules"); got != 48000 {
 		t.Errorf("IT = %v, want the BMC counter's 48000 J", got)
 	}
 	if v, _ := field(p, "source"); v.StringV() != "bmc_counter" {
 		t.Errorf("source = %q, want bmc_counter", v.StringV())
 	}
-	r := find(t, out, measReconciliation, t0, "scope", "host", "kind", "bmc_vs_components")
+	r := find(t, out, schema.Reconciliation, t0, "scope", "host", "kind", "bmc_vs_components")
 	if got := floatField(t, r, "remainder_joules"); got != 48000-30000 {
 		t.Errorf("remainder = %v J, want 18000", got)
 	}
@@ -397,7 +398,7 @@ func TestLateDataWithinAndBeyondGrace(t *testing.T) {
 	c.t = t0.Add(time.Minute + 20*time.Second) // window 0 ended, within grace
 	a.Process(late[:6])                        // up to 1m30s
 	out := a.Tick(c.t)
-	if p := find(t, out, measEnergy, t0, "scope", "host"); p != nil {
+	if p := find(t, out, schema.Energy, t0, "scope", "host"); p != nil {
 		t.Fatalf("window written within its grace: %s", describe(p))
 	}
 	c.t = t0.Add(time.Minute + 31*time.Second)
@@ -558,12 +559,12 @@ func TestTokensPerJouleFromASimulatedVLLM(t *testing.T) {
 	// by hand: (7000-1000) + (3500-500) tokens over (400+600) W × 60 s
 	const perJoule = 9000.0 / 60000
 	for _, scope := range []string{"host", "site", "hall"} {
-		p := find(t, out, measWork, t0, "resolution", "1m", "scope", scope, "unit", "token")
+		p := find(t, out, schema.Work, t0, "resolution", "1m", "scope", scope, "unit", "token")
 		if got := floatField(t, p, "per_joule"); !closeEqual(got, perJoule, 1e-12) {
 			t.Errorf("%s tokens per joule = %v, want %v", scope, got, perJoule)
 		}
 	}
-	site := find(t, out, measWork, t0, "scope", "site", "unit", "token")
+	site := find(t, out, schema.Work, t0, "scope", "site", "unit", "token")
 	if got, want := floatField(t, site, "per_facility_joule"), perJoule/1.2; !closeEqual(got, want, 1e-9) {
 		t.Errorf("tokens per facility joule = %v, want %v (PUE 1.2)", got, want)
 	}
@@ -582,17 +583,17 @@ func TestPDUsOfOneHallAreNotTheSitesITEnergy(t *testing.T) {
 		"site", "s1", "hall", "h1", "rack", "r1", "host", "mgmt", "bmc", "pdu", "role", "pdu_output", "equipment", "1", "equipment_type", "rack_pdu", "method", "counter")
 	s.meter("facility", "facility_input", "", 1500, t0, end)
 	out := run(a, c, s.points, end.Add(31*time.Second))
-	site := find(t, out, measPUE, t0, "resolution", "1m", "scope", "site")
+	site := find(t, out, schema.PUE, t0, "resolution", "1m", "scope", "site")
 	if v, _ := field(site, "category"); v.IntV() != 3 {
 		t.Errorf("site category = %d, want 3: hall h2 has no PDU meter (%s)", v.IntV(), describe(site))
 	}
 	if got := floatField(t, site, "pue"); !closeEqual(got, 1500.0/1200, 1e-9) {
 		t.Errorf("site PUE = %v, want 1500/1200 from the hosts", got)
 	}
-	if v, _ := field(site, "reason"); !strings.Contains(v.StringV(), "pdu_output meters do not feed 1") {
+	if v, _ := field(site, "reason"); !strings.Contains(v.StringV(), "pdu_output meters do not meter 1 of its hosts") {
 		t.Errorf("reason = %q, want it to say why the PDUs were not used", v.StringV())
 	}
-	recon := find(t, out, measReconciliation, t0, "scope", "rack", "rack", "r1", "kind", "pdu_vs_bmcs")
+	recon := find(t, out, schema.Reconciliation, t0, "scope", "rack", "rack", "r1", "kind", "pdu_vs_bmcs")
 	if got := floatField(t, recon, "remainder_joules"); !closeEqual(got, 20*60, 1e-9) {
 		t.Errorf("PDU r1 against host a: remainder %v J, want 1200", got)
 	}
@@ -688,7 +689,7 @@ func lastWritten(points []aggregator.Point, kv ...string) float64 {
 	want := tags(kv...)
 	for i := range points {
 		p := &points[i]
-		if p.Measurement != measEnergy || !slices.ContainsFunc(p.Tags, func(t aggregator.Tag) bool { return t == aggregator.Tag{Key: "resolution", Value: "1m"} }) {
+		if p.Measurement != schema.Energy || !slices.ContainsFunc(p.Tags, func(t aggregator.Tag) bool { return t == aggregator.Tag{Key: "resolution", Value: "1m"} }) {
 			continue
 		}
 		match := true
@@ -756,7 +757,7 @@ func TestLongOutageKeepsHourAndDayWindows(t *testing.T) {
 	a.Process([]aggregator.Point{bmcPoint("n1", end, 600*3*3600, "1")})
 	out := a.Tick(t0.Add(24*time.Hour + time.Minute))
 	hour := func(h int) float64 {
-		return floatField(t, find(t, out, measEnergy, t0.Add(time.Duration(h)*time.Hour), "resolution", "1h", "scope", "host", "host", "n1", "kind", "it"), "joules")
+		return floatField(t, find(t, out, schema.Energy, t0.Add(time.Duration(h)*time.Hour), "resolution", "1h", "scope", "host", "host", "n1", "kind", "it"), "joules")
 	}
 	if got := hour(1); got != 600*3600 {
 		t.Errorf("hour 1 = %v J, want %v", got, 600*3600)
@@ -764,7 +765,7 @@ func TestLongOutageKeepsHourAndDayWindows(t *testing.T) {
 	if got := hour(2); got != 600*3600 {
 		t.Errorf("hour 2 = %v J, want %v", got, 600*3600)
 	}
-	day := find(t, out, measEnergy, t0.Truncate(24*time.Hour), "resolution", "1d", "scope", "host", "host", "n1", "kind", "it")
+	day := find(t, out, schema.Energy, t0.Truncate(24*time.Hour), "resolution", "1d", "scope", "host", "host", "n1", "kind", "it")
 	if got := floatField(t, day, "joules"); got != 600*3*3600 {
 		t.Errorf("day = %v J, want all %v: a day window outlives max_lateness", got, 600*3*3600)
 	}
@@ -781,12 +782,12 @@ func TestClockSteppedBackNeverRewritesALetGoWindow(t *testing.T) {
 	c.t = t0.Add(3 * time.Hour)
 	a.Process([]aggregator.Point{bmcPoint("n2", c.t.Add(-10*time.Second), 0, "1"), bmcPoint("n2", c.t, 6000, "1")})
 	first := a.Tick(c.t) // window t0 written and let go
-	if p := find(t, first, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it"); p == nil {
+	if p := find(t, first, schema.Energy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it"); p == nil {
 		t.Fatal("window t0 not written")
 	}
 	c.t = t0.Add(20 * time.Minute) // the clock steps back
 	a.Process([]aggregator.Point{bmcPoint("n1", t0.Add(10*time.Second), 0, "2"), bmcPoint("n1", t0.Add(20*time.Second), 5000, "2")})
-	if p := find(t, a.Tick(c.t), measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1"); p != nil {
+	if p := find(t, a.Tick(c.t), schema.Energy, t0, "resolution", "1m", "scope", "host", "host", "n1"); p != nil {
 		t.Errorf("a finished window written again after the clock stepped back: %s", describe(p))
 	}
 	if a.Stats().DroppedJoules != 5000 {
@@ -803,7 +804,7 @@ func TestReplayedActivityCountsOnce(t *testing.T) {
 	a.Process(slices.Clone(readings))
 	a.Process(slices.Clone(readings[:1])) // the first reading again
 	out := run(a, c, nil, t0.Add(91*time.Second))
-	p := find(t, out, measActivity, t0, "resolution", "1m", "gpu", "GPU-0")
+	p := find(t, out, schema.Activity, t0, "resolution", "1m", "gpu", "GPU-0")
 	if got := floatField(t, p, "activity"); !closeEqual(got, 0.5, 1e-12) {
 		t.Errorf("mean activity = %v, want 0.5 (a replayed reading counted once)", got)
 	}
@@ -825,11 +826,11 @@ func TestCoverageCountsEverySeriesOfAnEntity(t *testing.T) {
 		}
 	}
 	out := run(a, c, points, t0.Add(91*time.Second))
-	bmc := find(t, out, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it")
+	bmc := find(t, out, schema.Energy, t0, "resolution", "1m", "scope", "host", "host", "n1", "kind", "it")
 	if got := floatField(t, bmc, "coverage"); !closeEqual(got, 0.75, 1e-12) {
 		t.Errorf("two chassis, one silent half the window: coverage %v, want 0.75", got)
 	}
-	gpus := find(t, out, measEnergy, t0, "resolution", "1m", "scope", "host", "host", "n2", "kind", "it")
+	gpus := find(t, out, schema.Energy, t0, "resolution", "1m", "scope", "host", "host", "n2", "kind", "it")
 	if got := floatField(t, gpus, "coverage"); !closeEqual(got, 3.5/4, 1e-12) {
 		t.Errorf("four GPUs, one silent half the window: coverage %v, want 0.875", got)
 	}

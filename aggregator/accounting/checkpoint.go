@@ -18,7 +18,7 @@ import (
 
 // stateVersion changes when the checkpoint's layout does; an older
 // checkpoint is then set aside, not misread.
-const stateVersion = 6
+const stateVersion = 7
 
 // state is what a checkpoint holds: everything accounting needs to go on
 // after a restart without losing or counting twice.
@@ -27,12 +27,12 @@ type state struct {
 	Saved     time.Time
 	Series    map[string]*series
 	RAPLWrap  map[string]float64
-	Windows   [3]map[int64]*window
+	Windows   [nLevels]map[int64]*window
 	Entities  *entities
 	Rolling   map[scopeKey]*rollingPUE
 	Stats     Stats
 	Watermark int64
-	Released  [3]int64 // per level, the latest end of a window let go
+	Released  [nLevels]int64 // per level, the latest end of a window let go
 	Pending   []pendingPoint
 }
 
@@ -156,9 +156,12 @@ func (a *Accountant) Load(path string) error {
 	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
 	if e := st.Entities; e != nil {
 		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
-		e.GPUAlias, e.HostSeries, e.MeterSeries = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries)
+		e.GPUAlias, e.HostSeries, e.MeterSeries, e.Capacity = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries), orEmpty(e.Capacity)
 		for len(e.GPUSeen) < len(e.GPUs) {
 			e.GPUSeen = append(e.GPUSeen, presence{})
+		}
+		for len(e.GPULimit) < len(e.GPUs) {
+			e.GPULimit = append(e.GPULimit, 0)
 		}
 		a.ents = e
 	}
@@ -166,7 +169,7 @@ func (a *Accountant) Load(path string) error {
 		lv.windows = orEmpty(st.Windows[i])
 		lv.Released = st.Released[i]
 		for ws, w := range lv.windows {
-			if w.Size != lv.size { // the window setting changed since
+			if w.Size != lv.size || w.Slots != levelSlots[lv.id] { // the window setting changed since
 				delete(lv.windows, ws)
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/schema"
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
@@ -131,12 +132,12 @@ func TestAccountingMetricsAndMeasurementsAreDocumented(t *testing.T) {
 	files, _ := filepath.Glob("*.go")
 	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, "_test.go") })
 	testenv.AssertDocumented(t, regexp.MustCompile(`"(joules_(?:pue|accounted|work_per|accounting)_[a-z_]+[a-z])"`), files, 15)
-	schema, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "SCHEMA.md"))
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "SCHEMA.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{measEnergy, measPUE, measWork, measActivity, measReconciliation} {
-		if !bytes.Contains(schema, []byte("`"+m+"`")) {
+	for _, m := range []string{schema.Energy, schema.PUE, schema.Work, schema.Activity, schema.Reconciliation} {
+		if !bytes.Contains(doc, []byte("`"+m+"`")) {
 			t.Errorf("derived measurement %s is not in docs/SCHEMA.md", m)
 		}
 	}

@@ -35,26 +35,39 @@ func (l *latest) setPUE(sk scopeKey, resolution string, r pueResult) {
 	l.pue[pueKey{sk, resolution}] = r
 }
 
-func (l *latest) setWork(sk scopeKey, unit string, work, joules float64, pue pueResult) {
+// window keeps what /metrics shows of the last closed base window.
+func (l *latest) window(r *windowResult) {
+	l.energy = r.Sums
+	pues := map[scopeKey]pueResult{}
+	for _, p := range r.PUEs {
+		l.setPUE(p.Key, r.Res, p)
+		pues[p.Key] = p
+	}
 	if l.work == nil {
 		l.work = map[workRateKey]workRate{}
 	}
-	if joules <= 0 {
-		delete(l.work, workRateKey{sk, unit})
-		return
+	for _, w := range r.Work {
+		if w.Scope != "site" && w.Scope != "hall" {
+			continue
+		}
+		k := workRateKey{scopeKey{Scope: w.Scope, Site: w.Topo.Site, Hall: w.Topo.Hall}, w.Unit}
+		if w.Joules <= 0 {
+			delete(l.work, k)
+			continue
+		}
+		rate := workRate{perJoule: w.Work / w.Joules}
+		if w.PUE.OK {
+			rate.perFacilityJoule = rate.perJoule / w.PUE.PUE
+		}
+		l.work[k] = rate
 	}
-	r := workRate{perJoule: work / joules}
-	if pue.OK {
-		r.perFacilityJoule = r.perJoule / pue.PUE
-	}
-	l.work[workRateKey{sk, unit}] = r
 }
 
 var (
 	scopeLabels         = []string{"scope", "site", "hall"}
-	descPUE             = prometheus.NewDesc("joules_pue_ratio", "PUE (scope site) or pPUE (scope hall): facility energy over IT energy in the window (ISO/IEC 30134-2). Absent where an input is missing; joules_pue_coverage_ratio says how complete it is.", append(scopeLabels, "window"), nil)
+	descPUE             = prometheus.NewDesc("joules_pue_ratio", "Interim PUE (scope site) or pPUE (scope hall): facility energy over IT energy in the window, as ISO/IEC 30134-2 defines it (whose PUE is over a year). Absent where an input is missing or the ratio is implausible (below 1); joules_pue_coverage_ratio says how complete it is.", append(scopeLabels, "window"), nil)
 	descPUECoverage     = prometheus.NewDesc("joules_pue_coverage_ratio", "Share of the expected meter- and host-time that had data, for the PUE of the window: the lower of facility and IT coverage.", append(scopeLabels, "window"), nil)
-	descPUECategory     = prometheus.NewDesc("joules_pue_category", "ISO/IEC 30134-2 PUE category of the IT energy: 1 UPS output, 2 PDU output, 3 IT equipment input.", append(scopeLabels, "window"), nil)
+	descPUECategory     = prometheus.NewDesc("joules_pue_category", "ISO/IEC 30134-2 PUE category of the IT energy: 1 UPS output, 2 PDU output, 3 IT equipment input; 0 an estimate (hosts measured only by GPUs + CPU).", append(scopeLabels, "window"), nil)
 	descEnergy          = prometheus.NewDesc("joules_accounted_energy_joules", "Energy of the last closed window by scope (site, hall, rack) and kind (it, gpu, cpu).", []string{"scope", "site", "hall", "rack", "kind"}, nil)
 	descEnergyCoverage  = prometheus.NewDesc("joules_accounted_energy_coverage_ratio", "Share of expected host-time that had IT energy data in the last closed window.", []string{"scope", "site", "hall", "rack"}, nil)
 	descWorkPerJoule    = prometheus.NewDesc("joules_work_per_joule", "Work (unit: token, flop, sample, …) per joule of IT energy in the last closed window.", append(scopeLabels, "unit"), nil)
@@ -62,8 +75,13 @@ var (
 	descSeries          = prometheus.NewDesc("joules_accounting_series", "Raw series accounting keeps state for.", nil, nil)
 	descOpenWindows     = prometheus.NewDesc("joules_accounting_windows", "Windows held in memory (open, or written and kept for late points).", []string{"resolution"}, nil)
 	descAcctPoints      = prometheus.NewDesc("joules_accounting_points_total", "Points accounting used (energy, power, work and activity).", nil, nil)
-	descDuplicates      = prometheus.NewDesc("joules_accounting_duplicate_points_total", "Points not newer than their series' last point (a replayed spool, a retried request): ignored, so never counted twice.", nil, nil)
-	descResets          = prometheus.NewDesc("joules_accounting_counter_resets_total", "Counters that went backwards and were taken as restarted from zero.", nil, nil)
+	descDuplicates      = prometheus.NewDesc("joules_accounting_duplicate_points_total", "Points at the time of one already counted, or older than the series' last few points (a replayed spool, a retried request): ignored, so never counted twice.", nil, nil)
+	descResets          = prometheus.NewDesc("joules_accounting_counter_resets_total", "Counters that restarted from zero (a drop to a value within what the device could draw since, or a RAPL zone of a new boot): what they read since the restart is counted.", nil, nil)
+	descDips            = prometheus.NewDesc("joules_accounting_counter_dips_total", "Counter readings a little below the last (a stale BMC value): held, never counted twice.", nil, nil)
+	descEpochs          = prometheus.NewDesc("joules_accounting_counter_epochs_total", "Counters whose writer announced a new epoch (it could not continue the value): the step across is not counted.", nil, nil)
+	descImplausible     = prometheus.NewDesc("joules_accounting_implausible_steps_total", "Steps not counted because they exceed what the device can draw, by reason: jump (a counter rose too fast), drop (a counter fell, not to a restart), restart (a restart that read too much since), power (a power reading above the bound).", []string{"reason"}, nil)
+	descReordered       = prometheus.NewDesc("joules_accounting_reordered_points_total", "Points that came after a later one of their series and were placed in their order.", nil, nil)
+	descUnplaced        = prometheus.NewDesc("joules_accounting_unplaced_points_total", "Out-of-order points that did not fit between their neighbours (a counter value outside them): ignored; the step around them is counted.", nil, nil)
 	descWraps           = prometheus.NewDesc("joules_accounting_counter_wraps_total", "RAPL counters that wrapped at their max_energy_range.", nil, nil)
 	descGaps            = prometheus.NewDesc("joules_accounting_gaps_total", "Steps longer than max_gap: power not integrated over them, counter energy counted without covered time.", nil, nil)
 	descLate            = prometheus.NewDesc("joules_accounting_late_points_total", "Points whose window was already let go (later than max_lateness).", nil, nil)
@@ -77,7 +95,8 @@ var (
 // Describe implements prometheus.Collector.
 func (a *Accountant) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPUE, descPUECoverage, descPUECategory, descEnergy, descEnergyCoverage, descWorkPerJoule, descWorkPerFacility,
-		descSeries, descOpenWindows, descAcctPoints, descDuplicates, descResets, descWraps, descGaps, descLate, descDroppedJoules, descRevisions, descInvalid, descDroppedDerived, descCheckpoint} {
+		descSeries, descOpenWindows, descAcctPoints, descDuplicates, descResets, descDips, descEpochs, descImplausible, descReordered, descUnplaced,
+		descWraps, descGaps, descLate, descDroppedJoules, descRevisions, descInvalid, descDroppedDerived, descCheckpoint} {
 		ch <- d
 	}
 }
@@ -127,6 +146,13 @@ func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 	counter(descAcctPoints, float64(a.stats.Points))
 	counter(descDuplicates, float64(a.stats.Duplicates))
 	counter(descResets, float64(a.stats.Resets))
+	counter(descDips, float64(a.stats.Dips))
+	counter(descEpochs, float64(a.stats.Epochs))
+	counter(descReordered, float64(a.stats.Reordered))
+	counter(descUnplaced, float64(a.stats.Unplaced))
+	for _, reason := range []string{implausibleJump, implausibleDrop, implausibleRestart, implausiblePower} {
+		ch <- prometheus.MustNewConstMetric(descImplausible, prometheus.CounterValue, float64(a.stats.Implausible[reason]), reason)
+	}
 	counter(descWraps, float64(a.stats.Wraps))
 	counter(descGaps, float64(a.stats.Gaps))
 	counter(descLate, float64(a.stats.LatePoints))

@@ -6,6 +6,8 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/energy"
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // input is what a raw series means to accounting.
@@ -22,16 +24,24 @@ const (
 	inMeterPower        // power of such a meter: power to integrate
 	inWork              // joules_work_total: work counter
 	inActivity          // joules_gpu_sm_activity_ratio or joules_gpu_utilization_ratio
+	inGPULimit          // joules_gpu_power_enforced_limit_watts: bounds a GPU's steps
+	inHostCapacity      // joules_redfish_host_power_capacity_watts: bounds a chassis's steps
 )
 
 // Roles of meters, as the agent's redfish role label says them.
 const (
-	roleHost          = "host"
-	roleFacilityInput = "facility_input"
-	roleUPSOutput     = "ups_output"
-	rolePDUOutput     = "pdu_output"
-	roleITInput       = "it_input"
+	roleHost          = schema.RoleHost
+	roleFacilityInput = schema.RoleFacilityInput
+	roleUPSOutput     = schema.RoleUPSOutput
+	rolePDUOutput     = schema.RolePDUOutput
+	roleITInput       = schema.RoleITInput
 )
+
+// Tags that describe a series without naming it: the epoch of a counter
+// (it changes when the writer could not continue the value) and the
+// resource a BMC reading came from (it may alternate between two schema
+// paths). Neither starts a new series in accounting.
+func descriptive(key string) bool { return key == "epoch" || key == "source" }
 
 // classify says what a point is for, from its measurement and, for a
 // Redfish reading, its role tag (looked up only then: most points are not
@@ -67,6 +77,12 @@ func classify(measurement string, tags []aggregator.Tag) input {
 		return inWork
 	case "joules_gpu_sm_activity_ratio", "joules_gpu_utilization_ratio":
 		return inActivity
+	case "joules_gpu_power_enforced_limit_watts":
+		return inGPULimit
+	case "joules_redfish_host_power_capacity_watts":
+		if r := role(); r == "" || r == roleHost {
+			return inHostCapacity
+		}
 	}
 	return inNone
 }
@@ -106,16 +122,31 @@ type workKey struct {
 // series is the state of one raw series between its points.
 type series struct {
 	In     input
-	Last   float64
-	LastT  int64 // unix ns
-	Seen   bool  // LastT and Last hold a point
-	Method uint8 // host energy: sourceBMCCounter or sourceBMCIntegrated
+	Method uint8 // host or meter energy: sourceBMCCounter or sourceBMCIntegrated
 	GPUSM  bool  // activity: SM activity (preferred) rather than utilization
+	Raw    bool  // a hardware counter no writer continues (RAPL): a new epoch restarted it from zero
 	// Entity is what the series is summed into: a host (CPU, BMC), a GPU
 	// (GPU energy, activity), a meter or a kind of work, by its id in
 	// entities.
 	Entity  uint32
 	RAPLKey string // host and powercap path: joins the zone's wrap range
+	CapKey  string // host and chassis: joins the chassis's PSU capacity
+	Epoch   string // the epoch tag of its last point
+
+	// Counter: what the next reading is measured from (energy.Track);
+	// power: the last reading.
+	Track energy.Track
+	// LastT is the newest point's time (unix ns), LastV its value (power,
+	// activity); Seen says they hold a point.
+	LastT int64
+	LastV float64
+	Seen  bool
+	// Hist holds the last points in order, so a point that comes out of
+	// order lands in its place (steps.go); Young says Hist still holds the
+	// series' first point.
+	Hist  [histLen]histPoint
+	NHist uint8
+	Young bool
 }
 
 // pointView is what accounting reads of a point.
@@ -161,7 +192,7 @@ func (e *entities) newSeries(in input, v pointView) *series {
 	s := &series{In: in}
 	host := Topology{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
 	switch in {
-	case inGPUEnergy, inActivity:
+	case inGPUEnergy, inActivity, inGPULimit:
 		gpu := v.tag("uuid")
 		if gpu == "" {
 			gpu = v.tag("gpu")
@@ -173,12 +204,14 @@ func (e *entities) newSeries(in input, v pointView) *series {
 	case inCPUEnergy, inRAPLRange:
 		s.RAPLKey = strings.Clone(host.Host + "\x00" + v.tag("path"))
 		s.Entity = e.host(host)
-	case inBMCEnergy, inBMCPower:
+		s.Raw = in == inCPUEnergy
+	case inBMCEnergy, inBMCPower, inHostCapacity:
 		s.Method = sourceBMCCounter
 		if v.tag("method") == "integrated" {
 			s.Method = sourceBMCIntegrated
 		}
 		s.Entity = e.host(host)
+		s.CapKey = strings.Clone(host.Host + "\x00" + v.tag("bmc") + "\x00" + v.tag("chassis"))
 	case inMeterEnergy, inMeterPower:
 		if v.tag("method") == "integrated" {
 			s.Method = sourceBMCIntegrated
@@ -192,6 +225,7 @@ func (e *entities) newSeries(in input, v pointView) *series {
 	case inWork:
 		s.Entity = e.work(workKey{host, strings.Clone(v.tag("gpu")), strings.Clone(v.tag("unit"))})
 	}
+	s.Young = true
 	e.count(s, 1)
 	return s
 }
@@ -249,6 +283,7 @@ type entities struct {
 	GPUHost   []uint32 // the GPU's host id
 	GPUIdle   []bool   // the last activity reading was under idle_below
 	GPUSM     []bool   // the GPU reports SM activity
+	GPULimit  []float64 // the power limit the GPU's driver enforces, W; 0 unknown
 	MeterIDs  map[meterKey]uint32
 	Meters    []meterKey
 	MeterSeen []presence
@@ -262,6 +297,9 @@ type entities struct {
 	// energy by source, CPU) and meter (energy by method, power).
 	HostSeries  map[uint32][nHostKinds]int
 	MeterSeries map[uint32][3]int
+	// Capacity is each chassis's PSU capacity (W), by host id, bmc and
+	// chassis: the bound of its BMC's steps.
+	Capacity map[string]float64
 }
 
 // presence is when an entity first and last sent data (unix ns).
@@ -281,7 +319,7 @@ func (p *presence) mark(t int64) {
 
 func newEntities() *entities {
 	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{},
-		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][3]int{}}
+		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][3]int{}, Capacity: map[string]float64{}}
 }
 
 func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {
@@ -305,6 +343,7 @@ func (e *entities) host(k Topology) uint32 {
 func (e *entities) gpu(k gpuKey) uint32 {
 	id, added := intern(e.GPUIDs, &e.GPUs, k)
 	if added {
+		e.GPULimit = append(e.GPULimit, 0)
 		e.GPUHost = append(e.GPUHost, e.host(k.Topology))
 		e.GPUIdle = append(e.GPUIdle, false)
 		e.GPUSM = append(e.GPUSM, false)

@@ -1,17 +1,44 @@
 package accounting
 
-// Sources of a host's IT energy, best first (docs/ACCOUNTING.md).
+import "github.com/joules-energy/joules/internal/schema"
+
+// Sources of a host's IT energy, best first (docs/ACCOUNTING.md), and the
+// two parts of the last resort (GPUs + CPU), kept apart because their
+// coverage is counted differently.
 const (
 	sourceBMCCounter    = iota // the BMC's input energy counter
 	sourceBMCIntegrated        // the BMC's input power, integrated by the agent
 	sourceBMCPower             // the BMC's input power, integrated here
 	nBMCSources
+	srcGPU = nBMCSources     // the host's GPUs
+	srcCPU = nBMCSources + 1 // the host's RAPL zones
+	nHostCells = nBMCSources + 2
 )
 
-var sourceNames = [nBMCSources]string{"bmc_counter", "bmc_integrated", "bmc_power_integrated"}
+var sourceNames = [nBMCSources]string{schema.SourceBMCCounter, schema.SourceBMCIntegrated, schema.SourceBMCPower}
 
-// sourceComponents is the last resort: GPUs + CPU RAPL, a lower bound.
-const sourceComponents = "components_lower_bound"
+// A meter's sources, best first: its counter, its power integrated by the
+// agent, its power integrated here.
+const nMeterSources = 3
+
+// levelSlots is how many slots each level's windows have (window, hour,
+// day): within a window, a host's or meter's energy is built slot by slot
+// from the best source that covered the slot, so a source that stops
+// halfway through a window leaves the rest to the next one instead of
+// taking the whole window down with it.
+var levelSlots = [nLevels]int{6, 12, 24}
+
+// cell is what one source measured in one slot of a window.
+type cell struct {
+	J float64 // joules
+	S float32 // covered series-seconds: steps no longer than max_gap
+	G float32 // series-seconds a counter spanned over a longer step: its energy is known, the time is not covered
+}
+
+func (c cell) has() bool { return c.J != 0 || c.S != 0 || c.G != 0 }
+
+// cells are a source's slots in one window; nil until it has data.
+type cells []cell
 
 // amount is energy and the time that had data, within one window.
 type amount struct {
@@ -24,8 +51,9 @@ func (m *amount) add(joules, sec float64) { m.Joules += joules; m.Seconds += sec
 func (m amount) has() bool { return m.Joules != 0 || m.Seconds != 0 }
 
 type hostAcc struct {
-	BMC [nBMCSources]amount
-	CPU amount
+	Src         [nHostCells]cells
+	CPU         amount // the window's CPU energy, for kind=cpu
+	Implausible int32  // steps of its series not counted: beyond what it can draw
 }
 
 type gpuAcc struct {
@@ -34,29 +62,22 @@ type gpuAcc struct {
 	ActivitySum float64
 	ActivityN   int32
 	SM          bool // the activity is SM activity, not utilization
+	Implausible int32
 }
 
-// meterAcc holds a meter's energy from its counter, from its power
-// integrated by the agent, and from its power integrated here; the first
-// that has data counts, so a meter whose counter comes and goes is never
-// summed twice.
+// meterAcc holds a meter's energy from its counter, its power integrated
+// by the agent and its power integrated here, by slot: the best that has
+// data counts, so a meter whose counter comes and goes is never summed
+// twice.
 type meterAcc struct {
-	Energy [2]amount // sourceBMCCounter, sourceBMCIntegrated
-	Power  amount
-}
-
-func (m *meterAcc) best() (amount, int) {
-	for kind, e := range m.Energy {
-		if e.has() {
-			return e, kind
-		}
-	}
-	return m.Power, meterPower
+	Src         [nMeterSources]cells
+	Implausible int32
 }
 
 // window holds what was measured in one tumbling window, by entity id.
 type window struct {
 	Start, Size int64 // unix ns
+	Slots       int
 	Hosts       map[uint32]hostAcc
 	GPUs        map[uint32]gpuAcc
 	Meters      map[uint32]meterAcc
@@ -65,8 +86,8 @@ type window struct {
 	Dirty       bool // changed since they were written
 }
 
-func newWindow(start, size int64) *window {
-	return &window{Start: start, Size: size, Hosts: map[uint32]hostAcc{}, GPUs: map[uint32]gpuAcc{},
+func newWindow(start, size int64, slots int) *window {
+	return &window{Start: start, Size: size, Slots: slots, Hosts: map[uint32]hostAcc{}, GPUs: map[uint32]gpuAcc{},
 		Meters: map[uint32]meterAcc{}, Work: map[uint32]float64{}}
 }
 
@@ -78,28 +99,106 @@ func update[V any](m map[uint32]V, k uint32, f func(*V)) {
 	m[k] = v
 }
 
-// add puts a series' share of energy (or work) and covered seconds in.
-func (w *window) add(s *series, joules, sec float64, idle bool) {
+// span is the part of one step that falls in a window: [From, To) of a
+// step of Len nanoseconds measuring Amount in all. Covered says the step
+// was no longer than max_gap; a counter's longer step still counts its
+// energy, as Gap time.
+type span struct {
+	From, To, Len int64
+	Amount        float64
+	Covered       bool
+	Remove        bool // a step taken back: its time comes off
+}
+
+// seconds is the span's time, negative when it is taken back.
+func (sp span) seconds() float64 {
+	sec := float64(sp.To-sp.From) / 1e9
+	if sp.Remove {
+		return -sec
+	}
+	return sec
+}
+
+func (sp span) share() float64 { return sp.Amount * float64(sp.To-sp.From) / float64(sp.Len) }
+
+// addCells spreads a span over the slots it overlaps.
+func (w *window) addCells(c cells, sp span) cells {
+	if c == nil {
+		c = make(cells, w.Slots)
+	}
+	slot := w.Size / int64(w.Slots)
+	for i := max(0, (sp.From-w.Start)/slot); i < int64(w.Slots); i++ {
+		s0 := w.Start + i*slot
+		if s0 >= sp.To {
+			break
+		}
+		o := min(sp.To, s0+slot) - max(sp.From, s0)
+		if o <= 0 {
+			continue
+		}
+		c[i].J += sp.Amount * float64(o) / float64(sp.Len)
+		sec := float32(float64(o) / 1e9)
+		if sp.Remove {
+			sec = -sec
+		}
+		if sp.Covered {
+			c[i].S += sec
+		} else {
+			c[i].G += sec
+		}
+	}
+	return c
+}
+
+// add puts a series' span of energy (or work) in.
+func (w *window) add(s *series, sp span, idle bool) {
+	share := sp.share()
+	sec := 0.0
+	if sp.Covered {
+		sec = sp.seconds()
+	}
 	switch s.In {
 	case inGPUEnergy:
 		update(w.GPUs, s.Entity, func(g *gpuAcc) {
-			g.Energy.add(joules, sec)
+			g.Energy.add(share, sec)
 			if idle {
-				g.IdleJoules += joules
+				g.IdleJoules += share
 			}
 		})
 	case inCPUEnergy:
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.CPU.add(joules, sec) })
+		update(w.Hosts, s.Entity, func(h *hostAcc) {
+			h.CPU.add(share, sec)
+			h.Src[srcCPU] = w.addCells(h.Src[srcCPU], sp)
+		})
 	case inBMCEnergy:
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.BMC[s.Method].add(joules, sec) })
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[s.Method] = w.addCells(h.Src[s.Method], sp) })
 	case inBMCPower:
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.BMC[sourceBMCPower].add(joules, sec) })
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[sourceBMCPower] = w.addCells(h.Src[sourceBMCPower], sp) })
 	case inMeterEnergy:
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Energy[s.Method].add(joules, sec) })
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[s.Method] = w.addCells(m.Src[s.Method], sp) })
 	case inMeterPower:
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Power.add(joules, sec) })
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[meterPower] = w.addCells(m.Src[meterPower], sp) })
 	case inWork:
-		w.Work[s.Entity] += joules
+		w.Work[s.Entity] += share
+	}
+	w.Dirty = true
+}
+
+// addGPUToHost puts a GPU's span into its host's components.
+func (w *window) addGPUToHost(host uint32, sp span) {
+	update(w.Hosts, host, func(h *hostAcc) { h.Src[srcGPU] = w.addCells(h.Src[srcGPU], sp) })
+}
+
+// implausible counts a step of a series that was not counted.
+func (w *window) implausible(s *series, host uint32) {
+	switch s.In {
+	case inGPUEnergy:
+		update(w.GPUs, s.Entity, func(g *gpuAcc) { g.Implausible++ })
+		update(w.Hosts, host, func(h *hostAcc) { h.Implausible++ })
+	case inCPUEnergy, inBMCEnergy, inBMCPower:
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Implausible++ })
+	case inMeterEnergy, inMeterPower:
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Implausible++ })
 	}
 	w.Dirty = true
 }

@@ -92,8 +92,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	var processors []aggregator.Processor
 	var acct *accounting.Accountant
 	if ac := cfg.Accounting; ac.Enabled {
-		acct, err = accounting.New(accounting.Config{Window: ac.Window.Duration, Grace: ac.Grace.Duration, MaxLateness: ac.MaxLateness.Duration,
-			MaxGap: ac.MaxGap.Duration, ForgetAfter: ac.ForgetAfter.Duration, IdleBelow: ac.IdleBelow}, logger.With("component", "accounting"))
+		acct, err = accounting.New(accountingConfig(ac), logger.With("component", "accounting"))
 		if err != nil {
 			return err
 		}
@@ -171,4 +170,18 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	<-outDone
 	logger.Info("stopped")
 	return err
+}
+
+// accountingConfig carries the configuration file's accounting section
+// over to the accountant.
+func accountingConfig(ac config.Accounting) accounting.Config {
+	c := accounting.Config{Window: ac.Window.Duration, Grace: ac.Grace.Duration, MaxLateness: ac.MaxLateness.Duration,
+		MaxGap: ac.MaxGap.Duration, ForgetAfter: ac.ForgetAfter.Duration, IdleBelow: ac.IdleBelow,
+		Bounds:     accounting.Bounds{GPUWatts: ac.Bounds.GPUWatts, HostWatts: ac.Bounds.HostWatts, CPUWatts: ac.Bounds.CPUWatts, MeterWatts: ac.Bounds.MeterWatts},
+		PowerFeeds: ac.PowerFeeds, MeterCheck: ac.MeterCheck}
+	for _, m := range ac.Meters {
+		c.Meters = append(c.Meters, accounting.Meter{BMC: m.BMC, Site: m.Site, Hall: m.Hall, Equipment: m.Equipment, MaxWatts: m.MaxWatts,
+			Feeds: accounting.Feeds{Site: m.Feeds.Site, Hall: m.Feeds.Hall, Racks: m.Feeds.Racks, Feed: m.Feeds.Feed}})
+	}
+	return c
 }

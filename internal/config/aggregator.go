@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,10 +73,50 @@ type Accounting struct {
 	// restart neither loses nor double counts energy.
 	StateFile          string   `yaml:"state_file"`
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	// Bounds are the most each kind of device can draw where it does not
+	// report its own: a step beyond is not counted (docs/ACCOUNTING.md).
+	Bounds Bounds `yaml:"bounds"`
+	// Meters say what each meter feeds, where its labels do not say it
+	// well enough (a PDU on one feed of an A+B rack, a hall-labelled PDU
+	// that feeds one rack), and bound its power.
+	Meters []AccountingMeter `yaml:"meters"`
+	// PowerFeeds are the independent feeds every rack has (e.g. [A, B]);
+	// empty: one.
+	PowerFeeds []string `yaml:"power_feeds"`
+	// MeterCheck: IT meters that read this share less than the hosts they
+	// feed are taken for incomplete and not used (default 0.1).
+	MeterCheck float64 `yaml:"meter_check"`
+}
+
+// Bounds of devices that report none of their own, in watts.
+type Bounds struct {
+	GPUWatts   float64 `yaml:"gpu_watts"`   // a GPU without a power limit from NVML (2000)
+	HostWatts  float64 `yaml:"host_watts"`  // a host whose BMC reports no PSU capacity (20000)
+	CPUWatts   float64 `yaml:"cpu_watts"`   // one RAPL zone (1000)
+	MeterWatts float64 `yaml:"meter_watts"` // a meter without max_watts (100e6)
+}
+
+// AccountingMeter is what the configuration says of one meter.
+type AccountingMeter struct {
+	BMC       string        `yaml:"bmc"` // the meter's name in the agent's redfish entry
+	Site      string        `yaml:"site"`
+	Hall      string        `yaml:"hall"`
+	Equipment string        `yaml:"equipment"`
+	Feeds     AccountingFed `yaml:"feeds"`
+	MaxWatts  float64       `yaml:"max_watts"`
+}
+
+// AccountingFed is what a meter is upstream of.
+type AccountingFed struct {
+	Site  bool     `yaml:"site"`
+	Hall  string   `yaml:"hall"`
+	Racks []string `yaml:"racks"`
+	Feed  string   `yaml:"feed"`
 }
 
 var aggregatorSections = map[string]string{
 	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample", "Accounting": "accounting",
+	"Bounds": "accounting.bounds", "AccountingMeter": "an accounting.meters entry", "AccountingFed": "accounting.meters feeds",
 }
 
 // DefaultAggregator returns the configuration used when there is no file.
@@ -168,6 +209,31 @@ func (c Aggregator) Validate() error {
 		}
 		if a.IdleBelow < 0 || a.IdleBelow >= 1 {
 			errs = append(errs, fmt.Errorf("accounting.idle_below %v must be in [0, 1)", a.IdleBelow))
+		}
+		for _, b := range []struct {
+			name string
+			v    float64
+		}{{"gpu_watts", a.Bounds.GPUWatts}, {"host_watts", a.Bounds.HostWatts}, {"cpu_watts", a.Bounds.CPUWatts}, {"meter_watts", a.Bounds.MeterWatts}} {
+			if b.v < 0 {
+				errs = append(errs, fmt.Errorf("accounting.bounds.%s %g must be positive (watts), or left out for the default", b.name, b.v))
+			}
+		}
+		if a.MeterCheck < 0 || a.MeterCheck >= 1 {
+			errs = append(errs, fmt.Errorf("accounting.meter_check %g must be in [0, 1): the share IT meters may read below the hosts they feed (0.1: 10 %%)", a.MeterCheck))
+		}
+		for i, m := range a.Meters {
+			if m.BMC == "" {
+				errs = append(errs, fmt.Errorf("accounting.meters[%d]: bmc is required: the meter's name in the agent's redfish entry", i))
+			}
+			if m.MaxWatts < 0 {
+				errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): max_watts must be positive", i, m.BMC))
+			}
+			if m.Feeds.Site && (m.Feeds.Hall != "" || len(m.Feeds.Racks) > 0) {
+				errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): feeds.site: true feeds the whole site; leave hall and racks out", i, m.BMC))
+			}
+			if f := m.Feeds.Feed; f != "" && !slices.Contains(a.PowerFeeds, f) {
+				errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): feeds.feed %q is not one of accounting.power_feeds %v", i, m.BMC, f, a.PowerFeeds))
+			}
 		}
 	}
 	return errors.Join(errs...)

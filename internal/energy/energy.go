@@ -159,6 +159,12 @@ func (tr *Track) Restart(v float64, t int64, b Bound) Step {
 	return Step{Event: Implausible, From: t, To: t}
 }
 
+// Wrapped takes a reading of a counter that wrapped at its range (a RAPL
+// zone): joules is what the caller worked out it counted since the last.
+func (tr *Track) Wrapped(v float64, t int64, joules float64) Step {
+	return tr.accept(Counted, joules, v, t)
+}
+
 // Rebase starts the counter afresh at v: the step since the last reading
 // is not counted (a new epoch of a counter whose value continues from an
 // unknown base).

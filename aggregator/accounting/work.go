@@ -1,0 +1,115 @@
+package accounting
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// workResult is work per joule at one scope: a GPU where the workload is
+// bound to GPUs, a host, a hall or a site.
+type workResult struct {
+	Scope        string
+	Topo         Topology // a GPU's or host's; a hall's or site's with the narrower parts empty
+	GPU, Unit    string
+	Work, Joules float64
+	PUE          pueResult // of the site, or the hall: for work per facility joule
+}
+
+// reconResult is what the parts do not explain.
+type reconResult struct {
+	Kind, Scope      string
+	Topo             Topology
+	Reference, Parts float64
+}
+
+// work computes work per IT joule and per facility joule (work per IT
+// joule over PUE) per GPU where the workload is bound to GPUs, per host,
+// hall and site.
+func (d *deriver) work(pues map[scopeKey]pueResult) {
+	type scoped struct {
+		sk   scopeKey
+		unit string
+	}
+	hosts := map[workKey]float64{} // by host and unit, GPU left empty
+	scopes := map[scoped]float64{} // sites and halls
+	gpuEnergy := map[gpuKey]float64{}
+	for _, g := range d.r.GPUs {
+		if g.Energy {
+			gpuEnergy[g.Key] = g.Joules
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), compareWork) {
+		work := d.workAccs[k]
+		sitePUE := pues[scopeKey{Scope: "site", Site: k.Site}]
+		if k.GPU != "" {
+			j, ok := gpuEnergy[gpuKey{k.Topology, k.GPU}]
+			if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
+				j, ok = gpuEnergy[d.a.ents.GPUs[id]] // the workload labels its GPU by index
+			}
+			if ok {
+				d.r.Work = append(d.r.Work, workResult{Scope: "gpu", Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: work, Joules: j, PUE: sitePUE})
+			}
+		}
+		hosts[workKey{k.Topology, "", k.Unit}] += work
+		scopes[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work
+		if k.Hall != "" {
+			scopes[scoped{scopeKey{Scope: "hall", Site: k.Site, Hall: k.Hall}, k.Unit}] += work
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(hosts), compareWork) {
+		var it float64
+		if h := d.hosts[k.Topology]; h != nil {
+			it = h.IT
+		}
+		d.r.Work = append(d.r.Work, workResult{Scope: "host", Topo: k.Topology, Unit: k.Unit, Work: hosts[k], Joules: it, PUE: pues[scopeKey{Scope: "site", Site: k.Site}]})
+	}
+	for _, sc := range slices.SortedFunc(maps.Keys(scopes), func(x, y scoped) int {
+		return strings.Compare(x.sk.Scope+x.sk.Site+x.sk.Hall+x.unit, y.sk.Scope+y.sk.Site+y.sk.Hall+y.unit)
+	}) {
+		pue := pues[scopeKey{Scope: "site", Site: sc.sk.Site}]
+		if sc.sk.Scope == "hall" {
+			pue = pues[sc.sk]
+		}
+		s := d.hostsIn(sc.sk.Site, sc.sk.Hall, "")
+		d.r.Work = append(d.r.Work, workResult{Scope: sc.sk.Scope, Topo: Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}, Unit: sc.unit, Work: scopes[sc], Joules: s.IT, PUE: pue})
+	}
+}
+
+func compareWork(x, y workKey) int {
+	if c := compareHosts(x.Topology, y.Topology); c != 0 {
+		return c
+	}
+	return strings.Compare(x.GPU+"\x00"+x.Unit, y.GPU+"\x00"+y.Unit)
+}
+
+// reconcile computes what the parts do not explain: a host's BMC against
+// its GPUs + CPU, and the PDUs of a rack (or hall, or site: the PDUs'
+// labels) against the BMCs of the hosts they feed.
+func (d *deriver) reconcile() {
+	for _, h := range d.r.Hosts {
+		if !h.BMC || h.GPU+h.CPU == 0 {
+			continue
+		}
+		d.r.Recon = append(d.r.Recon, reconResult{Kind: "bmc_vs_components", Scope: "host", Topo: h.Key, Reference: h.IT, Parts: h.GPU + h.CPU})
+	}
+	groups := map[Topology][]meterResult{}
+	for _, m := range d.r.Meters {
+		if m.key.Role == rolePDUOutput {
+			k := Topology{Site: m.key.Site, Hall: m.key.Hall, Rack: m.key.Rack}
+			groups[k] = append(groups[k], m)
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(groups), compareHosts) {
+		var ref, parts float64
+		for _, m := range groups[k] {
+			ref += m.joules
+		}
+		for _, h := range d.r.Hosts {
+			if h.BMC && slices.ContainsFunc(groups[k], func(m meterResult) bool { return m.reach.feeds(h.Key) }) {
+				parts += h.IT
+			}
+		}
+		d.r.Recon = append(d.r.Recon, reconResult{Kind: "pdu_vs_bmcs", Scope: scopeOf(k), Topo: k, Reference: ref, Parts: parts})
+	}
+}
