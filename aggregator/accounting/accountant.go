@@ -8,9 +8,9 @@ package accounting
 
 import (
 	"fmt"
-	"strings"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 

@@ -16,8 +16,8 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/joules-energy/joules/aggregator"
-	"github.com/joules-energy/joules/internal/schema"
 	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // t0 is a window start: every test's site starts on a minute.

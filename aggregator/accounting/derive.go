@@ -16,7 +16,7 @@ type windowResult struct {
 	Start  time.Time
 	Size   float64 // seconds
 	GPUs   []gpuResult
-	Hosts  []*hostResult        // by topology
+	Hosts  []*hostResult         // by topology
 	Sums   map[Topology]scopeSum // racks, halls and sites, as keys with the narrower parts empty
 	Meters []meterResult         // the meters that count, by name
 	PUEs   []pueResult           // sites, then halls

@@ -14,18 +14,18 @@ import (
 type input uint8
 
 const (
-	inNone        input = iota
-	inGPUEnergy         // joules_gpu_energy_joules_total: counter, one GPU
-	inCPUEnergy         // node_rapl_{package,dram}_joules_total: counter that wraps, one host
-	inRAPLRange         // joules_rapl_max_energy_range_joules: where a RAPL zone wraps
-	inBMCEnergy         // joules_redfish_host_energy_joules_total, role host: counter, one host
-	inBMCPower          // joules_redfish_host_power_watts, role host: power to integrate
-	inMeterEnergy       // energy of a meter whose role is not host: counter
-	inMeterPower        // power of such a meter: power to integrate
-	inWork              // joules_work_total: work counter
-	inActivity          // joules_gpu_sm_activity_ratio or joules_gpu_utilization_ratio
-	inGPULimit          // joules_gpu_power_enforced_limit_watts: bounds a GPU's steps
-	inHostCapacity      // joules_redfish_host_power_capacity_watts: bounds a chassis's steps
+	inNone         input = iota
+	inGPUEnergy          // joules_gpu_energy_joules_total: counter, one GPU
+	inCPUEnergy          // node_rapl_{package,dram}_joules_total: counter that wraps, one host
+	inRAPLRange          // joules_rapl_max_energy_range_joules: where a RAPL zone wraps
+	inBMCEnergy          // joules_redfish_host_energy_joules_total, role host: counter, one host
+	inBMCPower           // joules_redfish_host_power_watts, role host: power to integrate
+	inMeterEnergy        // energy of a meter whose role is not host: counter
+	inMeterPower         // power of such a meter: power to integrate
+	inWork               // joules_work_total: work counter
+	inActivity           // joules_gpu_sm_activity_ratio or joules_gpu_utilization_ratio
+	inGPULimit           // joules_gpu_power_enforced_limit_watts: bounds a GPU's steps
+	inHostCapacity       // joules_redfish_host_power_capacity_watts: bounds a chassis's steps
 )
 
 // Roles of meters, as the agent's redfish role label says them.
@@ -280,9 +280,9 @@ type entities struct {
 	HostSeen  []presence
 	GPUIDs    map[gpuKey]uint32
 	GPUs      []gpuKey
-	GPUHost   []uint32 // the GPU's host id
-	GPUIdle   []bool   // the last activity reading was under idle_below
-	GPUSM     []bool   // the GPU reports SM activity
+	GPUHost   []uint32  // the GPU's host id
+	GPUIdle   []bool    // the last activity reading was under idle_below
+	GPUSM     []bool    // the GPU reports SM activity
 	GPULimit  []float64 // the power limit the GPU's driver enforces, W; 0 unknown
 	MeterIDs  map[meterKey]uint32
 	Meters    []meterKey

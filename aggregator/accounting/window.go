@@ -10,8 +10,8 @@ const (
 	sourceBMCIntegrated        // the BMC's input power, integrated by the agent
 	sourceBMCPower             // the BMC's input power, integrated here
 	nBMCSources
-	srcGPU = nBMCSources     // the host's GPUs
-	srcCPU = nBMCSources + 1 // the host's RAPL zones
+	srcGPU     = nBMCSources     // the host's GPUs
+	srcCPU     = nBMCSources + 1 // the host's RAPL zones
 	nHostCells = nBMCSources + 2
 )
 
