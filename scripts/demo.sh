@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The whole pipeline on this one machine: InfluxDB, the aggregator, and a
-# simulated site demo-dc: three GPU hosts (eight simulated H200s each, a
-# simulated vLLM server each; two with a simulated BMC) in hall h1, racks r1
-# and r2, and a management agent reading a simulated PDU (pdu_output) and a
-# facility meter (facility_input: the same PDU mockup carrying 1.35 times
-# its load), all streaming to the aggregator. Everything simulated says so.
-# Ctrl-C stops it all. DEMO_SECONDS=N stops it after N seconds and checks
-# what reached InfluxDB (for CI).
+# simulated site demo-dc, hall h1: three GPU hosts in racks r1 and r2 (eight
+# simulated H200s, a simulated vLLM server and a simulated BMC each), a PDU
+# per rack (pdu_output), a UPS (ups_output) and the facility meter
+# (facility_input), read by the hosts' agents and by management agents, all
+# streaming to the aggregator. Every simulated reading (GPUs, BMCs, PDUs,
+# UPS, facility meter, token counters) comes from one site model, computed
+# alike by each process from the site's seed and the wall clock, so the
+# site adds up: facility > UPS > PDUs > BMCs > GPUs + CPUs, and the PUE is
+# the model's. Everything simulated says so. Ctrl-C stops it all.
+# DEMO_SECONDS=N stops it after N seconds and checks what reached InfluxDB
+# and the report (for CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin
@@ -66,43 +70,46 @@ accounting: {window: 10s, grace: 5s, state_file: $STATE/accounting.state}
 CONF
 "$BIN/joules-aggregator" --config.file "$STATE/aggregator.yml" --web.listen-address 127.0.0.1:9561 >"$STATE/aggregator.log" 2>&1 & pids+=($!)
 
-# Redfish: the two hosts' BMCs, the PDU the hall hangs from, and the
-# facility meter upstream of it. The mockups' readings are scaled so that
-# the simulated site adds up: a BMC's energy counter runs at about its eight
-# GPUs plus a quarter (unscaled, the rackmount mockup's runs at about
-# 225 W, the Gigabyte one's at about 355 W), the PDU (its rack PDU,
-# 5,935 W) carries about the three hosts, and the facility meter (its
-# transfer switch, 1,383 W: for a facility_input meter the transfer switch
-# is what counts) reads 1.35 times the PDU and moves with it.
+# The site: its seed, and its hosts with their racks. Every simulator
+# below is given the same, and computes the same site from it.
+SITE=demo-dc
+SERVER=dgxh200
+hosts=(
+	# host      rack port inference       tokens/s seed model                             BMC mockup
+	"demo-gpu-01 r1   9560 127.0.0.1:18101 2400     1    meta-llama/Llama-3.1-8B-Instruct  dmtf-public-rackmount1"
+	"demo-gpu-02 r1   9562 127.0.0.1:18102 3600     2    meta-llama/Llama-3.1-8B-Instruct  gigabyte-h262-z63"
+	"demo-gpu-03 r2   9563 127.0.0.1:18103 1500     3    meta-llama/Llama-3.1-70B-Instruct dmtf-public-rackmount1"
+)
+racks=(r1 r2)
+SITE_ARGS=(--site "$SITE" --server "$SERVER")
+for h in "${hosts[@]}"; do read -r host rack _ <<<"$h"; SITE_ARGS+=(--host "$host=$rack"); done
+
+# Redfish: each host's BMC, each rack's PDU, the UPS (the DMTF power
+# shelf: its summary is the UPS output, its mains the input) and the
+# facility meter (the DMTF PDU mockup: for a facility_input meter its
+# transfer switch is what counts), all from the site model.
 if [ -d "$SHARED/redfish" ]; then
 	echo joules-demo > "$STATE/bmc.pass"
-	"$BIN/joules" sim redfish --tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
-		--password-file "$STATE/bmc.pass" --endpoints-out "$STATE/bmcs" \
-		--bmc "rack1-bmc=$SHARED/redfish/dmtf-public-rackmount1" \
-		--bmc "giga-bmc=$SHARED/redfish/gigabyte-h262-z63" \
-		--bmc "pdu-a=$SHARED/redfish/dmtf-public-pdu" \
-		--bmc "facility=$SHARED/redfish/dmtf-public-pdu" \
-		--scale rack1-bmc=24 --scale giga-bmc=15 --scale pdu-a=2.6 \
-		--scale facility=14.95 --follow facility=pdu-a >"$STATE/sim.log" 2>&1 & pids+=($!)
+	mockups=()
+	for h in "${hosts[@]}"; do read -r host _ _ _ _ _ _ bmc <<<"$h"; mockups+=(--bmc "$host=$SHARED/redfish/$bmc"); done
+	for r in "${racks[@]}"; do mockups+=(--pdu "$r=$SHARED/redfish/dmtf-public-pdu"); done
+	"$BIN/joules" sim site "${SITE_ARGS[@]}" "${mockups[@]}" \
+		--ups "$SHARED/redfish/dmtf-public-power-shelf" --facility "$SHARED/redfish/dmtf-public-pdu" \
+		--tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
+		--password-file "$STATE/bmc.pass" --endpoints-out "$STATE/bmcs" >"$STATE/sim.log" 2>&1 & pids+=($!)
 	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
-	[ -s "$STATE/bmcs" ] || { echo "demo: the Redfish simulator did not start:"; cat "$STATE/sim.log"; exit 1; }
+	[ -s "$STATE/bmcs" ] || { echo "demo: the site simulator did not start:"; cat "$STATE/sim.log"; exit 1; }
 else
-	echo "demo: no shared Redfish mockups at $SHARED/redfish: running without BMCs or facility meters"
+	echo "demo: no shared Redfish mockups at $SHARED/redfish: running without BMCs, PDUs or facility meters"
 fi
 
-# The GPU hosts: eight simulated H200s each, a simulated vLLM server each
-# (rates, seeds and models differ) and, on two of them, a BMC.
-hosts=(
-	# host      rack port inference       tokens/s seed model                             BMC
-	"demo-gpu-01 r1   9560 127.0.0.1:18101 2400     1    meta-llama/Llama-3.1-8B-Instruct  rack1-bmc"
-	"demo-gpu-02 r1   9562 127.0.0.1:18102 3600     2    meta-llama/Llama-3.1-8B-Instruct  giga-bmc"
-	"demo-gpu-03 r2   9563 127.0.0.1:18103 1500     3    meta-llama/Llama-3.1-70B-Instruct -"
-)
+# A simulated vLLM server on each host: its token rate follows the host's
+# GPUs (rates and models differ).
 MGMT_PORT=9564
 for h in "${hosts[@]}"; do
 	read -r host _ _ addr rate seed model _ <<<"$h"
 	"$BIN/joules" sim inference --listen-address "$addr" --tokens-per-second "$rate" --seed "$seed" --model "$model" \
-		>"$STATE/inference-$host.log" 2>&1 & pids+=($!)
+		--site "$SITE" --host "$host" --server "$SERVER" >"$STATE/inference-$host.log" 2>&1 & pids+=($!)
 done
 for h in "${hosts[@]}"; do
 	read -r host _ _ addr _ <<<"$h"
@@ -124,16 +131,16 @@ start_agent() {
 }
 
 for h in "${hosts[@]}"; do
-	read -r host rack port addr _ _ _ bmc <<<"$h"
+	read -r host rack port addr _ <<<"$h"
 	{
-		echo "labels: {site: demo-dc, hall: h1, rack: $rack, host: $host}"
+		echo "labels: {site: $SITE, hall: h1, rack: $rack, host: $host}"
 		echo "sources:"
-		echo "  nvml: {simulate: dgxh200}"
+		echo "  nvml: {simulate: $SERVER, simulate_site: $SITE}"
 		echo "  node: {collectors: [netdev, hwmon, rapl]}"
 		echo "  work: {scrape: [{name: vllm, url: \"http://$addr/metrics\", preset: vllm}]}"
-		if [ "$bmc" != - ] && [ -s "$STATE/bmcs" ]; then
+		if [ -s "$STATE/bmcs" ]; then
 			echo "  redfish:"
-			redfish_entry "$bmc" host
+			redfish_entry "$host-bmc" host
 		fi
 		echo "exporters:"
 		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$host}"
@@ -141,49 +148,70 @@ for h in "${hosts[@]}"; do
 	start_agent "$host" "$port"
 done
 
-# The management agent: no GPUs or host counters of its own, only the
-# hall's meters, labelled with their roles (they decide the PUE category).
-if [ -s "$STATE/bmcs" ]; then
+# mgmt_agent NAME PORT RACK ENTRY...: an agent with no GPUs or host
+# counters of its own, only meters, labelled with their roles (they decide
+# the PUE category) and, for a rack's PDU, with the rack it feeds.
+mgmt_agent() {
+	local name=$1 port=$2 rack=$3
+	shift 3
 	{
-		echo "labels: {site: demo-dc, hall: h1, host: demo-mgmt}"
+		echo "labels: {site: $SITE, hall: h1, ${rack:+rack: $rack, }host: $name}"
 		echo "sources:"
 		echo "  nvml: {enabled: false}"
 		echo "  node: {enabled: false}"
 		echo "  redfish:"
-		redfish_entry pdu-a pdu_output
-		redfish_entry facility facility_input
+		for e in "$@"; do redfish_entry "${e%%:*}" "${e#*:}"; done
 		echo "exporters:"
-		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-demo-mgmt}"
-	} > "$STATE/agent-demo-mgmt.yml"
-	start_agent demo-mgmt "$MGMT_PORT"
+		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$name}"
+	} > "$STATE/agent-$name.yml"
+	start_agent "$name" "$port"
+	mgmt+=("$name:$port")
+}
+mgmt=()
+if [ -s "$STATE/bmcs" ]; then
+	port=$MGMT_PORT
+	for r in "${racks[@]}"; do mgmt_agent "demo-mgmt-$r" "$port" "$r" "pdu-$r:pdu_output"; port=$((port + 1)); done
+	mgmt_agent demo-mgmt "$port" "" ups:ups_output facility:facility_input
 fi
 
 agents=()
 for h in "${hosts[@]}"; do read -r host _ port _ <<<"$h"; agents+=("$host:$port"); done
-[ -s "$STATE/bmcs" ] && agents+=("demo-mgmt:$MGMT_PORT")
+agents+=("${mgmt[@]}")
 for a in "${agents[@]}"; do
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null && break; sleep 0.2; done
 	curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null || { echo "demo: the agent ${a%%:*} did not start:"; cat "$STATE/agent-${a%%:*}.log"; exit 1; }
 done
 
+model_pue() { "$BIN/joules" sim site "${SITE_ARGS[@]}" "--pue.from=$1" "--pue.to=$2" 2>/dev/null; }
+
 cat <<MSG
 
-joules demo — everything below is SIMULATED (GPUs, BMCs, PDU, facility meter, inference servers;
-samples say simulated="true" where they are), site demo-dc, hall h1:
-  agents             $(for h in "${hosts[@]}"; do read -r host rack port _ <<<"$h"; printf '\n    %-14s rack %s  http://127.0.0.1:%s/metrics' "$host" "$rack" "$port"; done)$( [ -s "$STATE/bmcs" ] && printf '\n    %-14s         http://127.0.0.1:%s/metrics  (PDU and facility meter)' demo-mgmt "$MGMT_PORT")
-  inference (vLLM)   $(for h in "${hosts[@]}"; do read -r host _ _ addr rate _ <<<"$h"; printf '\n    %-14s http://%s/metrics  (~%s tokens/s)' "$host" "$addr" "$rate"; done)
+joules demo — everything below is SIMULATED (GPUs, BMCs, PDUs, UPS, facility meter, inference servers,
+all from one site model; samples say simulated="true" where they are), site $SITE, hall h1:
+  agents             $(for h in "${hosts[@]}"; do read -r host rack port _ <<<"$h"; printf '\n    %-15s rack %s  http://127.0.0.1:%s/metrics' "$host" "$rack" "$port"; done)$(for a in "${mgmt[@]}"; do printf '\n    %-15s         http://127.0.0.1:%s/metrics  (meters)' "${a%%:*}" "${a#*:}"; done)
+  inference (vLLM)   $(for h in "${hosts[@]}"; do read -r host _ _ addr rate _ <<<"$h"; printf '\n    %-15s http://%s/metrics  (~%s tokens/s over a day, with its GPUs)' "$host" "$addr" "$rate"; done)
   aggregator         http://127.0.0.1:9561/health   (metrics: /metrics)
   InfluxDB (Flux)    http://127.0.0.1:18086          bucket joules/autogen
   simulated BMCs     $( [ -s "$STATE/bmcs" ] && tr '\n' ' ' < "$STATE/bmcs" )
+  site model PUE     $(model_pue -10m now | tr '\n' ' ')(the last 10 minutes; facility over UPS output, and over PDU output)
   logs and config    $STATE
 Ctrl-C stops everything.
 MSG
 
 # flux_count FILTER: how many points InfluxDB holds that pass the Flux filter.
 flux_count() {
-	curl -sf -XPOST http://127.0.0.1:18086/api/v2/query -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' \
-		--data "from(bucket:\"joules/autogen\") |> range(start: -1h) |> filter(fn: (r) => $1) |> group() |> count()" |
-		tr -d '\r' | grep -v -e '^#' -e '^$' | awk -F, 'NR==1 {for (i=1; i<=NF; i++) if ($i=="_value") c=i} NR==2 {print $c}'
+	flux_query "from(bucket:\"joules/autogen\") |> range(start: -1h) |> filter(fn: (r) => $1) |> group() |> count()" _value
+}
+
+# flux_query QUERY COLUMN: the first row's COLUMN of a Flux query's answer.
+flux_query() {
+	curl -sf -XPOST http://127.0.0.1:18086/api/v2/query -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' --data "$1" |
+		tr -d '\r' | grep -v -e '^#' -e '^$' | awk -F, -v col="$2" 'NR==1 {for (i=1; i<=NF; i++) if ($i==col) c=i} NR==2 {print $c}'
+}
+
+# window_sum FROM TO FILTER: the joules of the ten-second windows starting in [FROM, TO) that pass FILTER.
+window_sum() {
+	flux_query "from(bucket:\"joules/autogen\") |> range(start: $1, stop: $2) |> filter(fn: (r) => r._measurement == \"joules_energy\" and r.resolution == \"10s\" and r._field == \"joules\" and $3) |> group() |> sum()" _value
 }
 
 # write_report: the energy report of the demo so far, as HTML, and as CSV
@@ -194,8 +222,8 @@ write_report() {
 		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
 }
 
-# check_accounting: the aggregator's accounting wrote PUE (facility meter
-# over the PDU: category 2) and tokens per joule, and the report has both.
+# check_accounting: the aggregator's accounting wrote PUE and tokens per
+# joule, the report has both, and its PUE is the site model's.
 check_accounting() {
 	local ok=true n
 	n=$(flux_count 'r._measurement == "joules_pue" and r.scope == "site" and r._field == "pue"')
@@ -208,10 +236,50 @@ check_accounting() {
 		grep -E '^(pue,pue|pue,category|work,token_per_joule|energy,it|energy,facility),' "$STATE/report.csv" | sed 's/^/demo: report: /'
 		grep -q '^pue,pue,' "$STATE/report.csv" || { echo "demo: the report has no PUE"; ok=false; }
 		grep -q '^work,token_per_joule,' "$STATE/report.csv" || { echo "demo: the report has no tokens per joule"; ok=false; }
+		[ -s "$STATE/bmcs" ] && { check_model_pue || ok=false; }
 	else
 		echo "demo: the report failed:"; cat "$STATE/report.log"; ok=false
 	fi
 	$ok
+}
+
+# check_model_pue: the report's PUE is within 3 % of the site model's over
+# the windows that have one, for the category the report gives.
+check_model_pue() {
+	local pue category first last want
+	pue=$(awk -F, '$1 == "pue" && $2 == "pue" {print $3; exit}' "$STATE/report.csv")
+	category=$(awk -F, '$1 == "pue" && $2 == "category" {print $3; exit}' "$STATE/report.csv")
+	local windows="from(bucket:\"joules/autogen\") |> range(start: $STARTED) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
+	first=$(flux_query "$windows |> first()" _time)
+	last=$(flux_query "$windows |> last()" _time)
+	[ -n "$pue" ] && [ -n "$first" ] && [ -n "$last" ] || { echo "demo: no PUE windows to compare with the model"; return 1; }
+	case "${category%.*}" in
+	1) want=$(model_pue "$first" "$(date -u -d "$last + 10 seconds" +%Y-%m-%dT%H:%M:%SZ)" | awk '$1 == "pue_ups_output" {print $2}') ;;
+	2) want=$(model_pue "$first" "$(date -u -d "$last + 10 seconds" +%Y-%m-%dT%H:%M:%SZ)" | awk '$1 == "pue_pdu_output" {print $2}') ;;
+	*) echo "demo: the report's PUE is of category $category, not the UPS's (1) or the PDUs' (2)"; return 1 ;;
+	esac
+	echo "demo: PUE (category ${category%.*}) in the report $pue, the site model's over the same windows ($first to $last) $want"
+	awk -v got="$pue" -v want="$want" 'BEGIN {d = got / want - 1; exit !(d < 0.03 && d > -0.03)}' ||
+		{ echo "demo: the report's PUE is more than 3 % from the model's"; return 1; }
+}
+
+# check_chain: over the closed windows since everything started, the
+# energies add up the way power flows: facility > UPS output ≥ Σ PDU
+# output ≥ Σ BMC ≥ Σ GPU + CPU.
+check_chain() {
+	local from to facility ups pdu bmc gpu cpu
+	from=$(date -u -d "$STARTED + 40 seconds" +%Y-%m-%dT%H:%M:%SZ)
+	to=$(date -u -d "20 seconds ago" +%Y-%m-%dT%H:%M:%SZ)
+	facility=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "facility_input" and r.meter =~ /^facility\/transfer_switch\//')
+	ups=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "ups_output" and r.meter =~ /^ups\/power_shelf\//')
+	pdu=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "pdu_output" and r.meter =~ /^pdu-[^\/]+\/rack_pdu\//')
+	bmc=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "it"')
+	gpu=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "gpu"')
+	cpu=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "cpu"')
+	awk -v f="${facility:-0}" -v u="${ups:-0}" -v p="${pdu:-0}" -v b="${bmc:-0}" -v g="${gpu:-0}" -v c="${cpu:-0}" -v from="$from" -v to="$to" 'BEGIN {
+		printf "demo: energy from %s to %s (kWh): facility %.4f, UPS output %.4f, PDU output %.4f, BMCs %.4f, GPUs %.4f + CPUs %.4f\n", from, to, f/3.6e6, u/3.6e6, p/3.6e6, b/3.6e6, g/3.6e6, c/3.6e6
+		if (!(g > 0 && f > u && u >= p && p >= b && b >= g + c)) { print "demo: the energies do not add up the way power flows"; exit 1 }
+	}'
 }
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
@@ -227,7 +295,8 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 	echo "demo: InfluxDB holds ${n:-0} token counter points (joules_work_total, unit=token)"
 	[ "${n:-0}" -gt 0 ] || ok=false
 	if [ -s "$STATE/bmcs" ]; then
-		for role in pdu_output facility_input; do
+		check_chain || ok=false
+		for role in pdu_output ups_output facility_input; do
 			n=$(flux_count "r._measurement == \"joules_redfish_equipment_power_watts\" and r.role == \"$role\"")
 			echo "demo: InfluxDB holds ${n:-0} equipment power points with role $role"
 			[ "${n:-0}" -gt 0 ] || ok=false
