@@ -2,8 +2,12 @@ package redfish
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"sort"
 	"strconv"
+
+	"github.com/stmcginnis/gofish/schemas"
 )
 
 // chassisDoc is the part of a Chassis resource discovery needs: its links.
@@ -32,7 +36,7 @@ type chassis struct {
 	equipment             bool   // the enclosure of power equipment (a PDU), not a host
 
 	envMetrics, power, thermal string
-	psus                       []named // PowerSubsystem PSUs, with their Metrics path
+	psus                       []psuRef // PowerSubsystem PSUs
 	thermalMetrics             string
 	fans                       []named
 	powerSensors               []named // Sensors of ReadingType Power, EnergyJoules or EnergykWh
@@ -42,6 +46,15 @@ type chassis struct {
 // named is a resource path and the label it is reported under.
 type named struct {
 	label, path string
+}
+
+// psuRef is one PowerSubsystem PSU: its label and Metrics path, and what
+// its own resource says that does not move between polls: whether the bay
+// is empty (State Absent) and its rated PowerCapacityWatts (0 unknown).
+type psuRef struct {
+	named
+	absent   bool
+	capacity float64
 }
 
 // equipment is one PowerEquipment item (a rack PDU, floor PDU, transfer
@@ -123,7 +136,7 @@ func discoverChassis(ctx context.Context, c *conn, path string) (*chassis, error
 				return nil, err
 			}
 		}
-		psus, err := membersWithMetrics(ctx, c, ps.PowerSupplies.ID)
+		psus, err := discoverPSUs(ctx, c, ps.PowerSupplies.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -199,6 +212,50 @@ func markHosts(all []*chassis) {
 	for _, ch := range top {
 		ch.host = withSystems == 0 || ch.systems > 0
 	}
+}
+
+// discoverPSUs lists a chassis's PSU collection: each PSU's label (its Name
+// first), Metrics path, state and capacity, read once here because they do
+// not move.
+func discoverPSUs(ctx context.Context, c *conn, path string) ([]psuRef, error) {
+	if path == "" {
+		return nil, nil
+	}
+	var members collection
+	if err := c.getJSON(ctx, path, &members); err != nil {
+		return nil, err
+	}
+	seen := labels{}
+	out := make([]psuRef, 0, len(members.Members))
+	for _, m := range members.Members {
+		var raw json.RawMessage
+		if err := c.getJSON(ctx, m.ID, &raw); err != nil {
+			return nil, err
+		}
+		var doc struct {
+			ID      string `json:"Id"`
+			Name    string
+			Metrics link
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return nil, &garbageError{path: m.ID, err: err}
+		}
+		psu := psuRef{named: named{label: seen.unique(firstNonEmpty(doc.Name, doc.ID, m.ID)), path: doc.Metrics.ID}}
+		// State and capacity only refine the totals: a BMC that garbles
+		// them loses the capacity, not the PSU.
+		var extra struct {
+			Status             schemas.Status
+			PowerCapacityWatts *float64
+		}
+		if json.Unmarshal(raw, &extra) == nil {
+			psu.absent = extra.Status.State == schemas.AbsentState
+			if v := extra.PowerCapacityWatts; v != nil && *v > 0 && !math.IsInf(*v, 0) {
+				psu.capacity = *v
+			}
+		}
+		out = append(out, psu)
+	}
+	return out, nil
 }
 
 // membersWithMetrics lists a PSU collection: each PSU's label (its Name
