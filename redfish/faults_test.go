@@ -117,13 +117,14 @@ func TestFaultSessionExpiryRelogsIn(t *testing.T) {
 
 func TestFaultDroppedFieldsFallBack(t *testing.T) {
 	bmc, src, _ := faultyBMC(t)
-	bmc.SetFault(redfishsim.Fault{DropFields: []string{"PowerWatts"}})
+	// Without EnvironmentMetrics.PowerWatts rackmount1's next total is its
+	// one installed PSU's input (Bay2 is Absent); without that too, the
+	// legacy PowerControl.
+	bmc.SetFault(redfishsim.Fault{DropFields: []string{"PowerWatts", "InputPowerWatts"}})
 	samples, err := collectWithin(t, src, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// rackmount1's PowerSubsystem has Metrics for one of its two PSUs, so
-	// their sum would be low: the next source in the order is PowerControl.
 	if _, ok := value(samples, "joules_redfish_host_power_watts", "source=power_control"); !ok {
 		t.Errorf("without EnvironmentMetrics.PowerWatts host power should fall back to the legacy PowerControl: %v", series(samples, "joules_redfish_host_power"))
 	}

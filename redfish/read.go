@@ -31,6 +31,8 @@ type poller struct {
 	capacity  float64 // the chassis being read: its PSUs' capacity, 0 unknown
 	equipment bool    // power equipment is being read: the meter's bound
 	epoch     string  // of the last counter or integrator read: its label
+
+	hostPower []hostPowerNote // what each host chassis's power came from, logged by the Source
 }
 
 func (p *poller) add(name, help string, kind collector.Kind, v float64, extra ...collector.Label) {
@@ -111,8 +113,9 @@ const (
 	helpHostEnergy = "Energy drawn by the host: the BMC's counter (method=\"counter\", continued across BMC resets) or host power integrated over time (method=\"integrated\")."
 )
 
-// readChassis reads one chassis: host power and energy in the documented
-// order of preference, PSUs, power control, temperatures and fans.
+// readChassis reads one chassis: PSUs, power control and power sensors,
+// the host's power, energy and capacity chosen from them (hosttotal.go),
+// temperatures and fans.
 func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 	cl := lbl("chassis", ch.id)
 	var env schemas.EnvironmentMetrics
@@ -120,28 +123,26 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 	if err != nil {
 		return err
 	}
+	in := newHostInputs(hasEnv, &env, ch.psus)
+	p.capacity, _ = hostCapacity(ch.psus, nil) // the PSU counters' bound; the legacy Power resource may add to it below
 
-	// PSUs of the PowerSubsystem.
-	var psuIn []float64
-	psuInComplete := len(ch.psus) > 0
-	var psuKWh []float64
-	psuKWhComplete := len(ch.psus) > 0
+	// PSUs of the PowerSubsystem; an empty bay is none.
 	for _, psu := range ch.psus {
+		if psu.absent {
+			continue
+		}
 		var m schemas.PowerSupplyMetrics
 		ok, err := p.get(ctx, psu.path, &m)
 		if err != nil {
 			return err
 		}
+		in.addPSU(ok, &m)
 		if !ok {
-			psuInComplete, psuKWhComplete = false, false
 			continue
 		}
 		pl := lbl("psu", psu.label)
 		if v := m.InputPowerWatts.Reading; v != nil {
 			p.add("joules_redfish_psu_input_power_watts", "PSU input (AC side) power.", collector.Gauge, *v, cl, pl)
-			psuIn = append(psuIn, *v)
-		} else {
-			psuInComplete = false
 		}
 		if v := m.OutputPowerWatts.Reading; v != nil {
 			p.add("joules_redfish_psu_output_power_watts", "PSU output (DC side) power.", collector.Gauge, *v, cl, pl)
@@ -152,9 +153,6 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 		if v := m.EnergykWh.Reading; v != nil {
 			total := p.counterSince(ch.id+"/psu/"+psu.label, *v*3.6e6, m.EnergykWh.SensorResetTime)
 			p.add("joules_redfish_psu_energy_joules_total", "PSU input energy from the PSU's own counter (EnergykWh × 3.6e6), continued across resets.", collector.Counter, total, cl, pl, p.epochLabel())
-			psuKWh = append(psuKWh, *v)
-		} else {
-			psuKWhComplete = false
 		}
 	}
 
@@ -164,11 +162,10 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 	if err != nil {
 		return err
 	}
-	var controlWatts *float64
-	legacyPSUIn, legacyPSUComplete := 0.0, hasLegacy && len(legacy.PowerSupplies) > 0
 	if hasLegacy {
+		in.addLegacy(&legacy)
 		seen := labels{}
-		for i, pc := range legacy.PowerControl {
+		for _, pc := range legacy.PowerControl {
 			ctl := lbl("control", seen.unique(firstNonEmpty(pc.Name, pc.MemberID)))
 			for _, stat := range []struct {
 				name string
@@ -179,19 +176,12 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 						collector.Gauge, f32(*stat.v), cl, ctl, lbl("stat", stat.name))
 				}
 			}
-			if i == 0 && pc.PowerConsumedWatts != nil {
-				v := f32(*pc.PowerConsumedWatts)
-				controlWatts = &v
-			}
 		}
 		seen = labels{}
 		for _, ps := range legacy.PowerSupplies {
 			pl := lbl("psu", seen.unique(firstNonEmpty(ps.Name, ps.MemberID)))
 			if ps.PowerInputWatts != nil {
 				p.add("joules_redfish_psu_input_power_watts", "PSU input (AC side) power.", collector.Gauge, f32(*ps.PowerInputWatts), cl, pl)
-				legacyPSUIn += f32(*ps.PowerInputWatts)
-			} else {
-				legacyPSUComplete = false
 			}
 			if ps.PowerOutputWatts != nil {
 				p.add("joules_redfish_psu_output_power_watts", "PSU output (DC side) power.", collector.Gauge, f32(*ps.PowerOutputWatts), cl, pl)
@@ -205,90 +195,30 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 	}
 
 	// Sensors of power and energy.
-	var sensorWatts, sensorJoules *float64
 	for _, s := range ch.powerSensors {
 		var sensor schemas.Sensor
 		ok, err := p.get(ctx, s.path, &sensor)
 		if err != nil {
 			return err
 		}
-		if !ok || sensor.Reading == nil {
+		if !ok {
 			continue
 		}
-		v := *sensor.Reading
-		sl := lbl("sensor", s.label)
-		switch sensor.ReadingType {
-		case schemas.PowerReadingType:
-			p.add("joules_redfish_sensor_power_watts", "A power Sensor of the chassis.", collector.Gauge, v, cl, sl, lbl("physical_context", string(sensor.PhysicalContext)))
-			if sensorWatts == nil && isTotalContext(sensor.PhysicalContext) {
-				sensorWatts = &v
-			}
-		case schemas.EnergyJoulesReadingType, schemas.EnergykWhReadingType:
-			if sensor.ReadingType == schemas.EnergykWhReadingType {
-				v *= 3.6e6
-			}
-			if sensorJoules == nil && isTotalContext(sensor.PhysicalContext) {
-				sensorJoules = &v
-			}
+		in.addSensor(s, &sensor)
+		if sensor.Reading != nil && sensor.ReadingType == schemas.PowerReadingType {
+			p.add("joules_redfish_sensor_power_watts", "A power Sensor of the chassis.", collector.Gauge, *sensor.Reading, cl, lbl("sensor", s.label), lbl("physical_context", string(sensor.PhysicalContext)))
 		}
+	}
+	if err := p.readCitedSensors(ctx, in); err != nil {
+		return err
 	}
 
-	// Host power and energy, in the documented order of preference.
-	var watts *float64
-	var source string
-	switch {
-	case hasEnv && env.PowerWatts.Reading != nil:
-		watts, source = env.PowerWatts.Reading, "environment_metrics"
-	case psuInComplete:
-		sum := 0.0
-		for _, v := range psuIn {
-			sum += v
+	if !ch.equipment { // a PDU's or power shelf's own chassis: its power is the equipment's
+		var legacyDoc *schemas.Power
+		if hasLegacy {
+			legacyDoc = &legacy
 		}
-		watts, source = &sum, "power_subsystem"
-	case legacyPSUComplete:
-		watts, source = &legacyPSUIn, "power_supplies"
-	case controlWatts != nil:
-		watts, source = controlWatts, "power_control"
-	case sensorWatts != nil:
-		watts, source = sensorWatts, "sensors"
-	}
-	metric, help := "joules_redfish_host_power_watts", helpHostPower
-	if ch.equipment {
-		// A PDU's or power shelf's own chassis: its power is the
-		// equipment's, reported from PowerEquipment.
-		watts = nil
-	} else if !ch.host {
-		metric, help = "joules_redfish_component_power_watts", "Power of a chassis contained in the host's (a GPU baseboard, a card): part of the host's power, not added to it."
-	}
-	if watts != nil {
-		p.add(metric, help, collector.Gauge, *watts, cl, lbl("source", source), lbl("chassis_type", ch.chassisType))
-	}
-	if ch.host && !ch.equipment {
-		var joules *float64
-		var esource string
-		switch {
-		case hasEnv && env.EnergyJoules.Reading != nil:
-			joules, esource = env.EnergyJoules.Reading, "environment_metrics"
-		case hasEnv && env.EnergykWh.Reading != nil:
-			v := *env.EnergykWh.Reading * 3.6e6
-			joules, esource = &v, "environment_metrics"
-		case psuKWhComplete:
-			sum := 0.0
-			for _, v := range psuKWh {
-				sum += v * 3.6e6
-			}
-			joules, esource = &sum, "power_subsystem"
-		case sensorJoules != nil:
-			joules, esource = sensorJoules, "sensors"
-		}
-		switch {
-		case joules != nil:
-			p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.counter(ch.id+"/host", *joules),
-				cl, lbl("method", "counter"), lbl("source", esource), p.epochLabel())
-		case watts != nil:
-			p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.integrate(ch.id+"/host", *watts),
-				cl, lbl("method", "integrated"), lbl("source", source), p.epochLabel())
-		}
+		p.publishHost(ch, in, legacyDoc)
 	}
 	return p.readThermal(ctx, ch, cl)
 }
@@ -305,11 +235,6 @@ func lastSegment(path string) string {
 		return path[i+1:]
 	}
 	return path
-}
-
-// isTotalContext tells the sensors that measure a whole chassis.
-func isTotalContext(c schemas.PhysicalContext) bool {
-	return c == "" || c == schemas.ChassisPhysicalContext || c == schemas.PowerSupplyPhysicalContext || c == schemas.SystemBoardPhysicalContext
 }
 
 // readThermal reads temperatures and fans. Temperatures come from the

@@ -30,6 +30,7 @@ type Source struct {
 	errCounts    map[string]float64
 	lastPollReqs int64
 	loggedPartly bool
+	noTotal      map[string]bool // host chassis logged as having no power total
 }
 
 // NewSource returns the source for one BMC or meter.
@@ -120,6 +121,7 @@ func (s *Source) poll(ctx context.Context, now time.Time) ([]collector.Sample, e
 			return nil, err
 		}
 	}
+	s.logHostPower(p.hostPower)
 	if len(p.out) == 0 && len(p.errs) > 0 {
 		return nil, p.errs[0] // nothing readable at all: the BMC is broken, not one resource
 	}

@@ -123,10 +123,10 @@ func TestPowerFromSensorsOnly(t *testing.T) {
 		"/Chassis/1/Sensors/E":     {"Id": "E", "ReadingType": "EnergyJoules", "PhysicalContext": "Chassis", "Reading": 1e9},
 	})
 	samples, _, _ := pollFixed(t, "sensors", dir)
-	if _, ok := value(samples, "joules_redfish_host_power_watts", "source=sensors"); !ok {
+	if _, ok := value(samples, "joules_redfish_host_power_watts", "source=sensor", "sensor=Total"); !ok {
 		t.Error("no host power from the chassis power sensor")
 	}
-	if _, ok := value(samples, "joules_redfish_host_energy_joules_total", "method=counter", "source=sensors"); !ok {
+	if _, ok := value(samples, "joules_redfish_host_energy_joules_total", "method=counter", "source=sensor", "sensor=E"); !ok {
 		t.Error("no host energy from the energy sensor")
 	}
 	if _, ok := value(samples, "joules_redfish_temperature_celsius", "sensor=T1", "physical_context=Intake"); !ok {
