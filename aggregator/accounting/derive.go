@@ -30,6 +30,7 @@ type gpuResult struct {
 	Energy                       bool // the GPU sent energy in the window
 	Activity, Watts              float64
 	HasActivity, SM              bool
+	Implausible                  int32
 }
 
 // hostResult is a host's IT energy in a window.
@@ -177,7 +178,7 @@ func (d *deriver) gpus() {
 	for _, k := range keys {
 		g := d.gpuAccs[k]
 		h := d.host(k.Topology)
-		res := gpuResult{Key: k}
+		res := gpuResult{Key: k, Implausible: g.Implausible}
 		if g.Energy.has() {
 			h.GPU += g.Energy.Joules
 			h.GPUs++
@@ -217,19 +218,22 @@ func (d *deriver) hostsIT() {
 		acc := d.hostAccs[k]
 		id := ents.HostIDs[k]
 		h.CPU, h.HasCPU, h.Implausible = acc.CPU.Joules, acc.CPU.has(), acc.Implausible
-		var srcs [nBMCSources + 1]source
+		// Best first: the BMC's counter, the agent's integration, its
+		// power integrated here, its counter across a restart, components.
+		var srcs [nBMCSources + 2]source
 		for src := range nBMCSources {
 			srcs[src] = source{cells: acc.Src[src], series: seriesOf(ents.HostSeries, id, src)}
 		}
-		srcs[nBMCSources] = components(acc, max(h.GPUs, expected[k]), seriesOf(ents.HostSeries, id, hostCPU), d.w.Slots)
+		srcs[srcRestart] = source{cells: acc.Src[srcRestart], series: seriesOf(ents.HostSeries, id, sourceBMCCounter)}
+		srcs[srcRestart+1] = components(acc, max(h.GPUs, expected[k]), seriesOf(ents.HostSeries, id, hostCPU), d.w.Slots)
 		p := pick(srcs[:], d.w.Slots, d.r.Size/float64(d.w.Slots))
 		h.IT, h.Coverage = p.joules, min(1, p.covered/d.r.Size)
 		for src := range nBMCSources {
-			if p.used&(1<<src) != 0 {
+			if p.used&(1<<src) != 0 || src == sourceBMCCounter && p.used&(1<<srcRestart) != 0 {
 				h.Sources = append(h.Sources, sourceNames[src])
 			}
 		}
-		if p.used&(1<<nBMCSources) != 0 {
+		if p.used&(1<<(srcRestart+1)) != 0 {
 			h.Sources = append(h.Sources, sourceComponents)
 			h.LowerBound = true
 		}
@@ -304,7 +308,11 @@ func (d *deriver) meters(end, forget int64) {
 		if m, ok := d.w.Meters[id]; ok {
 			srcs := make([]source, nMeterSources)
 			for src := range nMeterSources {
-				srcs[src] = source{cells: m.Src[src], series: seriesOf(ents.MeterSeries, id, src)}
+				kind := src
+				if src == meterRestart {
+					kind = sourceBMCCounter
+				}
+				srcs[src] = source{cells: m.Src[src], series: seriesOf(ents.MeterSeries, id, kind)}
 			}
 			p := pick(srcs, d.w.Slots, d.r.Size/float64(d.w.Slots))
 			r.joules, r.coverage, r.implausible = p.joules, min(1, p.covered/d.r.Size), m.Implausible

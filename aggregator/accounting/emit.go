@@ -26,7 +26,8 @@ func (e *emitter) window(r *windowResult) {
 	for _, g := range r.GPUs {
 		if g.Energy {
 			e.emit(schema.Energy, e.topo(g.Key.Topology, schema.TagScope, schema.ScopeGPU, schema.TagKind, schema.KindGPU, schema.TagGPU, g.Key.GPU),
-				num(schema.FieldJoules, g.Joules), num(schema.FieldCoverage, g.Coverage), num(schema.FieldIdleJoules, g.IdleJoules))
+				num(schema.FieldJoules, g.Joules), num(schema.FieldCoverage, g.Coverage), num(schema.FieldIdleJoules, g.IdleJoules),
+				str(schema.FieldReason, implausibleNote(g.Implausible)))
 		}
 		if g.HasActivity {
 			signal := "utilization"

@@ -119,7 +119,7 @@ func (a *Accountant) counter(s *series, v float64, t int64, epochChanged bool, n
 		if !covered {
 			a.stats.Gaps++
 		}
-		a.attribute(s, st.From, st.To, st.Joules, covered, false, now)
+		a.attributeStep(s, st.From, st.To, st.Joules, covered, false, st.Event == energy.Reset || st.Event == energy.Restarted, now)
 	case energy.Held:
 		a.stats.Dips++
 	case energy.Suspect:
@@ -373,6 +373,11 @@ func (a *Accountant) seen(s *series, t int64) {
 // back a step counted before (a point placed inside it): amount is then
 // negative and the step's time is taken back too.
 func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered, remove bool, now int64) {
+	a.attributeStep(s, t0, t1, amount, covered, remove, false, now)
+}
+
+// attributeStep is attribute for a counter step that may cross a restart.
+func (a *Accountant) attributeStep(s *series, t0, t1 int64, amount float64, covered, remove, restart bool, now int64) {
 	if t1 <= t0 || math.IsNaN(amount) {
 		return
 	}
@@ -398,7 +403,7 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered,
 				}
 				continue
 			}
-			sp.Remove = remove
+			sp.Remove, sp.Restart = remove, restart
 			w.add(s, sp, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity])
 			if s.In == inGPUEnergy {
 				w.addGPUToHost(a.ents.GPUHost[s.Entity], sp)

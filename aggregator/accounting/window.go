@@ -10,16 +10,27 @@ const (
 	sourceBMCIntegrated        // the BMC's input power, integrated by the agent
 	sourceBMCPower             // the BMC's input power, integrated here
 	nBMCSources
-	srcGPU     = nBMCSources     // the host's GPUs
-	srcCPU     = nBMCSources + 1 // the host's RAPL zones
-	nHostCells = nBMCSources + 2
+)
+
+// Cells of a host beyond its BMC sources: a BMC counter's steps across a
+// restart (what it read since the restart: every source that measured that
+// time comes first), and the last resort's two parts.
+const (
+	srcRestart = nBMCSources     // a BMC counter's steps across a restart
+	srcGPU     = nBMCSources + 1 // the host's GPUs
+	srcCPU     = nBMCSources + 2 // the host's RAPL zones
+	nHostCells = nBMCSources + 3
 )
 
 var sourceNames = [nBMCSources]string{schema.SourceBMCCounter, schema.SourceBMCIntegrated, schema.SourceBMCPower}
 
 // A meter's sources, best first: its counter, its power integrated by the
-// agent, its power integrated here.
-const nMeterSources = 3
+// agent, its power integrated here, and its counter's steps across a
+// restart.
+const (
+	meterRestart  = 3
+	nMeterSources = 4
+)
 
 // levelSlots is how many slots each level's windows have (window, hour,
 // day): within a window, a host's or meter's energy is built slot by slot
@@ -108,6 +119,7 @@ type span struct {
 	Amount        float64
 	Covered       bool
 	Remove        bool // a step taken back: its time comes off
+	Restart       bool // a counter's step across a restart: the energy since it, the time before unknown
 }
 
 // seconds is the span's time, negative when it is taken back.
@@ -171,11 +183,19 @@ func (w *window) add(s *series, sp span, idle bool) {
 			h.Src[srcCPU] = w.addCells(h.Src[srcCPU], sp)
 		})
 	case inBMCEnergy:
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[s.Method] = w.addCells(h.Src[s.Method], sp) })
+		src := int(s.Method)
+		if sp.Restart {
+			src = srcRestart
+		}
+		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[src] = w.addCells(h.Src[src], sp) })
 	case inBMCPower:
 		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[sourceBMCPower] = w.addCells(h.Src[sourceBMCPower], sp) })
 	case inMeterEnergy:
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[s.Method] = w.addCells(m.Src[s.Method], sp) })
+		src := int(s.Method)
+		if sp.Restart {
+			src = meterRestart
+		}
+		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[src] = w.addCells(m.Src[src], sp) })
 	case inMeterPower:
 		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[meterPower] = w.addCells(m.Src[meterPower], sp) })
 	case inWork:

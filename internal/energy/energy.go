@@ -99,7 +99,15 @@ type Track struct {
 	Cand     float64
 	CandTime int64 // 0: no suspect reading
 	Seen     bool
+	// Old is the base before the last new base, for a while: a counter that
+	// served a wrong value for several readings and then returns to its
+	// old base is restored, not taken for a restart. Since is what was
+	// counted from the new base meanwhile.
+	Old, OldTime, Since float64
 }
+
+// oldFor is how long the base before a new one is remembered.
+const oldFor = 10 * 60 * 1e9
 
 // Step is what one reading counts: Joules over [From, To] (unix ns; From
 // == To when nothing is counted).
@@ -118,16 +126,30 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 	}
 	dt := float64(t-tr.LastTime) / 1e9
 	d := v - tr.Last
+	if tr.OldTime != 0 && float64(t)-tr.OldTime > oldFor {
+		tr.Old, tr.OldTime, tr.Since = 0, 0, 0
+	}
 	switch {
 	case d >= 0 && d <= b.MaxJoules(dt):
-		return tr.accept(Counted, d, v, t)
-	case d < 0 && -d <= b.dip():
+		tr.Since += d
+		return tr.acceptKeep(Counted, d, v, t)
+	case tr.OldTime != 0 && v >= tr.Old && v-tr.Old <= b.MaxJoules((float64(t)-tr.OldTime)/1e9):
+		// Back on the old base: what it counted since, less what was
+		// counted on the wrong one, over the time since the old base.
+		j := max(0, v-tr.Old-tr.Since)
+		from := int64(tr.OldTime)
+		s := tr.accept(Counted, j, v, t)
+		s.From = from
+		return s
+	case d < 0 && -d <= b.dip() && !(v <= b.MaxJoules(dt) && v < tr.Last/2):
+		// A little below: a stale reading. (Far below, at a value it could
+		// have counted since a restart, is a restart of a young counter.)
 		return Step{Event: Held, From: t, To: t}
 	case tr.CandTime != 0 && v >= tr.Cand && v-tr.Cand <= b.MaxJoules(float64(t-tr.CandTime)/1e9):
 		// The suspect reading was a new base: count from it; the time
 		// between the last good reading and it is not measured.
 		s := Step{Event: Rebased, Joules: v - tr.Cand, From: tr.CandTime, To: t}
-		*tr = Track{Last: v, LastTime: t, Seen: true}
+		*tr = Track{Last: v, LastTime: t, Seen: true, Old: tr.Last, OldTime: float64(tr.LastTime), Since: v - tr.Cand}
 		return s
 	case d < 0 && b.MaxWatts <= 0:
 		return tr.accept(Reset, v, v, t) // unbounded: any drop is a restart
@@ -141,6 +163,13 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 func (tr *Track) accept(e Event, joules, v float64, t int64) Step {
 	s := Step{Event: e, Joules: joules, From: tr.LastTime, To: t}
 	*tr = Track{Last: v, LastTime: t, Seen: true}
+	return s
+}
+
+// acceptKeep is accept for an ordinary step: a base remembered stays.
+func (tr *Track) acceptKeep(e Event, joules, v float64, t int64) Step {
+	s := Step{Event: e, Joules: joules, From: tr.LastTime, To: t}
+	tr.Last, tr.LastTime, tr.Cand, tr.CandTime = v, t, 0, 0
 	return s
 }
 

@@ -39,6 +39,11 @@ func TestTrackSteps(t *testing.T) {
 		{"a restart from zero counts what it read since", []reading{
 			{0, 5e6, First, 0, 0}, {10, 4000, Reset, 4000, 0}, {20, 9000, Counted, 5000, 10},
 		}},
+		{"a young counter's restart is no dip", []reading{
+			// 50 kJ to 1 kJ is within a dip's 60 kJ, but 1 kJ is what a
+			// restarted counter reads after 10 s, and less than half.
+			{0, 40e3, First, 0, 0}, {10, 50e3, Counted, 10e3, 0}, {20, 1000, Reset, 1000, 10},
+		}},
 		{"a one-reading glitch up is dismissed", []reading{
 			{0, 5e6, First, 0, 0},
 			{10, 5e9, Suspect, 0, 10},       // 5 GJ in 10 s: no host draws that
