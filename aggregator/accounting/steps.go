@@ -343,16 +343,23 @@ func (a *Accountant) activity(s *series, ratio float64, t, now int64) {
 }
 
 // pushSorted keeps an activity series' last times in order, for telling
-// duplicates.
+// duplicates: the oldest goes when it is full.
 func (s *series) pushSorted(t int64) {
-	h := append(s.Hist[:s.NHist:s.NHist], histPoint{T: t})
-	for i := len(h) - 1; i > 0 && h[i].T < h[i-1].T; i-- {
-		h[i], h[i-1] = h[i-1], h[i]
+	n := int(s.NHist)
+	if n == histLen {
+		if t < s.Hist[0].T {
+			return
+		}
+		copy(s.Hist[:], s.Hist[1:])
+		n--
 	}
-	if len(h) > histLen {
-		h = h[1:]
+	i := n
+	for i > 0 && s.Hist[i-1].T > t {
+		s.Hist[i] = s.Hist[i-1]
+		i--
 	}
-	s.NHist = uint8(copy(s.Hist[:], h))
+	s.Hist[i] = histPoint{T: t}
+	s.NHist = uint8(n + 1)
 }
 
 // seen records that an entity sent data.

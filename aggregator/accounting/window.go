@@ -162,51 +162,62 @@ func (w *window) addCells(c cells, sp span) cells {
 	return c
 }
 
-// add puts a series' span of energy (or work) in.
+// add puts a series' span of energy (or work) in. (Maps of values, read,
+// changed and stored back: a closure here would escape, an allocation per
+// point.)
 func (w *window) add(s *series, sp span, idle bool) {
 	share := sp.share()
 	sec := 0.0
 	if sp.Covered {
 		sec = sp.seconds()
 	}
+	id := s.Entity
 	switch s.In {
 	case inGPUEnergy:
-		update(w.GPUs, s.Entity, func(g *gpuAcc) {
-			g.Energy.add(share, sec)
-			if idle {
-				g.IdleJoules += share
-			}
-		})
+		g := w.GPUs[id]
+		g.Energy.add(share, sec)
+		if idle {
+			g.IdleJoules += share
+		}
+		w.GPUs[id] = g
 	case inCPUEnergy:
-		update(w.Hosts, s.Entity, func(h *hostAcc) {
-			h.CPU.add(share, sec)
-			h.Src[srcCPU] = w.addCells(h.Src[srcCPU], sp)
-		})
-	case inBMCEnergy:
+		h := w.Hosts[id]
+		h.CPU.add(share, sec)
+		h.Src[srcCPU] = w.addCells(h.Src[srcCPU], sp)
+		w.Hosts[id] = h
+	case inBMCEnergy, inBMCPower:
 		src := int(s.Method)
-		if sp.Restart {
+		switch {
+		case s.In == inBMCPower:
+			src = sourceBMCPower
+		case sp.Restart:
 			src = srcRestart
 		}
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[src] = w.addCells(h.Src[src], sp) })
-	case inBMCPower:
-		update(w.Hosts, s.Entity, func(h *hostAcc) { h.Src[sourceBMCPower] = w.addCells(h.Src[sourceBMCPower], sp) })
-	case inMeterEnergy:
+		h := w.Hosts[id]
+		h.Src[src] = w.addCells(h.Src[src], sp)
+		w.Hosts[id] = h
+	case inMeterEnergy, inMeterPower:
 		src := int(s.Method)
-		if sp.Restart {
+		switch {
+		case s.In == inMeterPower:
+			src = meterPower
+		case sp.Restart:
 			src = meterRestart
 		}
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[src] = w.addCells(m.Src[src], sp) })
-	case inMeterPower:
-		update(w.Meters, s.Entity, func(m *meterAcc) { m.Src[meterPower] = w.addCells(m.Src[meterPower], sp) })
+		m := w.Meters[id]
+		m.Src[src] = w.addCells(m.Src[src], sp)
+		w.Meters[id] = m
 	case inWork:
-		w.Work[s.Entity] += share
+		w.Work[id] += share
 	}
 	w.Dirty = true
 }
 
 // addGPUToHost puts a GPU's span into its host's components.
 func (w *window) addGPUToHost(host uint32, sp span) {
-	update(w.Hosts, host, func(h *hostAcc) { h.Src[srcGPU] = w.addCells(h.Src[srcGPU], sp) })
+	h := w.Hosts[host]
+	h.Src[srcGPU] = w.addCells(h.Src[srcGPU], sp)
+	w.Hosts[host] = h
 }
 
 // implausible counts a step of a series that was not counted.
