@@ -20,6 +20,7 @@ var (
 	colourIT       = color.RGBA{R: 0x1f, G: 0x5f, B: 0xbf, A: 0xff}
 	colourFacility = color.RGBA{R: 0xd9, G: 0x6c, B: 0x00, A: 0xff}
 	colourWork     = color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 0xff}
+	colourHosts    = color.RGBA{R: 0x6b, G: 0x7c, B: 0x99, A: 0xff}
 )
 
 // Chart is one rendered SVG chart.
@@ -85,7 +86,7 @@ func sans(p *plot.Plot) *plot.Plot {
 func newPlot(yLabel string) *plot.Plot {
 	p := sans(plot.New())
 	p.Y.Label.Text = yLabel
-	p.X.Tick.Marker = plot.TimeTicks{Format: "01-02\n15:04"}
+	p.X.Tick.Marker = timeTicks{}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return p
@@ -110,22 +111,33 @@ func powerPlot(r *Report) (*plot.Plot, string) {
 		return nil, "fewer than two chart steps of data"
 	}
 	p := newPlot("kW")
-	var it, facility plotter.XYs
+	var it, hosts, facility plotter.XYs
+	withPUE := r.Headline.PUE != nil
 	for _, pt := range r.Series.Power {
-		it = append(it, plotter.XY{X: unix(pt.Time), Y: pt.ITWatts / 1000})
-		if pt.FacilityWatts != nil {
-			facility = append(facility, plotter.XY{X: unix(pt.Time), Y: *pt.FacilityWatts / 1000})
+		x := unix(pt.Time)
+		hosts = append(hosts, plotter.XY{X: x, Y: pt.HostsWatts / 1000})
+		if withPUE && pt.ITWatts > 0 {
+			it = append(it, plotter.XY{X: x, Y: pt.ITWatts / 1000})
 		}
-	}
-	if err := line(p, "IT (hosts)", colourIT, it); err != nil {
-		return nil, err.Error()
+		if pt.FacilityWatts != nil {
+			facility = append(facility, plotter.XY{X: x, Y: *pt.FacilityWatts / 1000})
+		}
 	}
 	if len(facility) > 1 {
 		if err := line(p, "facility", colourFacility, facility); err != nil {
 			return nil, err.Error()
 		}
 	}
+	if len(it) > 1 {
+		if err := line(p, "IT at the "+r.Series.ITPoint, colourIT, it); err != nil {
+			return nil, err.Error()
+		}
+	}
+	if err := line(p, "hosts (their BMCs)", colourHosts, hosts); err != nil {
+		return nil, err.Error()
+	}
 	p.Y.Min = 0
+	p.Y.Max = headroom(hosts, it, facility)
 	return p, ""
 }
 
@@ -165,7 +177,10 @@ func hostBars(r *Report) (*plot.Plot, string) {
 	}
 	p := sans(plot.New())
 	p.Y.Label.Text = "kWh"
-	bars, err := plotter.NewBarChart(values, vg.Points(18))
+	// Bars share the plot's width (about 500 pt of the 8 in canvas), so a
+	// few hosts do not get needles and many do not overlap.
+	width := vg.Points(max(4, min(48, 500/float64(len(rows))*0.7)))
+	bars, err := plotter.NewBarChart(values, width)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -192,5 +207,62 @@ func workPlot(r *Report) (*plot.Plot, string) {
 		return nil, err.Error()
 	}
 	p.Y.Min = 0
+	p.Y.Max = headroom(xys)
 	return p, ""
+}
+
+// headroom is a y-axis top a third above the highest value, so the
+// legend sits above the lines, not on them.
+func headroom(series ...plotter.XYs) float64 {
+	top := 0.0
+	for _, xys := range series {
+		for _, p := range xys {
+			top = max(top, p.Y)
+		}
+	}
+	return top * 1.35
+}
+
+// timeTicks put the time axis's ticks on round times whose labels all
+// differ: the step is the first that gives at most six ticks, the format as
+// fine as the step, and the date where it changes.
+type timeTicks struct{}
+
+var tickSteps = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 2 * 24 * time.Hour, 7 * 24 * time.Hour, 14 * 24 * time.Hour, 28 * 24 * time.Hour}
+
+// Ticks implements plot.Ticker.
+func (timeTicks) Ticks(lo, hi float64) []plot.Tick {
+	from, to := time.Unix(0, int64(lo*1e9)).UTC(), time.Unix(0, int64(hi*1e9)).UTC()
+	span := to.Sub(from)
+	step := tickSteps[len(tickSteps)-1]
+	for _, s := range tickSteps {
+		if span/s <= 6 {
+			step = s
+			break
+		}
+	}
+	clock := "15:04"
+	if step < time.Minute {
+		clock = "15:04:05"
+	}
+	var ticks []plot.Tick
+	lastDay := ""
+	for t := from.Truncate(step); !t.After(to); t = t.Add(step) {
+		if t.Before(from) {
+			continue
+		}
+		day := t.Format("Jan 2")
+		label := day
+		if step < 24*time.Hour {
+			label = t.Format(clock)
+			if day != lastDay {
+				label += "\n" + day
+			}
+		}
+		lastDay = day
+		ticks = append(ticks, plot.Tick{Value: unix(t), Label: label})
+	}
+	return ticks
 }

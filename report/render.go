@@ -38,6 +38,8 @@ var htmlTemplate string
 
 var funcs = template.FuncMap{
 	"kwh":   func(v float64) string { return fmtNum(v, 3) + " kWh" },
+	"kwh4":  func(v float64) string { return fmtNum(v, 4) },
+	"num4":  func(v float64) string { return fmtNum(v, 4) },
 	"num":   func(v float64) string { return fmtNum(v, 4) },
 	"pct":   func(v float64) string { return fmtNum(100*v, 3) + " %" },
 	"ratio": func(v *float64) string { return ratioText(v) },
@@ -115,14 +117,15 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("# %s\n\n", r.Title)
 	p("%s to %s, accounting windows of %s. Generated %s.\n\n", fmtTime(r.From), fmtTime(r.To), r.Resolution, r.Generated.Format(time.RFC3339))
-	p("## Summary\n\n| | |\n|---|---|\n")
+	writeMarkdownHeadline(w, r)
+	p("\n## Over the whole range\n\n| | |\n|---|---|\n")
 	p("| IT energy (hosts) | %s kWh%s |\n", fmtNum(r.Energy.ITkWh, 4), lowerBoundNote(r.Energy.LowerBound))
 	p("| IT coverage | %s %% of expected host-time |\n", fmtNum(100*r.Energy.ITCoverage, 3))
 	if r.Energy.FacilitykWh > 0 {
 		p("| Facility energy | %s kWh |\n", fmtNum(r.Energy.FacilitykWh, 4))
 	}
 	if r.PUE.Value != nil {
-		p("| PUE | %s, %s, coverage %s %%, %d of %d windows |\n", ratioText(r.PUE.Value), categoryText(r.PUE.Category), fmtNum(100*r.PUE.Coverage, 3), r.PUE.WindowsWithPUE, r.PUE.Windows)
+		p("| %s | %s, %s, coverage %s %%, %d of %d windows |\n", r.PUE.Name, ratioText(r.PUE.Value), pueCategoryText(r.PUE.Category, r.PUE.Estimate), fmtNum(100*r.PUE.Coverage, 3), r.PUE.WindowsWithPUE, r.PUE.Windows)
 	} else {
 		p("| PUE | none: %s |\n", r.PUE.Reason)
 	}
@@ -169,6 +172,53 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	return nil
 }
 
+// writeMarkdownHeadline writes the headline and the power path: the same
+// windows, each number from the others.
+func writeMarkdownHeadline(w io.Writer, r *Report) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	h := r.Headline
+	p("## Headline\n\n")
+	if h.PUE != nil {
+		p("Over the %d of %d windows that have a PUE.\n\n", h.Windows, h.Of)
+		p("| Facility energy | ÷ IT energy at the %s | = %s |\n|---:|---:|---:|\n", h.ITPoint, h.PUEName)
+		p("| %s kWh | %s kWh | %s (%s, coverage %s %%) |\n\n", fmtNum(*h.FacilitykWh, 4), fmtNum(h.ITkWh, 4), ratioText(h.PUE), pueCategoryText(h.Category, h.Estimate), fmtNum(100*h.Coverage, 3))
+	} else {
+		p("Over all %d windows with data; no PUE: %s.\n\n", h.Windows, h.Reason)
+		p("| IT energy at %s |\n|---:|\n| %s kWh |\n\n", h.ITPoint, fmtNum(h.ITkWh, 4))
+	}
+	p("| | |\n|---|---|\n| The hosts' own IT energy (their BMCs) | %s kWh%s |\n", fmtNum(h.HostsKWh, 4), lowerBoundNote(h.HostsLowerBound))
+	if h.RemainderKWh != nil {
+		share := ""
+		if h.RemainderShare != nil {
+			share = fmt.Sprintf(", %s %% of the %s", fmtNum(100**h.RemainderShare, 3), h.ITPoint)
+		}
+		p("| Unexplained: %s − hosts | %s kWh%s |\n", h.ITPoint, fmtNum(*h.RemainderKWh, 4), share)
+	}
+	for _, hw := range h.Work {
+		var per []string
+		if hw.PerFacilityJoule != nil {
+			per = append(per, fmtNum(*hw.PerFacilityJoule, 4)+" per facility joule")
+		}
+		if hw.PerHostJoule != nil {
+			per = append(per, fmtNum(*hw.PerHostJoule, 4)+" per host joule")
+		}
+		p("| %ss | %s, %s |\n", hw.Unit, fmtNum(hw.Work, 4), strings.Join(per, ", "))
+	}
+	if len(r.PowerPath) > 0 {
+		p("\n## Energy along the power path\n\n| where | kWh | coverage |\n|---|---:|---:|\n")
+		for _, ps := range r.PowerPath {
+			p("| %s | %s | %s %% |\n", ps.Name, fmtNum(ps.KWh, 4), fmtNum(100*ps.Coverage, 3))
+		}
+	}
+}
+
+func pueCategoryText(c int, estimate bool) string {
+	if estimate {
+		return "an estimate, no ISO/IEC 30134-2 category"
+	}
+	return categoryText(c)
+}
+
 func lowerBoundNote(lb bool) string {
 	if lb {
 		return " (a lower bound: some hosts only as GPUs + CPU)"
@@ -186,6 +236,31 @@ func writeCSV(w io.Writer, r *Report) error {
 	}
 	_ = cw.Write([]string{"section", "name", "value", "unit", "site", "hall", "rack", "host", "gpu", "from", "to"})
 	f := r.Filters
+	h := r.Headline
+	if h.FacilitykWh != nil {
+		row("headline", "facility", *h.FacilitykWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
+	}
+	row("headline", "it", h.ITkWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
+	if h.PUE != nil {
+		row("headline", "pue", *h.PUE, "ratio", f.Site, f.Hall, "", "", "")
+	}
+	row("headline", "hosts", h.HostsKWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
+	if h.RemainderKWh != nil {
+		row("headline", "remainder", *h.RemainderKWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
+	}
+	row("headline", "windows", float64(h.Windows), "windows", f.Site, f.Hall, f.Rack, f.Host, "")
+	for _, hw := range h.Work {
+		row("headline", hw.Unit, hw.Work, hw.Unit, f.Site, f.Hall, f.Rack, f.Host, "")
+		if hw.PerFacilityJoule != nil {
+			row("headline", hw.Unit+"_per_facility_joule", *hw.PerFacilityJoule, hw.Unit+"/J", f.Site, f.Hall, f.Rack, f.Host, "")
+		}
+		if hw.PerHostJoule != nil {
+			row("headline", hw.Unit+"_per_host_joule", *hw.PerHostJoule, hw.Unit+"/J", f.Site, f.Hall, f.Rack, f.Host, "")
+		}
+	}
+	for _, ps := range r.PowerPath {
+		row("power_path", ps.Role, ps.KWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
+	}
 	row("energy", "it", r.Energy.ITkWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")
 	row("energy", "it_coverage", r.Energy.ITCoverage, "ratio", f.Site, f.Hall, f.Rack, f.Host, "")
 	row("energy", "facility", r.Energy.FacilitykWh, "kWh", f.Site, f.Hall, f.Rack, f.Host, "")

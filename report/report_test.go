@@ -221,9 +221,37 @@ func TestSimulatedDay(t *testing.T) {
 	}
 	near(t, "PUE", *r.PUE.Value, facility/it)
 	near(t, "PUE is the site's", *r.PUE.Value, pueOfSite)
-	if r.PUE.Category != 3 || r.PUE.Windows != 1440 || r.PUE.WindowsWithPUE != 1440 {
-		t.Errorf("PUE category %d, windows %d with PUE %d; want 3, 1440, 1440", r.PUE.Category, r.PUE.Windows, r.PUE.WindowsWithPUE)
+	// Host c is measured by its GPUs only: the hosts' IT energy is partly
+	// an estimate, and so is a PUE from it: no category.
+	if r.PUE.Category != 0 || !r.PUE.Estimate || r.PUE.Windows != 1440 || r.PUE.WindowsWithPUE != 1440 || r.PUE.Name != "Interim PUE" {
+		t.Errorf("PUE category %d estimate %v, windows %d with PUE %d, %q; want 0, an estimate, 1440, 1440, an interim PUE", r.PUE.Category, r.PUE.Estimate, r.PUE.Windows, r.PUE.WindowsWithPUE, r.PUE.Name)
 	}
+	// The headline: the same 1,440 windows, facility over the hosts (no IT
+	// meter), work over each.
+	h := r.Headline
+	if h.Windows != 1440 || h.Of != 1440 || h.FacilitykWh == nil || h.PUE == nil || h.RemainderKWh != nil {
+		t.Fatalf("headline %+v", h)
+	}
+	near(t, "headline facility kWh", *h.FacilitykWh, facility/JoulesPerKWh)
+	near(t, "headline IT kWh", h.ITkWh, it/JoulesPerKWh)
+	near(t, "headline hosts kWh", h.HostsKWh, it/JoulesPerKWh)
+	near(t, "headline PUE", *h.PUE, facility/it)
+	if h.ITPoint != "the hosts, partly their GPUs + CPU (an estimate)" || !h.Estimate {
+		t.Errorf("headline IT point %q estimate %v", h.ITPoint, h.Estimate)
+	}
+	if len(h.Work) != 1 || h.Work[0].PerFacilityJoule == nil || h.Work[0].PerHostJoule == nil {
+		t.Fatalf("headline work %+v", h.Work)
+	}
+	near(t, "headline tokens", h.Work[0].Work, tokens)
+	near(t, "headline tokens per facility joule", *h.Work[0].PerFacilityJoule, tokens/facility)
+	near(t, "headline tokens per host joule", *h.Work[0].PerHostJoule, tokens/it)
+	path := map[string]float64{}
+	for _, ps := range r.PowerPath {
+		path[ps.Role] = ps.KWh
+	}
+	near(t, "power path facility", path["facility_input"], facility/JoulesPerKWh)
+	near(t, "power path hosts", path["hosts"], it/JoulesPerKWh)
+	near(t, "power path GPUs", path["components"], gpuAll/JoulesPerKWh)
 	silent := 120.0 // minutes host c sent nothing
 	near(t, "IT coverage", r.Energy.ITCoverage, (3*1440-silent)/(3*1440))
 	near(t, "PUE coverage", r.PUE.Coverage, (3*1440-silent)/(3*1440))
@@ -292,7 +320,7 @@ func TestSimulatedDay(t *testing.T) {
 		if err := Write(&md, r, "md"); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"# Energy report\n", "| IT energy (hosts) | 38.40 kWh (a lower bound", "| PUE | 1.250, category 3 (IT equipment input), coverage 97.2 %, 1440 of 1440 windows |",
+		for _, want := range []string{"# Energy report\n", "| IT energy (hosts) | 38.40 kWh (a lower bound", "| Interim PUE | 1.250, an estimate, no ISO/IEC 30134-2 category, coverage 97.2 %, 1440 of 1440 windows |",
 			"| tokens | 11,520,000, 0.08333 per IT joule, 240,000 per facility kWh |", "| Cost | 7.350 EUR", "- 120 windows have a PUE from partial data", "| c | r9 | 12.00 | 31.2 % | 91.7 % |"} {
 			if !strings.Contains(md.String(), want) {
 				t.Errorf("Markdown lacks %q:\n%s", want, md.String())

@@ -80,3 +80,34 @@ func TestParseTimeOfUse(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeTicksSaySomething: over any range the time axis's labels all
+// differ, there are two to seven of them, and the date shows where it
+// changes.
+func TestTimeTicksSaySomething(t *testing.T) {
+	from := time.Date(2026, 3, 14, 23, 50, 0, 0, time.UTC)
+	for _, span := range []time.Duration{90 * time.Second, 5 * time.Minute, 30 * time.Minute, 3 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 30 * 24 * time.Hour} {
+		ticks := timeTicks{}.Ticks(unix(from), unix(from.Add(span)))
+		seen := map[string]bool{}
+		for _, tk := range ticks {
+			if seen[tk.Label] {
+				t.Errorf("span %s: label %q twice in %v", span, tk.Label, ticks)
+			}
+			seen[tk.Label] = true
+		}
+		if len(ticks) < 2 || len(ticks) > 7 {
+			t.Errorf("span %s: %d ticks %v", span, len(ticks), ticks)
+		}
+	}
+	// 23:50 to 00:20: the date of the new day is on the first tick after midnight.
+	ticks := timeTicks{}.Ticks(unix(from), unix(from.Add(30*time.Minute)))
+	var dated []string
+	for _, tk := range ticks {
+		if strings.Contains(tk.Label, "\n") {
+			dated = append(dated, tk.Label)
+		}
+	}
+	if len(dated) != 2 || dated[0] != "23:50\nMar 14" || dated[1] != "00:00\nMar 15" {
+		t.Errorf("dated ticks %q, want the first and the first of the new day", dated)
+	}
+}

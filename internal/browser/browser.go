@@ -100,3 +100,25 @@ func consoleText(args []*runtime.RemoteObject) string {
 	}
 	return b.String()
 }
+
+// Evaluate loads a file in headless Chromium with a viewport width in CSS
+// pixels, as Open does, and returns what a JavaScript expression that
+// gives a string evaluates to: what a reader sees, for tests to check.
+func Evaluate(ctx context.Context, chromium, path string, width int, expression string) (string, error) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.WindowSize(width, 900))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	tabCtx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	tabCtx, cancelTimeout := context.WithTimeout(tabCtx, 90*time.Second)
+	defer cancelTimeout()
+	if err := chromedp.Do(tabCtx, chromedp.EmulateViewport(int64(width), 900), chromedp.Navigate("file://"+path), chromedp.WaitReady("body")); err != nil {
+		return "", fmt.Errorf("chromium: open %s: %w", path, err)
+	}
+	out, err := chromedp.Run(tabCtx, chromedp.Evaluate[string](expression))
+	if err != nil {
+		return "", fmt.Errorf("chromium: evaluate: %w", err)
+	}
+	return out, nil
+}
