@@ -428,3 +428,19 @@ func TestPUEGuards(t *testing.T) {
 		})
 	}
 }
+
+// One-second windows have slots of 166,666,666 ns and 4 ns over: the last
+// slot takes them, so 500 W for a second is 500 J, not 499.999998.
+func TestSlotsCoverTheWholeWindow(t *testing.T) {
+	var points []aggregator.Point
+	for s := 0.0; s <= 5; s += 0.5 {
+		points = append(points, bmc(s, 1e6+500*s))
+	}
+	out, _ := closeAll(t, Config{Window: time.Second, Grace: time.Second}, points)
+	for i := range 5 {
+		p := find(t, out, schema.Energy, at(float64(i)), "resolution", "1s", "scope", "host", "kind", "it")
+		if got := floatField(t, p, "joules"); got != 500 {
+			t.Errorf("second %d: %v J, want exactly 500", i, got)
+		}
+	}
+}

@@ -139,12 +139,15 @@ func (w *window) addCells(c cells, sp span) cells {
 		c = make(cells, w.Slots)
 	}
 	slot := w.Size / int64(w.Slots)
-	for i := max(0, (sp.From-w.Start)/slot); i < int64(w.Slots); i++ {
-		s0 := w.Start + i*slot
+	for i := min(int64(w.Slots)-1, max(0, (sp.From-w.Start)/slot)); i < int64(w.Slots); i++ {
+		s0, s1 := w.Start+i*slot, w.Start+(i+1)*slot
+		if i == int64(w.Slots)-1 {
+			s1 = w.Start + w.Size // the last slot takes what integer division leaves
+		}
 		if s0 >= sp.To {
 			break
 		}
-		o := min(sp.To, s0+slot) - max(sp.From, s0)
+		o := min(sp.To, s1) - max(sp.From, s0)
 		if o <= 0 {
 			continue
 		}
