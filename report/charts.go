@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"math"
 	"regexp"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -87,6 +89,7 @@ func newPlot(yLabel string) *plot.Plot {
 	p := sans(plot.New())
 	p.Y.Label.Text = yLabel
 	p.X.Tick.Marker = timeTicks{}
+	p.Y.Tick.Marker = valueTicks{}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	return p
@@ -177,6 +180,7 @@ func hostBars(r *Report) (*plot.Plot, string) {
 	}
 	p := sans(plot.New())
 	p.Y.Label.Text = "kWh"
+	p.Y.Tick.Marker = valueTicks{}
 	// Bars share the plot's width (about 500 pt of the 8 in canvas), so a
 	// few hosts do not get needles and many do not overlap.
 	width := vg.Points(max(4, min(48, 500/float64(len(rows))*0.7)))
@@ -263,6 +267,35 @@ func (timeTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 		lastDay = day
 		ticks = append(ticks, plot.Tick{Value: unix(t), Label: label})
+	}
+	return ticks
+}
+
+// valueTicks label a value axis at four to six round steps (1, 2, 2.5 or 5
+// times a power of ten) with as many decimals as the step needs.
+type valueTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (valueTicks) Ticks(lo, hi float64) []plot.Tick {
+	span := hi - lo
+	if !(span > 0) {
+		return []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'f', -1, 64)}}
+	}
+	mag := math.Pow(10, math.Floor(math.Log10(span)))
+	step := mag
+	for _, f := range []float64{0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10} {
+		if span/(f*mag) <= 6 {
+			step = f * mag
+			break
+		}
+	}
+	decimals := max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	if f := step / math.Pow(10, -float64(decimals)); math.Abs(f-math.Round(f)) > 1e-9 {
+		decimals++ // 2.5 × 10⁻ⁿ needs one more
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 	}
 	return ticks
 }

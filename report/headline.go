@@ -101,12 +101,12 @@ func (b *builder) headline(r *Report) {
 		}
 		h.Work = append(h.Work, hw)
 	}
-	b.powerPath(r, sel, withPUE, facility, gpu+cpu)
+	b.powerPath(r, sel, withPUE, facility, gpu, cpu)
 }
 
 // powerPath lists the energy at each point of the power path over the
 // headline's windows, from the facility meter down to the GPUs and CPUs.
-func (b *builder) powerPath(r *Report, sel []window, withPUE bool, facility, components float64) {
+func (b *builder) powerPath(r *Report, sel []window, withPUE bool, facility, gpu, cpu float64) {
 	type acc struct{ j, cov float64 }
 	roles := map[string]*acc{}
 	for _, w := range sel {
@@ -141,7 +141,12 @@ func (b *builder) powerPath(r *Report, sel []window, withPUE bool, facility, com
 		hostCov += w.itCoverage
 	}
 	r.PowerPath = append(r.PowerPath, PathStep{Name: "Hosts (their BMCs)", Role: "hosts", KWh: r.Headline.HostsKWh, Coverage: hostCov / n})
-	if components > 0 {
-		r.PowerPath = append(r.PowerPath, PathStep{Name: "GPUs + CPUs", Role: "components", KWh: components / JoulesPerKWh})
+	switch {
+	case gpu > 0 && cpu > 0:
+		r.PowerPath = append(r.PowerPath, PathStep{Name: "GPUs + CPUs (their own counters)", Role: "components", KWh: (gpu + cpu) / JoulesPerKWh})
+	case gpu > 0:
+		r.PowerPath = append(r.PowerPath, PathStep{Name: "GPUs (no CPU energy reported)", Role: "components", KWh: gpu / JoulesPerKWh})
+	case cpu > 0:
+		r.PowerPath = append(r.PowerPath, PathStep{Name: "CPUs (no GPU energy reported)", Role: "components", KWh: cpu / JoulesPerKWh})
 	}
 }

@@ -111,3 +111,23 @@ func TestTimeTicksSaySomething(t *testing.T) {
 		t.Errorf("dated ticks %q, want the first and the first of the new day", dated)
 	}
 }
+
+func TestValueTicksAreRound(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0, 25.6, "0 5 10 15 20 25"},
+		{1, 1.42, "1.0 1.1 1.2 1.3 1.4"},
+		{0, 0.148, "0.000 0.025 0.050 0.075 0.100 0.125"},
+		{0, 3.1, "0 1 2 3"},
+	} {
+		var got []string
+		for _, tk := range (valueTicks{}).Ticks(c.lo, c.hi) {
+			got = append(got, tk.Label)
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%v–%v: %v, want %s", c.lo, c.hi, got, c.want)
+		}
+	}
+}
