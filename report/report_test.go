@@ -313,6 +313,46 @@ func TestSimulatedDay(t *testing.T) {
 	if len(r.Series.Power) != 96 || len(r.Series.PUE) != 96 || len(r.Series.WorkPerJoule) != 96 {
 		t.Errorf("chart series have %d, %d and %d steps; want 96 (15 minutes)", len(r.Series.Power), len(r.Series.PUE), len(r.Series.WorkPerJoule))
 	}
+	// Every number the charts hold, from the day's power: per 15-minute
+	// step, the mean of the hosts' power (host c's GPUs only while it is
+	// heard; its counters span its silence, so its steps are whole), and the
+	// facility's.
+	for _, pt := range r.Series.Power {
+		mean := func(f func(time.Time) float64) float64 {
+			total := 0.0
+			for t := pt.Time; t.Before(pt.Time.Add(15 * time.Minute)); t = t.Add(30 * time.Second) {
+				total += f(t) * 30
+			}
+			return total / 900
+		}
+		hosts := mean(func(t time.Time) float64 { return hostAWatts(t) + hostBWatts + 2*gpuWatts })
+		near(t, "chart hosts W at "+pt.Time.Format("15:04"), pt.HostsWatts, hosts)
+		near(t, "chart IT W at "+pt.Time.Format("15:04"), pt.ITWatts, hosts)
+		if pt.FacilityWatts == nil {
+			t.Fatalf("chart step %s has no facility power", pt.Time)
+		}
+		near(t, "chart facility W at "+pt.Time.Format("15:04"), *pt.FacilityWatts, mean(facilityWatts))
+	}
+	for _, pt := range r.Series.PUE {
+		near(t, "chart PUE at "+pt.Time.Format("15:04"), pt.Value, pueOfSite)
+	}
+	racks := map[string]float64{"r1": itA / JoulesPerKWh, "r2": itB / JoulesPerKWh, "r9": itC / JoulesPerKWh}
+	if len(r.Racks) != 3 {
+		t.Errorf("racks %+v", r.Racks)
+	}
+	for _, rk := range r.Racks {
+		near(t, "rack "+rk.Rack+" kWh", rk.KWh, racks[rk.Rack])
+	}
+	for _, g := range r.GPUs {
+		want := gpuWatts * 86400 / JoulesPerKWh
+		if g.GPU == "GPU-a-0" {
+			want = idleGPUWatts * 86400 / JoulesPerKWh
+			near(t, "GPU a-0 idle kWh", g.IdleKWh, want)
+		} else {
+			near(t, "GPU "+g.GPU+" idle kWh", g.IdleKWh, 0)
+		}
+		near(t, "GPU "+g.GPU+" kWh", g.KWh, want)
+	}
 
 	t.Run("golden", func(t *testing.T) { golden(t, r) })
 	t.Run("markdown", func(t *testing.T) {
