@@ -26,6 +26,10 @@ if ! command -v influxd >/dev/null 2>&1; then
 fi
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# The report starts 30 s later, on a window: by then every source has had
+# its first reading (a first reading is a baseline, so the windows before
+# it would show the BMCs' hosts measured by their GPUs alone).
+REPORT_FROM=$(date -u -d "@$(( ($(date -u +%s) + 30 + 9) / 10 * 10 ))" +%Y-%m-%dT%H:%M:%SZ)
 pids=()
 cleanup() {
 	echo
@@ -217,8 +221,11 @@ window_sum() {
 # write_report: the energy report of the demo so far, as HTML, and as CSV
 # for the checks.
 write_report() {
-	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$STARTED" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
-		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$STARTED" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
+	# up to 30 s ago: the windows since may still lack the meters' last poll
+	local to
+	to=$(date -u -d "@$(( ($(date -u +%s) - 30) / 10 * 10 ))" +%Y-%m-%dT%H:%M:%SZ)
+	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
+		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
 		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
 }
 
@@ -237,10 +244,26 @@ check_accounting() {
 		grep -q '^pue,pue,' "$STATE/report.csv" || { echo "demo: the report has no PUE"; ok=false; }
 		grep -q '^work,token_per_joule,' "$STATE/report.csv" || { echo "demo: the report has no tokens per joule"; ok=false; }
 		[ -s "$STATE/bmcs" ] && { check_model_pue || ok=false; }
+		check_headline || ok=false
 	else
 		echo "demo: the report failed:"; cat "$STATE/report.log"; ok=false
 	fi
 	$ok
+}
+
+# check_headline: the report's headline adds up (facility ÷ IT = PUE) and
+# its power path loses energy only on its way down.
+check_headline() {
+	awk -F, '
+		$1 == "headline" { h[$2] = $3 }
+		$1 == "power_path" { path[++n] = $3; role[n] = $2 }
+		END {
+			ok = 1
+			if (("pue" in h) && (h["it"] <= 0 || (h["facility"] / h["it"] - h["pue"])^2 > 1e-18)) { print "demo: the headline does not add up: facility " h["facility"] " / IT " h["it"] " != PUE " h["pue"]; ok = 0 }
+			for (i = 2; i <= n; i++) if (path[i] > path[i-1] * (1 + 1e-9)) { print "demo: the power path gains energy: " role[i] " " path[i] " after " role[i-1] " " path[i-1]; ok = 0 }
+			if (ok) printf "demo: headline: facility %.4f kWh / IT %.4f kWh = PUE %.4f; the power path falls from %.4f to %.4f kWh\n", h["facility"], h["it"], h["pue"], path[1], path[n]
+			exit !ok
+		}' "$STATE/report.csv"
 }
 
 # check_model_pue: the report's PUE is within 3 % of the site model's over
@@ -249,7 +272,7 @@ check_model_pue() {
 	local pue category first last want
 	pue=$(awk -F, '$1 == "pue" && $2 == "pue" {print $3; exit}' "$STATE/report.csv")
 	category=$(awk -F, '$1 == "pue" && $2 == "category" {print $3; exit}' "$STATE/report.csv")
-	local windows="from(bucket:\"joules/autogen\") |> range(start: $STARTED) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
+	local windows="from(bucket:\"joules/autogen\") |> range(start: $REPORT_FROM) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
 	first=$(flux_query "$windows |> first()" _time)
 	last=$(flux_query "$windows |> last()" _time)
 	[ -n "$pue" ] && [ -n "$first" ] && [ -n "$last" ] || { echo "demo: no PUE windows to compare with the model"; return 1; }
