@@ -5,16 +5,15 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
+
+	"github.com/joules-energy/joules/internal/netutil"
 )
 
 // What a writer's endpoint is: its URL, the client that reaches it, what its
@@ -61,17 +60,9 @@ func writeQuery(cfg StreamConfig) url.Values {
 // not followed (a redirected POST arrives as a GET, or not at all: the
 // answer is reported instead, with where it points).
 func newClient(cfg StreamConfig) (*http.Client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in only
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("exporters.%s: ca_file: %w", cfg.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("exporters.%s: ca_file %s holds no PEM certificate", cfg.Name, cfg.CAFile)
-		}
-		tlsConfig.RootCAs = pool
+	tlsConfig, err := netutil.ClientTLS(cfg.CAFile, cfg.InsecureSkipVerify)
+	if err != nil {
+		return nil, fmt.Errorf("exporters.%s: %w", cfg.Name, err)
 	}
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
@@ -214,7 +205,7 @@ func Probe(ctx context.Context, cfg StreamConfig) ProbeResult {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		res.Err = connectionAdvice(err)
+		res.Err = netutil.ConnectionAdvice(err, "server")
 		return res
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -257,24 +248,4 @@ func identify(ctx context.Context, client *http.Client, u url.URL) string {
 		found += " " + h.Version
 	}
 	return found + " (health " + cmp.Or(h.Status, "unknown") + ")"
-}
-
-// connectionAdvice says what to change for an error before any answer.
-func connectionAdvice(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the URL is printed beside it
-	}
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	switch {
-	case errors.As(err, &unknownCA):
-		return fmt.Errorf("%w: set ca_file to the CA that signed the server's certificate", err)
-	case errors.As(err, &hostname):
-		return fmt.Errorf("%w: use a host name the certificate names", err)
-	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"): // net/http's words, not a type
-		return fmt.Errorf("%w: the server speaks plain HTTP; use http://", err)
-	default:
-		return fmt.Errorf("%w: check the host and port, and that the server runs", err)
-	}
 }

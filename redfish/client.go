@@ -8,14 +8,11 @@ package redfish
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/stmcginnis/gofish/schemas"
 
 	"github.com/joules-energy/joules/internal/energy"
+	"github.com/joules-energy/joules/internal/netutil"
 )
 
 // Config describes one BMC or power-equipment meter.
@@ -82,17 +80,9 @@ func (c *Config) defaults() {
 // httpClient builds the HTTP client: per-request timeout, TLS verified unless
 // the config opts out, connections kept alive.
 func (c *Config) httpClient() (*http.Client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in only
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
-		}
-		tlsConfig.RootCAs = pool
+	tlsConfig, err := netutil.ClientTLS(c.CAFile, c.InsecureSkipVerify)
+	if err != nil {
+		return nil, err
 	}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,

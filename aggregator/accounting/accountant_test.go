@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -485,7 +486,7 @@ func TestCheckpointRestartNeitherLosesNorDoubles(t *testing.T) {
 func TestUnreadableCheckpointIsSetAside(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "accounting.state")
-	if err := writeAtomic(state, []byte("not a checkpoint")); err != nil {
+	if err := os.WriteFile(state, []byte("not a checkpoint"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := newTestAccountant(t, Config{})

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/fsutil"
 )
 
 // stateVersion changes when the checkpoint's layout does; an older
@@ -87,42 +87,12 @@ func (a *Accountant) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode accounting state: %w", err)
 	}
-	if err := writeAtomic(path, buf.Bytes()); err != nil {
+	if err := fsutil.WriteAtomic(path, buf.Bytes()); err != nil {
 		return err
 	}
 	a.mu.Lock()
 	a.checkpointed = st.Saved
 	a.mu.Unlock()
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("accounting state directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write accounting state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write accounting state %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync accounting state %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write accounting state %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace accounting state %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return nil
 }
 

@@ -3,7 +3,6 @@ package accounting
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -118,6 +117,8 @@ func (c *Config) defaults() {
 }
 
 // Validate checks a configuration after defaults, reporting every problem.
+// The meters' entries are the configuration file's to check
+// (internal/config), with their lines; one that names no meter matches none.
 func (c Config) Validate() error {
 	c.defaults()
 	var errs []error
@@ -126,23 +127,6 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLateness < c.Grace {
 		errs = append(errs, fmt.Errorf("accounting.max_lateness %s must be at least accounting.grace %s", c.MaxLateness, c.Grace))
-	}
-	if c.MeterCheck >= 1 {
-		errs = append(errs, fmt.Errorf("accounting.meter_check %g must be below 1 (a share: 0.1 lets IT meters read up to 10 %% less than the hosts they feed)", c.MeterCheck))
-	}
-	for i, m := range c.Meters {
-		if m.BMC == "" {
-			errs = append(errs, fmt.Errorf("accounting.meters[%d]: bmc is required (the meter's name in the agent's redfish entry)", i))
-		}
-		if m.MaxWatts < 0 {
-			errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): max_watts must be positive", i, m.BMC))
-		}
-		if m.Feeds.Site && (m.Feeds.Hall != "" || len(m.Feeds.Racks) > 0) {
-			errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): feeds: site: true feeds the whole site; leave hall and racks out", i, m.BMC))
-		}
-		if f := m.Feeds.Feed; f != "" && !slices.Contains(c.PowerFeeds, f) {
-			errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): feeds.feed %q is not one of accounting.power_feeds %v", i, m.BMC, f, c.PowerFeeds))
-		}
 	}
 	return errors.Join(errs...)
 }

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 
 	"github.com/joules-energy/joules/exporters"
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/internal/netutil"
 )
 
 // checkWriters checks the writers' URLs as the writers will read them, so
@@ -117,7 +114,7 @@ func probeBMC(ctx context.Context, r config.RedfishSource) (string, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", bmcConnectionAdvice(err)
+		return "", netutil.ConnectionAdvice(err, "BMC")
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -165,36 +162,9 @@ func probeBMC(ctx context.Context, r config.RedfishSource) (string, error) {
 // bmcClient is the client the Redfish source uses: TLS verified against
 // ca_file, or the system roots, unless insecure_skip_verify.
 func bmcClient(r config.RedfishSource, timeout time.Duration) (*http.Client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: r.InsecureSkipVerify} //nolint:gosec // opt-in only
-	if r.CAFile != "" {
-		pem, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", r.CAFile)
-		}
-		tlsConfig.RootCAs = pool
+	tlsConfig, err := netutil.ClientTLS(r.CAFile, r.InsecureSkipVerify)
+	if err != nil {
+		return nil, err
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}}, nil
-}
-
-func bmcConnectionAdvice(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the URL is printed beside it
-	}
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	switch {
-	case errors.As(err, &unknownCA):
-		return fmt.Errorf("%w: set ca_file to the CA that signed the BMC's certificate", err)
-	case errors.As(err, &hostname):
-		return fmt.Errorf("%w: use an address the BMC's certificate names", err)
-	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("%w: the BMC speaks plain HTTP; use http://", err)
-	default:
-		return fmt.Errorf("%w: check the endpoint's host and port, and that the BMC is up", err)
-	}
 }
