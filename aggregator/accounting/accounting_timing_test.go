@@ -31,7 +31,7 @@ func agentBatch(at time.Time, hosts int, gauges bool) (body []byte, lines int) {
 		topo := fmt.Sprintf("hall=h%d,host=gpu-%04d,rack=r%03d,site=dc1", host/256, host, host/16)
 		for gpu := range 8 {
 			tags := fmt.Sprintf("gpu=%d,%s,model=NVIDIA\\ H200,simulated=true,uuid=GPU-%04d-%d", gpu, topo, host, gpu)
-			fmt.Fprintf(&b, "joules_gpu_energy_joules_total,%s,method=counter value=%d %d\n", tags, ns/1e6, ns)
+			fmt.Fprintf(&b, "joules_gpu_energy_joules_total,%s,method=counter value=%d %d\n", tags, ns/2e6, ns) // 500 W
 			fmt.Fprintf(&b, "joules_gpu_sm_activity_ratio,%s value=0.8 %d\n", tags, ns)
 			fmt.Fprintf(&b, "joules_gpu_utilization_ratio,%s value=0.9 %d\n", tags, ns)
 			for _, g := range other {

@@ -444,3 +444,31 @@ func TestSlotsCoverTheWholeWindow(t *testing.T) {
 		}
 	}
 }
+
+// A chassis whose PSUs can deliver 2,000 W: a 10 s step may count at most
+// 1.1 × 2,000 × (10 + 30) s = 88 kJ (its own power and a lagging counter's
+// 30 s), so 200 kJ is a jump (the default host bound, 20 kW, would have
+// let it through). A meter rated 1,000 W by the configuration: at most
+// 40 kJ a 10 s step.
+func TestBoundsFromCapacityAndConfiguration(t *testing.T) {
+	capacity := pt("joules_redfish_host_power_capacity_watts", at(0), 2000, "site", "s1", "hall", "h1", "rack", "r1", "host", "a",
+		"bmc", "a-bmc", "role", "host", "chassis", "1")
+	points := []aggregator.Point{capacity, bmc(0, 1e6), bmc(10, 1.005e6), bmc(20, 1.205e6), bmc(30, 1.21e6)}
+	points = append(points, meter("pdu-a", "pdu_output", 500, "hall", "h1", "rack", "r1")...)
+	// the PDU's counter jumps by 50 kJ between 30 and 40 s
+	for i := range points {
+		if points[i].Measurement == "joules_redfish_equipment_energy_joules_total" && !points[i].Time.Before(at(40)) {
+			v, _ := field(&points[i], "value")
+			points[i] = pt(points[i].Measurement, points[i].Time, v.FloatV()+50000, "site", "s1", "host", "mgmt", "bmc", "pdu-a", "role", "pdu_output",
+				"equipment", "1", "equipment_type", "rack_pdu", "method", "counter", "hall", "h1", "rack", "r1")
+		}
+	}
+	out, a := closeAll(t, Config{Meters: []Meter{{BMC: "pdu-a", MaxWatts: 1000}}}, points)
+	if n := a.Stats().Implausible[implausibleJump]; n != 2 {
+		t.Errorf("jumps %d, want 2: the host's 200 kJ and the PDU's 55 kJ", n)
+	}
+	// Host: 0–10 s and 20–30 s counted (5 kJ each); the jump's step is not.
+	if got := floatField(t, hostIT(t, out, t0), "joules"); !closeEqual(got, 10000, 1e-9) {
+		t.Errorf("host energy %v J, want 10,000", got)
+	}
+}

@@ -55,8 +55,10 @@ func (e Event) String() string {
 
 // LagSeconds is how far a counter's reading may trail its device: a BMC
 // that refreshes its counter every 10 to 30 s can report 30 s of energy in
-// a 1 s step. The bound of a step is the most power over the step plus
-// this lag.
+// a 1 s step. Over any run of readings a counter may count at most the
+// device's most power over the run plus this lag (a leaky bucket: Track's
+// Budget), so a lagging counter may catch up but a glitch that climbs a
+// little each step is still caught.
 const LagSeconds = 30
 
 // Bound is what physics allows one counter.
@@ -99,6 +101,9 @@ type Track struct {
 	Cand     float64
 	CandTime int64 // 0: no suspect reading
 	Seen     bool
+	// Budget is what a lagging counter may still count beyond the most
+	// power since its last reading: up to LagSeconds of it.
+	Budget float64
 	// Old is the base before the last new base, for a while: a counter that
 	// served a wrong value for several readings and then returns to its
 	// old base is restored, not taken for a restart. Since is what was
@@ -121,7 +126,7 @@ type Step struct {
 // readings and drop duplicates) and returns what it counts.
 func (tr *Track) Update(v float64, t int64, b Bound) Step {
 	if !tr.Seen {
-		*tr = Track{Last: v, LastTime: t, Seen: true}
+		*tr = Track{Last: v, LastTime: t, Seen: true, Budget: b.lag()}
 		return Step{Event: First, From: t, To: t}
 	}
 	dt := float64(t-tr.LastTime) / 1e9
@@ -129,10 +134,11 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 	if tr.OldTime != 0 && float64(t)-tr.OldTime > oldFor {
 		tr.Old, tr.OldTime, tr.Since = 0, 0, 0
 	}
+	allow := tr.allow(dt, b)
 	switch {
-	case d >= 0 && d <= b.MaxJoules(dt):
+	case d >= 0 && d <= allow:
 		tr.Since += d
-		return tr.acceptKeep(Counted, d, v, t)
+		return tr.acceptKeep(Counted, d, v, t, allow, b)
 	case tr.OldTime != 0 && v >= tr.Old && v-tr.Old <= b.MaxJoules((float64(t)-tr.OldTime)/1e9):
 		// Back on the old base: what it counted since, less what was
 		// counted on the wrong one, over the time since the old base.
@@ -141,7 +147,7 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 		s := tr.accept(Counted, j, v, t)
 		s.From = from
 		return s
-	case d < 0 && -d <= b.dip() && !(v <= b.MaxJoules(dt) && v < tr.Last/2):
+	case d < 0 && -d <= b.dip() && !(v <= allow && v < tr.Last/2):
 		// A little below: a stale reading. (Far below, at a value it could
 		// have counted since a restart, is a restart of a young counter.)
 		return Step{Event: Held, From: t, To: t}
@@ -149,12 +155,15 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 		// The suspect reading was a new base: count from it; the time
 		// between the last good reading and it is not measured.
 		s := Step{Event: Rebased, Joules: v - tr.Cand, From: tr.CandTime, To: t}
-		*tr = Track{Last: v, LastTime: t, Seen: true, Old: tr.Last, OldTime: float64(tr.LastTime), Since: v - tr.Cand}
+		*tr = Track{Last: v, LastTime: t, Seen: true, Old: tr.Last, OldTime: float64(tr.LastTime), Since: v - tr.Cand,
+			Budget: max(0, b.lag()-(v-tr.Cand))}
 		return s
 	case d < 0 && b.MaxWatts <= 0:
 		return tr.accept(Reset, v, v, t) // unbounded: any drop is a restart
-	case d < 0 && v <= b.MaxJoules(dt):
-		return tr.accept(Reset, v, v, t)
+	case d < 0 && v <= allow:
+		s := tr.accept(Reset, v, v, t)
+		tr.Budget = min(b.lag(), allow-v)
+		return s
 	}
 	tr.Cand, tr.CandTime = v, t
 	return Step{Event: Suspect, From: t, To: t}
@@ -162,15 +171,33 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 
 func (tr *Track) accept(e Event, joules, v float64, t int64) Step {
 	s := Step{Event: e, Joules: joules, From: tr.LastTime, To: t}
-	*tr = Track{Last: v, LastTime: t, Seen: true}
+	*tr = Track{Last: v, LastTime: t, Seen: true, Budget: tr.Budget}
 	return s
 }
 
-// acceptKeep is accept for an ordinary step: a base remembered stays.
-func (tr *Track) acceptKeep(e Event, joules, v float64, t int64) Step {
+// acceptKeep is accept for an ordinary step: a base remembered stays, and
+// the budget keeps what the step did not use.
+func (tr *Track) acceptKeep(e Event, joules, v float64, t int64, allow float64, b Bound) Step {
 	s := Step{Event: e, Joules: joules, From: tr.LastTime, To: t}
 	tr.Last, tr.LastTime, tr.Cand, tr.CandTime = v, t, 0, 0
+	tr.Budget = min(b.lag(), allow-joules)
 	return s
+}
+
+// allow is what a reading dt seconds after the last accepted one may
+// count: the device's most power over dt plus the budget left.
+func (tr *Track) allow(dt float64, b Bound) float64 {
+	if b.MaxWatts <= 0 {
+		return math.Inf(1)
+	}
+	return min(b.lag(), max(0, tr.Budget)) + b.MaxWatts*max(dt, 0)
+}
+
+func (b Bound) lag() float64 {
+	if b.MaxWatts <= 0 {
+		return 0
+	}
+	return b.MaxWatts * LagSeconds
 }
 
 // Restart takes the first reading of a new epoch: the counter restarted
@@ -181,10 +208,12 @@ func (tr *Track) Restart(v float64, t int64, b Bound) Step {
 		return tr.Update(v, t, b)
 	}
 	dt := float64(t-tr.LastTime) / 1e9
-	if v <= b.MaxJoules(dt) {
-		return tr.accept(Restarted, v, v, t)
+	if allow := tr.allow(dt, b); v <= allow {
+		s := tr.accept(Restarted, v, v, t)
+		tr.Budget = min(b.lag(), allow-v)
+		return s
 	}
-	*tr = Track{Last: v, LastTime: t, Seen: true}
+	*tr = Track{Last: v, LastTime: t, Seen: true, Budget: b.lag()}
 	return Step{Event: Implausible, From: t, To: t}
 }
 
@@ -198,6 +227,6 @@ func (tr *Track) Wrapped(v float64, t int64, joules float64) Step {
 // is not counted (a new epoch of a counter whose value continues from an
 // unknown base).
 func (tr *Track) Rebase(v float64, t int64) Step {
-	*tr = Track{Last: v, LastTime: t, Seen: true}
+	*tr = Track{Last: v, LastTime: t, Seen: true, Budget: tr.Budget}
 	return Step{Event: First, From: t, To: t}
 }

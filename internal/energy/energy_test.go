@@ -76,6 +76,33 @@ func TestTrackSteps(t *testing.T) {
 	}
 }
 
+// A counter that creeps up a little faster than its device can draw, every
+// step within one step's bound, still runs out of its lag budget: a 1 kW
+// host that counts 1.5 kW is caught within a minute.
+func TestTrackBudgetCatchesACreepingCounter(t *testing.T) {
+	var tr Track
+	v := 1e6
+	tr.Update(v, at(0).UnixNano(), host)
+	caught := -1
+	for i := 1; i <= 10; i++ {
+		v += 15000 // 1.5 kW for 10 s: under the 40 kJ a single step may count
+		if s := tr.Update(v, at(float64(10*i)).UnixNano(), host); s.Event != Counted {
+			caught = i
+			break
+		}
+	}
+	if caught < 0 || caught > 7 {
+		t.Errorf("a counter at 1.5 × the bound was caught at step %d, want within 7 (30 kJ of budget, 5 kJ too much a step)", caught)
+	}
+	// A counter that lags and catches up: 20 s stale, then 30 s of energy.
+	var lag Track
+	lag.Update(1e6, at(0).UnixNano(), host)
+	lag.Update(1e6, at(10).UnixNano(), host)
+	if s := lag.Update(1e6+30000, at(30).UnixNano(), host); s.Event != Counted || s.Joules != 30000 {
+		t.Errorf("a lagging counter's catch-up: %+v", s)
+	}
+}
+
 func TestTrackUnboundedTakesAnyDropAsARestart(t *testing.T) {
 	var tr Track
 	tr.Update(1000, at(0).UnixNano(), Bound{})
@@ -104,10 +131,10 @@ func TestTrackRestart(t *testing.T) {
 
 func TestCounterContinuesAndNeverGoesBack(t *testing.T) {
 	var c Counter
-	raws := []float64{1e6, 1.03e6, 1.03e6, 20e3, 50e3, 40e3, 80e3}
-	// 1 MJ; +30 kJ; the same time again: nothing; a restart: +20 kJ; +30 kJ;
-	// 10 kJ below: held; +30 kJ from the held 50 kJ.
-	want := []float64{1e6, 1.03e6, 1.03e6, 1.05e6, 1.08e6, 1.08e6, 1.11e6}
+	raws := []float64{1e6, 1.008e6, 1.008e6, 5e3, 13e3, 10e3, 19e3}
+	// 1 MJ; +8 kJ; the same time again: nothing; a restart: +5 kJ; +8 kJ;
+	// 3 kJ below: held; +6 kJ from the held 13 kJ.
+	want := []float64{1e6, 1.008e6, 1.008e6, 1.013e6, 1.021e6, 1.021e6, 1.027e6}
 	events := []Event{First, Counted, Held, Reset, Counted, Held, Counted}
 	sec := []float64{0, 10, 10, 20, 30, 40, 50}
 	for i, raw := range raws {
