@@ -131,3 +131,27 @@ func TestValueTicksAreRound(t *testing.T) {
 		}
 	}
 }
+
+// Two sites in one report (no site filter): a window's PUE coverage is the
+// mean of theirs, not the last one's.
+func TestPUECoverageOfSeveralSitesIsTheirMean(t *testing.T) {
+	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	q := cannedQuerier{
+		`distinct(column: "resolution")`: {{Values: map[string]any{"_value": "1m"}}},
+		`"joules_pue" and r.resolution == "1m" and r.scope == "site"`: {
+			{Time: start, Values: map[string]any{"site": "s1", "facility_joules": 90000.0, "it_joules": 60000.0, "pue": 1.5, "coverage": 0.5, "category": int64(3), "reason": "partial"}},
+			{Time: start, Values: map[string]any{"site": "s2", "facility_joules": 90000.0, "it_joules": 60000.0, "pue": 1.5, "coverage": 1.0, "category": int64(3), "reason": ""}},
+		},
+		`"joules_energy" and r.resolution == "1m" and r.scope == "site"`: {
+			{Time: start, Values: map[string]any{"site": "s1", "joules": 60000.0, "coverage": 0.5, "lower_bound": false}},
+			{Time: start, Values: map[string]any{"site": "s2", "joules": 60000.0, "coverage": 1.0, "lower_bound": false}},
+		},
+	}
+	r, err := Build(context.Background(), q, Options{Bucket: "b", From: start, To: start.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PUE.Coverage != 0.75 || r.Headline.Coverage != 0.75 {
+		t.Errorf("PUE coverage %v, headline %v; want 0.75 for sites at 0.5 and 1", r.PUE.Coverage, r.Headline.Coverage)
+	}
+}

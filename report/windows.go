@@ -41,6 +41,7 @@ func (w *window) site(name string) *siteEnergy {
 
 type pueWindow struct {
 	facility, it, coverage float64
+	rows                   int // sites (no site filter) or halls of that name: coverage is their mean
 	category               int
 	ok, estimate           bool
 	itMeter, reason        string
@@ -145,7 +146,8 @@ func (b *builder) pueWindows(scope string, at func(time.Time) *window) error {
 		p.facility += num(row.Values[schema.FieldFacilityJoules])
 		p.it += num(row.Values[schema.FieldITJoules])
 		w.site(str(row.Values[schema.TagSite])).facility += num(row.Values[schema.FieldFacilityJoules])
-		p.coverage = num(row.Values[schema.FieldCoverage])
+		p.coverage = (p.coverage*float64(p.rows) + num(row.Values[schema.FieldCoverage])) / float64(p.rows+1)
+		p.rows++
 		// several sites: the least precise category, an estimate if any is
 		p.category = min(p.category, int(num(row.Values[schema.FieldCategory])))
 		if e, _ := row.Values[schema.FieldEstimate].(bool); e {

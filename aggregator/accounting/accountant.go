@@ -8,6 +8,7 @@ package accounting
 
 import (
 	"fmt"
+	"maps"
 	"log/slog"
 	"math"
 	"strings"
@@ -60,7 +61,8 @@ type Accountant struct {
 	latest       latest             // last written values, for /metrics
 	pending      []aggregator.Point // derived points not yet handed to the output
 	checkpointed time.Time
-	watermark    int64 // the newest accounting point's time, unix ns
+	watermark    int64                // the newest accounting point's time, unix ns
+	pended       map[*series]struct{} // series holding a point (series.PendT)
 	stats        Stats
 	key          []byte
 }
@@ -78,6 +80,7 @@ func New(cfg Config, logger *slog.Logger) (*Accountant, error) {
 
 func (a *Accountant) reset() {
 	a.series = map[string]*series{}
+	a.pended = map[*series]struct{}{}
 	a.raplWrap = map[string]float64{}
 	a.ents = newEntities()
 	a.rolling = map[scopeKey]*rollingPUE{}
@@ -162,6 +165,15 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		a.activity(s, v.value, t, now)
 		return
 	}
+	if s.PendT != 0 {
+		switch {
+		case t == s.PendT:
+			a.stats.Duplicates++
+			return
+		case t > s.PendT:
+			a.release(s, now) // the series went on after it: it was no jump of the clock
+		}
+	}
 	if s.Seen && t <= s.LastT {
 		if t == s.LastT {
 			a.stats.Duplicates++ // a replayed or re-sent point: already counted
@@ -170,7 +182,40 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		a.outOfOrder(s, v.value, t, now)
 		return
 	}
+	if s.Seen && s.PendT == 0 && time.Duration(t-s.LastT) > a.cfg.MaxGap {
+		// Far after the last point: a series that resumes after a gap, or
+		// a clock that jumped ahead, whose later points would all look out
+		// of order. Held until the next point or the clock tells.
+		s.PendT, s.PendV, s.PendEpoch = t, v.value, cloneTag(v.tag("epoch"))
+		a.pended[s] = struct{}{}
+		return
+	}
 	a.step(s, v.value, t, v.tag("epoch"), now)
+}
+
+// release takes a series' held point as the step it is.
+func (a *Accountant) release(s *series, now int64) {
+	t, v, epoch := s.PendT, s.PendV, s.PendEpoch
+	s.PendT, s.PendV, s.PendEpoch = 0, 0, ""
+	delete(a.pended, s)
+	switch {
+	case t == s.LastT:
+		a.stats.Duplicates++
+	case t < s.LastT:
+		a.outOfOrder(s, v, t, now)
+	default:
+		a.step(s, v, t, epoch, now)
+	}
+}
+
+// releaseDue takes the held points whose time the clock has passed by the
+// grace: nothing newer came, and none was a clock ahead of this one.
+func (a *Accountant) releaseDue(now int64) {
+	for s := range a.pended {
+		if s.PendT+int64(a.cfg.Grace) <= now {
+			a.release(s, now)
+		}
+	}
 }
 
 // letGoUntil is the latest end of a level's windows that are let go (or
@@ -225,7 +270,9 @@ func (a *Accountant) window(lv *level, ws int64, now int64) *window {
 func (a *Accountant) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.stats
+	st := a.stats
+	st.Implausible = maps.Clone(st.Implausible)
+	return st
 }
 
 // Series is the number of raw series accounting keeps state for.

@@ -124,6 +124,11 @@ func (a *Accountant) Load(path string) error {
 	defer a.mu.Unlock()
 	a.reset()
 	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
+	for _, s := range a.series {
+		if s.PendT != 0 {
+			a.pended[s] = struct{}{}
+		}
+	}
 	if e := st.Entities; e != nil {
 		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
 		e.GPUAlias, e.HostSeries, e.MeterSeries, e.Capacity = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries), orEmpty(e.Capacity)

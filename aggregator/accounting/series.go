@@ -147,6 +147,12 @@ type series struct {
 	Hist  [histLen]histPoint
 	NHist uint8
 	Young bool
+	// Pend is a point more than max_gap after the series' last, held until
+	// the next point or the clock says whether the series resumed after a
+	// gap or its clock jumped ahead (PendT 0: none).
+	PendT     int64
+	PendV     float64
+	PendEpoch string
 }
 
 // pointView is what accounting reads of a point.

@@ -34,7 +34,8 @@ type picked struct {
 // still missing (in proportion: its energy in the slot times the share it
 // fills over the share it spans), and so on. A source that stops halfway
 // through a window so leaves the rest to the next, and sources that all
-// cover a slot are never added.
+// cover a slot are never added. A source of several series that lacks one
+// is not filled: its coverage shows the silent one.
 func pick(srcs []source, slots int, slotSec float64) picked {
 	var p picked
 	for i := range slots {
@@ -56,6 +57,13 @@ func pick(srcs []source, slots int, slotSec float64) picked {
 			cov += covered * ratio
 			filled += take
 			p.used |= 1 << si
+			if s.series > 1 && spanned < 1 {
+				// A source of several series (chassis, PSUs) that spans part
+				// of the slot lacks one of them, not part of the time: no
+				// other source measures that one apart, so nothing fills it
+				// (the next would add the others' energy again).
+				break
+			}
 		}
 		p.covered += min(1, cov) * slotSec
 	}
@@ -64,7 +72,9 @@ func pick(srcs []source, slots int, slotSec float64) picked {
 
 // components is a host's last resort: its GPUs and RAPL zones together,
 // whose share of a slot is its GPUs' (out of the GPUs it should have)
-// where it has GPUs, else its RAPL zones'.
+// where they have data, else its RAPL zones' (out of its zones), so the
+// CPUs still count when every GPU is silent. The cells' time is the share
+// already, so the source counts as one series.
 func components(acc hostAcc, gpus int, cpuSeries float64, slots int) source {
 	gpu, cpu := acc.Src[srcGPU], acc.Src[srcCPU]
 	if gpu == nil && cpu == nil {
@@ -72,20 +82,20 @@ func components(acc hostAcc, gpus int, cpuSeries float64, slots int) source {
 	}
 	c := make(cells, slots)
 	for i := range c {
+		var g, p cell
 		if gpu != nil {
-			c[i].J += gpu[i].J
-			c[i].S, c[i].G = gpu[i].S, gpu[i].G
+			g = gpu[i]
 		}
 		if cpu != nil {
-			c[i].J += cpu[i].J
-			if gpus == 0 {
-				c[i].S, c[i].G = cpu[i].S, cpu[i].G
-			}
+			p = cpu[i]
+		}
+		c[i].J = g.J + p.J
+		switch {
+		case gpus > 0 && g.S+g.G > 0:
+			c[i].S, c[i].G = g.S/float32(gpus), g.G/float32(gpus)
+		case p.S+p.G > 0:
+			c[i].S, c[i].G = p.S/float32(cpuSeries), p.G/float32(cpuSeries)
 		}
 	}
-	n := cpuSeries
-	if gpus > 0 {
-		n = float64(gpus)
-	}
-	return source{cells: c, series: n}
+	return source{cells: c, series: 1}
 }

@@ -19,6 +19,7 @@ type histPoint struct {
 	T     int64
 	V     float64
 	Plain bool
+	Idle  bool // a GPU's step to this point was idle energy
 }
 
 func (s *series) push(p histPoint) {
@@ -132,7 +133,7 @@ func (a *Accountant) counter(s *series, v float64, t int64, epochChanged bool, n
 		a.implausible(s, implausibleRestart, t, now)
 	}
 	plain := st.Event == energy.Counted && hasPrev && st.From == prev.T
-	s.push(histPoint{T: t, V: s.Track.Last, Plain: plain})
+	s.push(histPoint{T: t, V: s.Track.Last, Plain: plain, Idle: s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity]})
 }
 
 // wrapped says whether a RAPL zone that went backwards wrapped at its
@@ -228,15 +229,17 @@ func (a *Accountant) outOfOrder(s *series, v float64, t, now int64) {
 			a.attribute(s, t, q.T, trapezoid(v, q.V, t, q.T), true, false, now)
 		}
 	} else {
-		a.attribute(s, p.T, q.T, -(q.V - p.V), time.Duration(q.T-p.T) <= gap, true, now)
-		a.attribute(s, p.T, t, v-p.V, time.Duration(t-p.T) <= gap, false, now)
-		a.attribute(s, t, q.T, q.V-v, time.Duration(q.T-t) <= gap, false, now)
+		// The step taken back and the two through the new point keep the
+		// idleness the step was counted with.
+		a.attributeIdle(s, p.T, q.T, -(q.V - p.V), time.Duration(q.T-p.T) <= gap, true, q.Idle, now)
+		a.attributeIdle(s, p.T, t, v-p.V, time.Duration(t-p.T) <= gap, false, q.Idle, now)
+		a.attributeIdle(s, t, q.T, q.V-v, time.Duration(q.T-t) <= gap, false, q.Idle, now)
 	}
 	a.stats.Reordered++
 	a.seen(s, t)
 	// Insert, keeping the newest points.
 	h := s.Hist[:s.NHist]
-	h = append(h[:i], append([]histPoint{{T: t, V: v, Plain: true}}, h[i:]...)...)
+	h = append(h[:i], append([]histPoint{{T: t, V: v, Plain: true, Idle: q.Idle}}, h[i:]...)...)
 	if len(h) > histLen {
 		h = h[len(h)-histLen:]
 		s.Young = false
@@ -385,6 +388,15 @@ func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered,
 
 // attributeStep is attribute for a counter step that may cross a restart.
 func (a *Accountant) attributeStep(s *series, t0, t1 int64, amount float64, covered, remove, restart bool, now int64) {
+	a.attributeWith(s, t0, t1, amount, covered, remove, restart, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity], now)
+}
+
+// attributeIdle is attribute with the idleness a GPU's step had.
+func (a *Accountant) attributeIdle(s *series, t0, t1 int64, amount float64, covered, remove, idle bool, now int64) {
+	a.attributeWith(s, t0, t1, amount, covered, remove, false, s.In == inGPUEnergy && idle, now)
+}
+
+func (a *Accountant) attributeWith(s *series, t0, t1 int64, amount float64, covered, remove, restart, idle bool, now int64) {
 	if t1 <= t0 || math.IsNaN(amount) {
 		return
 	}
@@ -411,7 +423,7 @@ func (a *Accountant) attributeStep(s *series, t0, t1 int64, amount float64, cove
 				continue
 			}
 			sp.Remove, sp.Restart = remove, restart
-			w.add(s, sp, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity])
+			w.add(s, sp, idle)
 			if s.In == inGPUEnergy {
 				w.addGPUToHost(a.ents.GPUHost[s.Entity], sp)
 			}

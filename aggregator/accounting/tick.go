@@ -17,6 +17,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := now.UnixNano()
+	a.releaseDue(n)
 	var e emitter
 	for _, lv := range a.levels {
 		for _, ws := range slices.Sorted(maps.Keys(lv.windows)) {
@@ -53,7 +54,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 func (a *Accountant) prune(now int64) {
 	forget := now - int64(a.cfg.ForgetAfter) - int64(a.cfg.MaxLateness)
 	for k, s := range a.series {
-		if s.Seen && s.LastT < forget {
+		if s.Seen && s.LastT < forget && s.PendT == 0 {
 			a.ents.count(s, -1)
 			delete(a.series, k)
 		}
@@ -65,7 +66,7 @@ func (a *Accountant) prune(now int64) {
 			}
 		}
 	}
-	for _, r := range a.rolling {
+	for sk, r := range a.rolling {
 		for ws := range r.Windows {
 			if ws < now-int64(25*time.Hour) {
 				delete(r.Windows, ws)
@@ -75,6 +76,9 @@ func (a *Accountant) prune(now int64) {
 			if ws < now-int64(31*24*time.Hour) {
 				delete(r.Days, ws)
 			}
+		}
+		if len(r.Windows) == 0 && len(r.Days) == 0 {
+			delete(a.rolling, sk) // a site or hall gone for a month
 		}
 	}
 }

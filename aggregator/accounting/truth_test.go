@@ -1,6 +1,7 @@
 package accounting
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -470,5 +471,117 @@ func TestBoundsFromCapacityAndConfiguration(t *testing.T) {
 	// Host: 0–10 s and 20–30 s counted (5 kJ each); the jump's step is not.
 	if got := floatField(t, hostIT(t, out, t0), "joules"); !closeEqual(got, 10000, 1e-9) {
 		t.Errorf("host energy %v J, want 10,000", got)
+	}
+}
+
+// A host with two chassis, each with a BMC counter and power at 500 W;
+// chassis 2 falls silent after a minute. The second minute is chassis 1's
+// 30,000 J at coverage 0.5 (one silent chassis shows), not chassis 1's
+// counter and its power again.
+func TestASilentChassisIsNotFilledByTheOthers(t *testing.T) {
+	var points []aggregator.Point
+	for s := 0.0; s <= 120; s += 10 {
+		for _, ch := range []string{"1", "2"} {
+			if ch == "2" && s > 60 {
+				continue
+			}
+			tg := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "a", "bmc", "a-bmc", "role", "host", "chassis", ch}
+			points = append(points, pt("joules_redfish_host_energy_joules_total", at(s), 1e6+500*s, append(tg, "method", "counter")...),
+				pt("joules_redfish_host_power_watts", at(s), 500, tg...))
+		}
+	}
+	out, _ := closeAll(t, Config{}, points)
+	p := hostIT(t, out, t0.Add(time.Minute))
+	if got, cov := floatField(t, p, "joules"), floatField(t, p, "coverage"); !closeEqual(got, 30000, 1e-9) || !closeEqual(cov, 0.5, 1e-9) {
+		t.Errorf("second minute: %v J at coverage %v, want 30,000 at 0.5 (%s)", got, cov, describe(p))
+	}
+}
+
+// A host without a BMC whose GPU goes silent after a minute while its RAPL
+// zone goes on at 200 W: the second minute's IT energy is the CPU's 12 kJ,
+// a lower bound, not nothing.
+func TestCPUsCountWhenTheGPUsAreSilent(t *testing.T) {
+	var points []aggregator.Point
+	for s := 0.0; s <= 120; s += 10 {
+		if s <= 60 {
+			points = append(points, gpuAt(s, 1e6+700*s))
+		}
+		points = append(points, pt("node_rapl_package_joules_total", at(s), 1000+200*s, "site", "s1", "hall", "h1", "rack", "r1", "host", "a",
+			"index", "0", "path", "/sys/class/powercap/intel-rapl:0"))
+	}
+	out, _ := closeAll(t, Config{}, points)
+	p := hostIT(t, out, t0.Add(time.Minute))
+	if got := floatField(t, p, "joules"); !closeEqual(got, 12000, 1e-9) || stringField(p, "source") != "components_lower_bound" {
+		t.Errorf("second minute: %s, want the CPU's 12,000 J as components", describe(p))
+	}
+	if lb, _ := field(p, "lower_bound"); !lb.BoolV() {
+		t.Error("a host measured by its CPU alone is a lower bound")
+	}
+}
+
+// A GPU busy until 75 s, idle after: a late point inside its busy step is
+// placed with the step's own idleness, so no window gets negative or
+// borrowed idle energy. 700 W throughout: window 0 has 50–60 s, 7,000 J,
+// none idle; window 60 has 60–90 s, 21,000 J, of which 70–90 s (after the
+// idle reading at 75 s, from the next step on) is idle: 14,000 J.
+func TestOutOfOrderGPUPointsKeepTheirIdleness(t *testing.T) {
+	act := func(sec, v float64) aggregator.Point {
+		return pt("joules_gpu_sm_activity_ratio", at(sec), v, "site", "s1", "hall", "h1", "rack", "r1", "host", "a", "gpu", "0", "uuid", "GPU-0")
+	}
+	points := []aggregator.Point{act(0, 0.9), gpuAt(50, 1e6), gpuAt(70, 1.014e6), act(75, 0.01), gpuAt(80, 1.021e6), gpuAt(55, 1.0035e6), gpuAt(90, 1.028e6)}
+	out, _ := closeAll(t, Config{}, points)
+	for _, w := range []struct {
+		start        time.Time
+		joules, idle float64
+	}{{t0, 7000, 0}, {t0.Add(time.Minute), 21000, 14000}} {
+		p := find(t, out, schema.Energy, w.start, "resolution", "1m", "scope", "gpu")
+		if got, idle := floatField(t, p, "joules"), floatField(t, p, "idle_joules"); !closeEqual(got, w.joules, 1e-9) || !closeEqual(idle, w.idle, 1e-9) && !(w.idle == 0 && math.Abs(idle) < 1e-9) {
+			t.Errorf("window %s: %v J, %v idle; want %v and %v", w.start.Format("15:04"), got, idle, w.joules, w.idle)
+		}
+	}
+}
+
+// A BMC counter at 500 W whose 30 s reading is stamped 20 hours ahead (a
+// clock that jumped and came back): the reading is held, the readings after
+// it go on as if it had not come, and the first two minutes count 30,000 J
+// each at full coverage. Before, every later reading looked out of order
+// for 20 hours.
+func TestAReadingStampedAheadDoesNotStallItsSeries(t *testing.T) {
+	var points []aggregator.Point
+	for s := 0.0; s <= 120; s += 10 {
+		when := s
+		if s == 30 {
+			when = s + 72000
+		}
+		points = append(points, bmc(when, 1e6+500*s))
+	}
+	a, c := newTestAccountant(t, Config{})
+	out := run(a, c, points, at(120).Add(a.cfg.Window+a.cfg.Grace))
+	for _, start := range []time.Time{t0, t0.Add(time.Minute)} {
+		p := hostIT(t, out, start)
+		if got, cov := floatField(t, p, "joules"), floatField(t, p, "coverage"); !closeEqual(got, 30000, 1e-9) || cov != 1 {
+			t.Errorf("window %s: %v J at coverage %v, want 30,000 at 1", start.Format("15:04"), got, cov)
+		}
+	}
+	if st := a.Stats(); st.Unplaced != 0 {
+		t.Errorf("%d readings unplaced", st.Unplaced)
+	}
+}
+
+// A series that resumes after a 9-minute silence: its first reading is held
+// until the next, then the step across the silence counts its energy (the
+// counter measured it) without covering its time.
+func TestASeriesResumingAfterAGapCountsTheGap(t *testing.T) {
+	points := []aggregator.Point{bmc(0, 1e6), bmc(60, 1.03e6), bmc(600, 1.3e6), bmc(610, 1.305e6)}
+	a, c := newTestAccountant(t, Config{})
+	out := run(a, c, points, at(610).Add(a.cfg.Window+a.cfg.Grace))
+	var total float64
+	for _, p := range out {
+		if p.Measurement == schema.Energy && hasTags(p, "resolution", "1m", "scope", "host", "kind", "it") {
+			total += floatField(t, &p, "joules")
+		}
+	}
+	if !closeEqual(total, 305000, 1e-9) || a.Stats().Gaps != 1 {
+		t.Errorf("%v J (%d gaps), want 305,000 with one gap", total, a.Stats().Gaps)
 	}
 }

@@ -3,6 +3,7 @@ package energy
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"math"
 	"time"
 )
 
@@ -28,8 +29,20 @@ func (c *Counter) Update(raw float64, hardware string, at time.Time, b Bound) (f
 		c.Epoch = NewEpoch()
 	}
 	t := at.UnixNano()
+	if math.IsNaN(raw) || math.IsInf(raw, 0) || raw < 0 {
+		return c.Total, Held // not a reading
+	}
 	if c.Seen && t <= c.LastTime {
-		return c.Total, Held // not newer: nothing to count
+		if raw == c.Last {
+			return c.Total, Held // the same reading again
+		}
+		// The clock stepped back (an NTP correction after a jump ahead):
+		// the reading is newer all the same. Measure it from just before
+		// now, so the lag budget alone bounds it, and go on from here.
+		c.LastTime = t - 1
+		if c.CandTime != 0 {
+			c.CandTime = t - 1
+		}
 	}
 	var s Step
 	switch {
@@ -77,15 +90,19 @@ func (e *Integrator) Add(watts float64, at time.Time) float64 {
 	if e.Epoch == "" {
 		e.Epoch = NewEpoch()
 	}
-	if e.MaxWatts > 0 && watts > e.MaxWatts || watts < 0 {
+	if e.MaxWatts > 0 && watts > e.MaxWatts || watts < 0 || math.IsNaN(watts) || math.IsInf(watts, 0) {
 		return e.Joules
 	}
 	t := at.UnixNano()
 	if e.LastTime != 0 {
 		dt := time.Duration(t - e.LastTime)
 		switch {
-		case dt <= 0:
-			return e.Joules // not newer than the last reading: adds nothing
+		case dt == 0:
+			return e.Joules // the same instant: adds nothing
+		case dt < 0:
+			// The clock stepped back: start again from here, counting nothing.
+			e.LastWatts, e.LastTime = watts, t
+			return e.Joules
 		case dt <= e.MaxGap:
 			e.Joules += (watts + e.LastWatts) / 2 * dt.Seconds()
 		default:

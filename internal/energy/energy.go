@@ -139,7 +139,11 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 	case d >= 0 && d <= allow:
 		tr.Since += d
 		return tr.acceptKeep(Counted, d, v, t, allow, b)
-	case tr.OldTime != 0 && v >= tr.Old && v-tr.Old <= b.MaxJoules((float64(t)-tr.OldTime)/1e9):
+	case d < 0 && -d <= b.dip() && !(v <= allow && v < tr.Last/2):
+		// A little below: a stale reading. (Far below, at a value it could
+		// have counted since a restart, is a restart of a young counter.)
+		return Step{Event: Held, From: t, To: t}
+	case d < 0 && tr.OldTime != 0 && v >= tr.Old && v-tr.Old <= b.MaxJoules((float64(t)-tr.OldTime)/1e9):
 		// Back on the old base: what it counted since, less what was
 		// counted on the wrong one, over the time since the old base.
 		j := max(0, v-tr.Old-tr.Since)
@@ -147,10 +151,6 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 		s := tr.accept(Counted, j, v, t)
 		s.From = from
 		return s
-	case d < 0 && -d <= b.dip() && !(v <= allow && v < tr.Last/2):
-		// A little below: a stale reading. (Far below, at a value it could
-		// have counted since a restart, is a restart of a young counter.)
-		return Step{Event: Held, From: t, To: t}
 	case tr.CandTime != 0 && v >= tr.Cand && v-tr.Cand <= b.MaxJoules(float64(t-tr.CandTime)/1e9):
 		// The suspect reading was a new base: count from it; the time
 		// between the last good reading and it is not measured.

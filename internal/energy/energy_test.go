@@ -2,6 +2,7 @@ package energy
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,8 @@ import (
 	"time"
 )
 
-var t0 = time.Unix(1_000_000, 0)
+// t0 is an hour ago: the store forgets counters by the wall clock.
+var t0 = time.Now().Add(-time.Hour).Truncate(time.Second)
 
 func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
 
@@ -54,6 +56,12 @@ func TestTrackSteps(t *testing.T) {
 			{10, 2e6, Suspect, 0, 10},        // a PSU replaced in a summed counter: 3 MJ down, no restart
 			{20, 2.004e6, Rebased, 4000, 10}, // 4 kJ since the new base; 0–10 s not measured
 			{30, 2.009e6, Counted, 5000, 20},
+		}},
+		{"a stale reading after a new base is held, not a return to the old one", []reading{
+			{0, 5e6, First, 0, 0}, {10, 5.005e6, Counted, 5000, 0},
+			{20, 6.005e6, Suspect, 0, 20}, {30, 6.01e6, Rebased, 5000, 20},
+			{40, 6.0099e6, Held, 0, 40}, // 100 J below: stale, and it must not bring the jump back
+			{50, 6.015e6, Counted, 5000, 30},
 		}},
 		{"a jump that persists becomes the new base", []reading{
 			{0, 100, First, 0, 0},
@@ -253,5 +261,54 @@ func TestStoreRunSavesOnShutdown(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(dir, StoreFile))
 	if err != nil || !strings.Contains(string(raw), `"k"`) {
 		t.Fatalf("state after shutdown: %s, %v", raw, err)
+	}
+}
+
+// One reading stamped 40 days ahead (a clock that jumped, then NTP put it
+// back): the other counters are not forgotten, and this one goes on
+// counting from the corrected clock instead of staying flat for 40 days.
+func TestStoreSurvivesAClockThatJumped(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Counter("gpu0", 1e6, "", at(0), host)
+	s.Counter("gpu1", 2e6, "", at(0), host)
+	s.Counter("gpu1", 2.005e6, "", at(40*24*3600), host) // the jump
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	total0, epoch0, _ := s.Counter("gpu0", 1.005e6, "", at(10), host)
+	_, epochBefore, _ := s.Counter("gpu0", 1.005e6, "", at(10), host)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	total0b, epoch0b, ev := s.Counter("gpu0", 1.01e6, "", at(20), host)
+	if epoch0b != epoch0 || epochBefore != epoch0 || total0b != total0+5000 || ev != Counted {
+		t.Errorf("gpu0 after a flush: %v in epoch %s (%v), want %v in epoch %s", total0b, epoch0b, ev, total0+5000, epoch0)
+	}
+	total1, _, ev := s.Counter("gpu1", 2.01e6, "", at(20), host)
+	if total1 != 2.01e6 || ev != Counted {
+		t.Errorf("gpu1 after the clock came back: %v (%v), want 2.01e6 counted", total1, ev)
+	}
+}
+
+func TestCounterIgnoresWhatIsNoReading(t *testing.T) {
+	var c Counter
+	c.Update(1000, "", at(0), Bound{})
+	for _, v := range []float64{math.NaN(), math.Inf(1), -5} {
+		if total, ev := c.Update(v, "", at(10), Bound{}); total != 1000 || ev != Held {
+			t.Errorf("%v: %v %v, want 1000 held", v, total, ev)
+		}
+	}
+	if total, _ := c.Update(1500, "", at(20), Bound{}); total != 1500 {
+		t.Errorf("then %v, want 1500", total)
+	}
+	var e Integrator
+	e.MaxGap = time.Minute
+	e.Add(100, at(0))
+	if j := e.Add(math.NaN(), at(10)); j != 0 || math.IsNaN(e.Joules) {
+		t.Errorf("a NaN power reading: %v J", j)
 	}
 }

@@ -23,6 +23,7 @@ import (
 type Store struct {
 	path string
 	log  *slog.Logger
+	now  func() time.Time // the clock of pruning; time.Now when nil
 
 	mu    sync.Mutex
 	state storeState
@@ -91,6 +92,13 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 		return s, fmt.Errorf("counter state %s is unreadable (%v) and cannot be moved aside (%w): remove it", s.path, err, rerr)
 	}
 	return s, fmt.Errorf("counter state %s is unreadable (%w): moved to %s; counters start new epochs", s.path, err, aside)
+}
+
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // Path is the state file ("" in memory).
@@ -165,17 +173,11 @@ func (s *Store) Flush() error {
 // out, a BMC removed from the configuration).
 const forgetAfter = 30 * 24 * time.Hour
 
-// prune forgets what nobody updated for forgetAfter before the newest
-// reading (not the wall clock, which may be wrong).
+// prune forgets what nobody updated for forgetAfter. By the clock of the
+// flush: one reading stamped far ahead must not make every other counter
+// look old.
 func (s *Store) prune() {
-	var newest int64
-	for _, c := range s.state.Counters {
-		newest = max(newest, c.LastTime)
-	}
-	for _, e := range s.state.Integrators {
-		newest = max(newest, e.LastTime)
-	}
-	before := newest - int64(forgetAfter)
+	before := s.clock().UnixNano() - int64(forgetAfter)
 	for k, c := range s.state.Counters {
 		if c.Seen && c.LastTime < before {
 			delete(s.state.Counters, k)
