@@ -8,8 +8,8 @@ package accounting
 
 import (
 	"fmt"
-	"maps"
 	"log/slog"
+	"maps"
 	"math"
 	"strings"
 	"sync"
