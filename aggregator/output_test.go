@@ -93,7 +93,7 @@ func TestOutputWritesExactValues(t *testing.T) {
 	for _, p := range pts {
 		want += p.Fields[0].Value.FloatV()
 	}
-	if sum := waitCount(t, db, "joules_gpu_power_watts", 40, 15*time.Second); sum != want {
+	if sum := waitCount(t, db, "joules_gpu_power_watts", 40, time.Minute); sum != want {
 		t.Errorf("sum of values read back %v, want %v", sum, want)
 	}
 }
@@ -105,7 +105,7 @@ func TestOutputRidesOutInfluxDBOutage(t *testing.T) {
 	if err := out.Write(gpuPoints(10, start)); err != nil {
 		t.Fatal(err)
 	}
-	waitCount(t, db, "joules_gpu_power_watts", 10, 15*time.Second)
+	waitCount(t, db, "joules_gpu_power_watts", 10, time.Minute)
 	db.Stop()
 	for i := range 5 { // accepted and spooled while InfluxDB is down
 		if err := out.Write(gpuPoints(10, start.Add(time.Duration(10*(i+1))*time.Second))); err != nil {
