@@ -153,12 +153,12 @@ func TestOutputDeadLettersRefusedLines(t *testing.T) {
 	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", f}}, Time: at}}); err != nil {
 		t.Fatal(err)
 	}
-	waitCount(t, db, "conflict", 1, 15*time.Second)
+	waitCount(t, db, "conflict", 1, time.Minute)
 	// A string where InfluxDB has a float: refused for good with 400.
 	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", s}}, Time: at.Add(time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 15*time.Second, "the refused line in the dead-letter file", func() bool { return out.DeadLettered.Load() > 0 })
+	testenv.WaitFor(t, time.Minute, "the refused line in the dead-letter file", func() bool { return out.DeadLettered.Load() > 0 })
 	raw, _ := os.ReadFile(dead)
 	if !strings.Contains(string(raw), `conflict value="oops"`) || !strings.Contains(string(raw), "field type conflict") {
 		t.Errorf("dead-letter file:\n%s", raw)
@@ -167,5 +167,5 @@ func TestOutputDeadLettersRefusedLines(t *testing.T) {
 	if err := out.Write([]Point{{Measurement: "conflict", Fields: []Field{{"value", f}}, Time: at.Add(2 * time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
-	waitCount(t, db, "conflict", 2, 15*time.Second)
+	waitCount(t, db, "conflict", 2, time.Minute)
 }
