@@ -26,10 +26,6 @@ if ! command -v influxd >/dev/null 2>&1; then
 fi
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-# The report starts 30 s later, on a window: by then every source has had
-# its first reading (a first reading is a baseline, so the windows before
-# it would show the BMCs' hosts measured by their GPUs alone).
-REPORT_FROM=$(date -u -d "@$(( ($(date -u +%s) + 30 + 9) / 10 * 10 ))" +%Y-%m-%dT%H:%M:%SZ)
 pids=()
 cleanup() {
 	echo
@@ -185,6 +181,14 @@ for a in "${agents[@]}"; do
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null && break; sleep 0.2; done
 	curl -sf "http://127.0.0.1:${a#*:}/healthz" >/dev/null || { echo "demo: the agent ${a%%:*} did not start:"; cat "$STATE/agent-${a%%:*}.log"; exit 1; }
 done
+# The report starts 20 s after the agents, on a window: by then every
+# source has had its first reading (a first reading is a baseline, so the
+# windows before it would show the BMCs' hosts measured by their GPUs
+# alone). Like the chain's range below, it keeps off whole minutes, where
+# the model's power steps.
+report_from=$(( ($(date -u +%s) + 20 + 9) / 10 * 10 ))
+(( report_from % 60 )) || report_from=$((report_from + 10))
+REPORT_FROM=$(date -u -d "@$report_from" +%Y-%m-%dT%H:%M:%SZ)
 
 model_pue() { "$BIN/joules" sim site "${SITE_ARGS[@]}" "--pue.from=$1" "--pue.to=$2" 2>/dev/null; }
 
@@ -221,9 +225,12 @@ window_sum() {
 # write_report: the energy report of the demo so far, as HTML, and as CSV
 # for the checks.
 write_report() {
-	# up to 30 s ago: the windows since may still lack the meters' last poll
-	local to
-	to=$(date -u -d "@$(( ($(date -u +%s) - 30) / 10 * 10 ))" +%Y-%m-%dT%H:%M:%SZ)
+	# up to 15 s ago, on a window: the windows since may still lack the
+	# meters' last poll
+	local end to
+	end=$(( ($(date -u +%s) - 15) / 10 * 10 ))
+	(( end % 60 )) || end=$((end - 10))
+	to=$(date -u -d "@$end" +%Y-%m-%dT%H:%M:%SZ)
 	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
 		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
 		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
@@ -313,8 +320,22 @@ check_chain() {
 	}'
 }
 
+# wait_until T: sleeps until the clock reaches T (seconds since the epoch).
+wait_until() {
+	local now
+	now=$(date -u +%s)
+	(( now >= $1 )) || sleep $(( $1 - now ))
+}
+
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
+	# A short run still checks a few closed windows: the chain's range
+	# starts 30-50 s after the start, and the report's three windows after
+	# REPORT_FROM.
+	chain_start=$(( ($(date -u -d "$STARTED" +%s) + 30 + 9) / 10 * 10 ))
+	(( chain_start % 60 )) || chain_start=$((chain_start + 10))
+	wait_until $(( chain_start + 40 ))
+	wait_until $(( report_from + 45 ))
 	ok=true
 	for h in "${hosts[@]}"; do
 		read -r host _ <<<"$h"
