@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -9,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +26,7 @@ type InfluxDB struct {
 	bin    string
 	conf   string
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
 	logs   *os.File
 }
 
@@ -49,9 +53,17 @@ func StartInfluxDB(t testing.TB, httpOptions ...string) *InfluxDB {
 		Missing(t, "influxd", "not on PATH nor in $(go env GOPATH)/bin", InfluxDBInstall)
 	}
 	dir := t.TempDir()
-	httpAddr, rpcAddr := freePort(t), freePort(t)
-	conf := filepath.Join(dir, "influxdb.conf")
-	body := fmt.Sprintf(`reporting-disabled = true
+	logs, err := os.Create(filepath.Join(dir, "influxd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &InfluxDB{Bucket: "joules/autogen", t: t, bin: bin, conf: filepath.Join(dir, "influxdb.conf"), logs: logs}
+	t.Cleanup(db.Stop)
+	// A free port can be taken by another test's server between freePort
+	// and influxd's bind: then influxd exits, and new ports are tried.
+	for attempt := 1; ; attempt++ {
+		httpAddr, rpcAddr := freePort(t), freePort(t)
+		body := fmt.Sprintf(`reporting-disabled = true
 bind-address = %q
 [meta]
   dir = %q
@@ -71,31 +83,50 @@ bind-address = %q
 [continuous_queries]
   enabled = false
 `, rpcAddr, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpAddr, strings.Join(httpOptions, "\n"))
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
+		if err := os.WriteFile(db.conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		db.URL = "http://" + httpAddr
+		err := db.start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("influxd: %v; trying other ports", err)
 	}
-	logs, err := os.Create(filepath.Join(dir, "influxd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := &InfluxDB{URL: "http://" + httpAddr, Bucket: "joules/autogen", t: t, bin: bin, conf: conf, logs: logs}
-	db.Start()
 	resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {"CREATE DATABASE joules"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	t.Cleanup(db.Stop)
 	return db
 }
+
+var errPortTaken = errors.New("a port was taken before influxd bound it")
 
 // Start starts (or restarts) the server on the same data and port.
 func (db *InfluxDB) Start() {
 	db.t.Helper()
-	db.cmd = exec.Command(db.bin, "-config", db.conf)
-	db.cmd.Stdout, db.cmd.Stderr = db.logs, db.logs
-	if err := db.cmd.Start(); err != nil {
+	if err := db.start(); err != nil {
 		db.t.Fatal(err)
+	}
+}
+
+func (db *InfluxDB) start() error {
+	logged, _ := db.logs.Seek(0, io.SeekCurrent)
+	cmd := exec.Command(db.bin, "-config", db.conf)
+	cmd.Stdout, cmd.Stderr = db.logs, db.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start influxd: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	db.cmd, db.exited = cmd, exited
+	since := func() string {
+		raw, _ := os.ReadFile(db.logs.Name())
+		return string(raw[min(int(logged), len(raw)):])
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -103,12 +134,20 @@ func (db *InfluxDB) Start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusNoContent {
-				return
+				return nil
 			}
 		}
+		select {
+		case <-exited:
+			out := since()
+			if strings.Contains(out, "address already in use") {
+				return fmt.Errorf("%w:\n%s", errPortTaken, out)
+			}
+			return fmt.Errorf("influxd exited before answering /ping:\n%s", out)
+		default:
+		}
 		if time.Now().After(deadline) {
-			raw, _ := os.ReadFile(db.logs.Name())
-			db.t.Fatalf("influxd did not answer /ping within 30 s:\n%s", raw)
+			return fmt.Errorf("influxd did not answer /ping within 30 s:\n%s", since())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -116,26 +155,39 @@ func (db *InfluxDB) Start() {
 
 // Stop stops the server (SIGTERM, then SIGKILL after 10 s).
 func (db *InfluxDB) Stop() {
-	if db.cmd == nil || db.cmd.Process == nil || db.cmd.ProcessState != nil {
+	if db.cmd == nil {
 		return
 	}
-	_ = db.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = db.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-db.exited:
+		return
+	default:
+	}
+	_ = db.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-db.exited:
 	case <-time.After(10 * time.Second):
 		_ = db.cmd.Process.Kill()
-		<-done
+		<-db.exited
 	}
 }
 
+// handedOut holds the ports freePort returned in this test binary: the
+// kernel may hand a closed port out again at once, and two parallel tests
+// would then race for it. Ports are process-wide, so is this set.
+var handedOut sync.Map
+
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
