@@ -127,6 +127,21 @@ func siteDay() []byte {
 // through it and waits until its accounting wrote every minute window.
 func loadDay(t *testing.T) *testenv.InfluxDB {
 	t.Helper()
+	db, addr := startAggregator(t)
+	lines := bytes.SplitAfter(siteDay(), []byte("\n"))
+	for start := 0; start < len(lines); start += 20000 {
+		body := bytes.Join(lines[start:min(start+20000, len(lines))], nil)
+		testenv.PostLines(t, addr, "report-test", body)
+	}
+	waitMinuteWindows(t, db, addr, day, 1440)
+	return db
+}
+
+// startAggregator starts the real aggregator, whose accounting takes
+// points of any age, on a real InfluxDB; it returns the database and the
+// aggregator's address (token "report-test").
+func startAggregator(t *testing.T) (*testenv.InfluxDB, string) {
+	t.Helper()
 	db := testenv.StartInfluxDB(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "tokens"), []byte("report-test\n"), 0o600)
@@ -138,27 +153,26 @@ accounting: {grace: 1s, max_lateness: 87600h, forget_after: 48h, state_file: %s}
 	addr := testenv.FreeAddr(t)
 	agg := testenv.StartProcess(t, aggregatorBinary(t), "--config.file="+cfg, "--web.listen-address="+addr)
 	agg.WaitHTTP("http://" + addr + "/health")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the aggregator's log:\n%s", agg.Logs())
+		}
+	})
+	return db, addr
+}
 
-	lines := bytes.SplitAfter(siteDay(), []byte("\n"))
-	for start := 0; start < len(lines); start += 20000 {
-		body := bytes.Join(lines[start:min(start+20000, len(lines))], nil)
-		testenv.PostLines(t, addr, "report-test", body)
-	}
+// waitMinuteWindows waits until InfluxDB holds the n site PUE windows of a
+// minute from from, and the aggregator has nothing left to write.
+func waitMinuteWindows(t *testing.T, db *testenv.InfluxDB, addr string, from time.Time, n int) {
+	t.Helper()
 	q := NewInflux(db.URL, "", "", 30*time.Second)
 	defer q.Close()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	testenv.WaitFor(t, 90*time.Second, fmt.Sprintf("%d site PUE windows in InfluxDB", n), func() bool {
 		rows, err := q.Query(context.Background(), fmt.Sprintf(`from(bucket: %q) |> range(start: %s, stop: %s)
   |> filter(fn: (r) => r._measurement == "joules_pue" and r.resolution == "1m" and r.scope == "site" and r._field == "it_joules") |> count()`,
-			db.Bucket, day.Format(time.RFC3339), day.Add(24*time.Hour-time.Nanosecond).Format(time.RFC3339Nano)))
-		if err == nil && len(rows) == 1 && num(rows[0].Values["_value"]) == 1440 && outputIdle(addr) {
-			return db
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the aggregator did not write the day's 1,440 windows in time (%v, %v)\n%s", rows, err, agg.Logs())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+			db.Bucket, from.Format(time.RFC3339), from.Add(time.Duration(n)*time.Minute-time.Nanosecond).Format(time.RFC3339Nano)))
+		return err == nil && len(rows) == 1 && num(rows[0].Values["_value"]) == float64(n) && outputIdle(addr)
+	})
 }
 
 // outputIdle says whether the aggregator's output spool is empty.

@@ -70,26 +70,9 @@ func siteLines(m *sitemodel.Model) []byte {
 // InfluxDB and waits for its accounting's windows.
 func loadSite(t *testing.T, m *sitemodel.Model) *testenv.InfluxDB {
 	t.Helper()
-	db := testenv.StartInfluxDB(t)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "tokens"), []byte("report-test\n"), 0o600)
-	cfg := filepath.Join(dir, "aggregator.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`tokens_file: %s
-influx: {url: %s, bucket: %s, spool_dir: %s, dead_letter_file: %s}
-accounting: {grace: 1s, max_lateness: 87600h, forget_after: 48h, state_file: %s}
-`, filepath.Join(dir, "tokens"), db.URL, db.Bucket, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "acct.state"))), 0o600)
-	addr := testenv.FreeAddr(t)
-	agg := testenv.StartProcess(t, aggregatorBinary(t), "--config.file="+cfg, "--web.listen-address="+addr)
-	agg.WaitHTTP("http://" + addr + "/health")
+	db, addr := startAggregator(t)
 	testenv.PostLines(t, addr, "report-test", siteLines(m))
-	q := NewInflux(db.URL, "", "", 30*time.Second)
-	defer q.Close()
-	testenv.WaitFor(t, 90*time.Second, "the site's 30 PUE windows in InfluxDB", func() bool {
-		rows, err := q.Query(context.Background(), fmt.Sprintf(`from(bucket: %q) |> range(start: %s, stop: %s)
-  |> filter(fn: (r) => r._measurement == "joules_pue" and r.resolution == "1m" and r.scope == "site" and r._field == "pue") |> count()`,
-			db.Bucket, siteFrom.Format(time.RFC3339), siteFrom.Add(siteMinutes*time.Minute-time.Nanosecond).Format(time.RFC3339Nano)))
-		return err == nil && len(rows) == 1 && num(rows[0].Values["_value"]) == siteMinutes && outputIdle(addr)
-	})
+	waitMinuteWindows(t, db, addr, siteFrom, siteMinutes)
 	return db
 }
 
