@@ -37,14 +37,7 @@ func siteLines(base time.Time, from, to int) []byte {
 func TestAccountingEndToEnd(t *testing.T) {
 	t.Parallel()
 	db := testenv.StartInfluxDB(t)
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	os.WriteFile(tokens, []byte(pipelineToken+"\n"), 0o600)
-	cfg := filepath.Join(dir, "aggregator.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`tokens_file: %s
-influx: {url: %s, bucket: %s, spool_dir: %s, dead_letter_file: %s, timeout: 2s}
-accounting: {window: 1s, grace: 1s, max_lateness: 10m, checkpoint_interval: 1s, state_file: %s}
-`, tokens, db.URL, db.Bucket, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "accounting.state"))), 0o600)
+	cfg := writeAccountingConfig(t, db, "window: 1s, grace: 1s, max_lateness: 10m, checkpoint_interval: 1s")
 	addr := testenv.FreeAddr(t)
 	start := func() *testenv.Process {
 		p := testenv.StartProcess(t, filepath.Join(binDir, "joules-aggregator"), "--config.file="+cfg, "--web.listen-address="+addr, "--log.format=json")
@@ -119,4 +112,19 @@ func grepLines(text string, prefixes ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// writeAccountingConfig writes an aggregator's configuration for db (token
+// pipelineToken) with the accounting options given, and returns its path.
+func writeAccountingConfig(t *testing.T, db *testenv.InfluxDB, accounting string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte(pipelineToken+"\n"), 0o600)
+	cfg := filepath.Join(dir, "aggregator.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`tokens_file: %s
+influx: {url: %s, bucket: %s, spool_dir: %s, dead_letter_file: %s, timeout: 2s}
+accounting: {%s, state_file: %s}
+`, tokens, db.URL, db.Bucket, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), accounting, filepath.Join(dir, "accounting.state"))), 0o600)
+	return cfg
 }

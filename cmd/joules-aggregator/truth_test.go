@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,14 +20,7 @@ import (
 func TestMessyInputEndToEnd(t *testing.T) {
 	t.Parallel()
 	db := testenv.StartInfluxDB(t)
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	os.WriteFile(tokens, []byte(pipelineToken+"\n"), 0o600)
-	cfg := filepath.Join(dir, "aggregator.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`tokens_file: %s
-influx: {url: %s, bucket: %s, spool_dir: %s, dead_letter_file: %s, timeout: 2s}
-accounting: {window: 1m, grace: 1s, state_file: %s}
-`, tokens, db.URL, db.Bucket, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "accounting.state"))), 0o600)
+	cfg := writeAccountingConfig(t, db, "window: 1m, grace: 1s")
 	addr := testenv.FreeAddr(t)
 	agg := testenv.StartProcess(t, filepath.Join(binDir, "joules-aggregator"), "--config.file="+cfg, "--web.listen-address="+addr, "--log.format=json")
 	agg.WaitHTTP("http://" + addr + "/health")
