@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/joules-energy/joules/internal/testenv"
 )
 
 // writeTree writes files (path → content) under a new temp sysfs root.
@@ -103,7 +105,7 @@ func TestRAPLBadZonesDoNotHideGoodOnes(t *testing.T) {
 		"class/powercap/intel-rapl:2/name":      "package-2\n",
 		"class/powercap/intel-rapl:2/energy_uj": "-3\n",
 	})
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	r := NewRAPL(slog.New(slog.NewTextHandler(&logs, nil)), root)
 	samples := r.Read(time.Now())
 	r.Read(time.Now())
@@ -135,7 +137,7 @@ func TestRAPLUnreadableEnergyLogsTheFixOnce(t *testing.T) {
 		"class/powercap/intel-rapl:0:0/energy_uj":           "100\n",
 		"class/powercap/intel-rapl:0:0/max_energy_range_uj": "262143328850\n",
 	})
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	r := NewRAPL(slog.New(slog.NewTextHandler(&logs, nil)), root)
 	// Tests run as root, which reads any file: stand in for the kernel's
 	// 0400 root-only energy_uj (Linux 5.10+) by refusing it.
@@ -169,7 +171,7 @@ func TestRAPLUnreadableEnergyLogsTheFixOnce(t *testing.T) {
 }
 
 func TestRAPLNoPowercapIsQuiet(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	samples := NewRAPL(slog.New(slog.NewTextHandler(&logs, nil)), t.TempDir()).Read(time.Now())
 	if len(samples) != 0 || logs.String() != "" {
 		t.Errorf("host without powercap: samples %v, log %q; want none", samples, logs.String())

@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/joules-energy/joules/internal/testenv"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -124,7 +125,7 @@ func TestRunnerCallsAgainAfterAbandonedCallReturns(t *testing.T) {
 }
 
 func TestRunnerAbsentHardwareLoggedOnceAtInfo(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var calls atomic.Int64
 	src := SourceFunc(func(ctx context.Context) ([]Sample, error) {
@@ -237,23 +238,6 @@ func mustAdd(t *testing.T, r *Runner, reg Registration) {
 	if err := r.Add(reg); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunnerPublishesSamplesReturnedWithAnError(t *testing.T) {

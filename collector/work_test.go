@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/joules-energy/joules/internal/config"
+	"github.com/joules-energy/joules/internal/testenv"
 )
 
 // vllmMetrics is shaped like vLLM's /metrics: colons in names, HELP and TYPE
@@ -120,7 +121,7 @@ func TestWorkTextfiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "broken.prom"), []byte("joules_work_total{unit=\"token\" 12\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "nounit.prom"), []byte("joules_work_total 5\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a prom file"), 0o644)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	src := NewWorkSource(nil, dir, time.Second, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	samples, err := src.Collect(context.Background())
 	if err != nil {

@@ -1,10 +1,7 @@
 package exporters
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -13,12 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/testenv"
 )
 
 func TestWriteURLTakesTheBaseOrTheWritePath(t *testing.T) {
@@ -174,33 +171,6 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// records parses JSON log lines.
-func (s *syncBuffer) records(t *testing.T) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("log line %q: %v", sc.Text(), err)
-		}
-		out = append(out, rec)
-	}
-	return out
-}
-
 // TestWrongURLSaidEveryMinuteAndNothingLost runs 150 s (of a synctest
 // clock) against an aggregator whose write API the URL misses, then the
 // same spool with the URL fixed, as after an operator's fix and restart.
@@ -209,7 +179,7 @@ func TestWrongURLSaidEveryMinuteAndNothingLost(t *testing.T) {
 		sink := &pointSink{}
 		mux := http.NewServeMux()
 		mux.Handle("/api/v2/write", aggregator.NewIngest([]string{"tok"}, aggregator.Limits{}, sink, slog.New(slog.DiscardHandler)))
-		var logs syncBuffer
+		var logs testenv.LogBuffer
 		cfg := StreamConfig{Name: "stream", URL: "http://agg.example:9561/joules", Token: "tok", SpoolDir: t.TempDir(),
 			FlushInterval: 50 * time.Millisecond, MaxBackoff: time.Second, NoSync: true, transport: handlerTransport{mux}}
 		run := func(cfg StreamConfig, feed func(*Stream)) []map[string]any {
@@ -257,7 +227,7 @@ func TestWrongURLSaidEveryMinuteAndNothingLost(t *testing.T) {
 			t.Fatalf("the aggregator got %d points through a wrong URL", sink.count())
 		}
 		var errs []map[string]any
-		for _, rec := range logs.records(t) {
+		for _, rec := range logs.Records(t) {
 			switch {
 			case rec["level"] == "ERROR":
 				errs = append(errs, rec)

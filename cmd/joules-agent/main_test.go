@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,27 +46,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type agent struct {
 	url  string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testenv.LogBuffer
 	done chan error
 }
 
@@ -76,7 +58,7 @@ type agent struct {
 func startAgent(t *testing.T, args ...string) *agent {
 	t.Helper()
 	addr := testenv.FreeAddr(t)
-	a := &agent{url: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	a := &agent{url: "http://" + addr, logs: &testenv.LogBuffer{}, done: make(chan error, 1)}
 	a.cmd = exec.Command(agentBin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
@@ -409,7 +391,7 @@ scrape_configs:
 `, strings.TrimPrefix(a.url, "http://")))
 	prom := exec.Command(prometheus, "--config.file="+promCfg, "--storage.tsdb.path="+dir,
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	var promLogs lockedBuffer
+	var promLogs testenv.LogBuffer
 	prom.Stdout, prom.Stderr = &promLogs, &promLogs
 	if err := prom.Start(); err != nil {
 		t.Fatal(err)
@@ -607,7 +589,7 @@ func TestRedfishThroughSimulator(t *testing.T) {
 		"--listen-address="+first, "--password-file="+pass,
 		"--bmc=rack1="+filepath.Join(shared, "redfish", "dmtf-public-rackmount1"),
 		"--bmc=giga="+filepath.Join(shared, "redfish", "gigabyte-h262-z63"))
-	var simLogs lockedBuffer
+	var simLogs testenv.LogBuffer
 	sim.Stdout, sim.Stderr = &simLogs, &simLogs
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
