@@ -218,29 +218,10 @@ func markHosts(all []*chassis) {
 // first), Metrics path, state and capacity, read once here because they do
 // not move.
 func discoverPSUs(ctx context.Context, c *conn, path string) ([]psuRef, error) {
-	if path == "" {
-		return nil, nil
-	}
-	var members collection
-	if err := c.getJSON(ctx, path, &members); err != nil {
-		return nil, err
-	}
 	seen := labels{}
-	out := make([]psuRef, 0, len(members.Members))
-	for _, m := range members.Members {
-		var raw json.RawMessage
-		if err := c.getJSON(ctx, m.ID, &raw); err != nil {
-			return nil, err
-		}
-		var doc struct {
-			ID      string `json:"Id"`
-			Name    string
-			Metrics link
-		}
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			return nil, &garbageError{path: m.ID, err: err}
-		}
-		psu := psuRef{named: named{label: seen.unique(firstNonEmpty(doc.Name, doc.ID, m.ID)), path: doc.Metrics.ID}}
+	var out []psuRef
+	err := eachMember(ctx, c, path, func(id string, raw json.RawMessage, doc memberDoc) {
+		psu := psuRef{named: named{label: seen.unique(firstNonEmpty(doc.Name, doc.ID, id)), path: doc.Metrics.ID}}
 		// State and capacity only refine the totals: a BMC that garbles
 		// them loses the capacity, not the PSU.
 		var extra struct {
@@ -254,52 +235,62 @@ func discoverPSUs(ctx context.Context, c *conn, path string) ([]psuRef, error) {
 			}
 		}
 		out = append(out, psu)
-	}
-	return out, nil
+	})
+	return out, err
 }
 
 // membersWithMetrics lists a PSU collection: each PSU's label (its Name
 // first) and the path of its Metrics resource (PowerSupplyMetrics).
 func membersWithMetrics(ctx context.Context, c *conn, path string) ([]named, error) {
-	return listMembers(ctx, c, path, true)
+	seen := labels{}
+	var out []named
+	err := eachMember(ctx, c, path, func(id string, _ json.RawMessage, doc memberDoc) {
+		out = append(out, named{label: seen.unique(firstNonEmpty(doc.Name, doc.ID, id)), path: doc.Metrics.ID})
+	})
+	return out, err
 }
 
 // namedMembers lists a collection's members with unique labels, read from
 // each member's Id first, then Name.
 func namedMembers(ctx context.Context, c *conn, path string) ([]named, error) {
-	return listMembers(ctx, c, path, false)
+	seen := labels{}
+	var out []named
+	err := eachMember(ctx, c, path, func(id string, _ json.RawMessage, doc memberDoc) {
+		out = append(out, named{label: seen.unique(firstNonEmpty(doc.ID, doc.Name, id)), path: id})
+	})
+	return out, err
 }
 
-// listMembers reads a collection and each member once. With metrics, a
-// member's path is its Metrics link and its label prefers the Name (PSU
-// names are what people read on the chassis); otherwise the member's own path
-// and its Id.
-func listMembers(ctx context.Context, c *conn, path string, metrics bool) ([]named, error) {
+// memberDoc is what every member listing reads of a member.
+type memberDoc struct {
+	ID      string `json:"Id"`
+	Name    string
+	Metrics link
+}
+
+// eachMember reads the collection at path (none when path is empty) and
+// each member once, in the collection's order, and hands each to fn with
+// its path and raw document.
+func eachMember(ctx context.Context, c *conn, path string, fn func(id string, raw json.RawMessage, doc memberDoc)) error {
 	if path == "" {
-		return nil, nil
+		return nil
 	}
 	var members collection
 	if err := c.getJSON(ctx, path, &members); err != nil {
-		return nil, err
+		return err
 	}
-	seen := labels{}
-	out := make([]named, 0, len(members.Members))
 	for _, m := range members.Members {
-		var doc struct {
-			ID      string `json:"Id"`
-			Name    string
-			Metrics link
+		var raw json.RawMessage
+		if err := c.getJSON(ctx, m.ID, &raw); err != nil {
+			return err
 		}
-		if err := c.getJSON(ctx, m.ID, &doc); err != nil {
-			return nil, err
+		var doc memberDoc
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return &garbageError{path: m.ID, err: err}
 		}
-		label, memberPath := firstNonEmpty(doc.ID, doc.Name, m.ID), m.ID
-		if metrics {
-			label, memberPath = firstNonEmpty(doc.Name, doc.ID, m.ID), doc.Metrics.ID
-		}
-		out = append(out, named{label: seen.unique(label), path: memberPath})
+		fn(m.ID, raw, doc)
 	}
-	return out, nil
+	return nil
 }
 
 // equipmentKinds are the PowerEquipment collections, with the label value
