@@ -219,15 +219,23 @@ func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, co
 	return runner.Add(collector.Registration{Name: "work", Interval: w.Interval.Duration, Timeout: w.Timeout.Duration, Source: src})
 }
 
+// writerConfig is one of the agent's writers: exporters.stream (to the
+// aggregator) or exporters.influx (straight to InfluxDB).
+type writerConfig struct {
+	name string
+	cfg  config.Writer
+}
+
+func writerConfigs(cfg config.Agent) []writerConfig {
+	return []writerConfig{{"stream", cfg.Exporters.Stream}, {"influx", cfg.Exporters.Influx}}
+}
+
 // addWriters sets up the stream to the aggregator and the direct InfluxDB
 // writer, each fed by every fresh collection and reporting its own state as
 // a source.
 func addWriters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent) ([]*exporters.Stream, error) {
 	var writers []*exporters.Stream
-	for _, w := range []struct {
-		name string
-		cfg  config.Writer
-	}{{"stream", cfg.Exporters.Stream}, {"influx", cfg.Exporters.Influx}} {
+	for _, w := range writerConfigs(cfg) {
 		if w.cfg.URL.Value == "" {
 			continue
 		}

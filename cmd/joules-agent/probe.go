@@ -60,10 +60,7 @@ func probe(ctx context.Context, out io.Writer, cfg config.Agent) int {
 		}
 	}
 	writers := 0
-	for _, w := range []struct {
-		name string
-		cfg  config.Writer
-	}{{"stream", cfg.Exporters.Stream}, {"influx", cfg.Exporters.Influx}} {
+	for _, w := range writerConfigs(cfg) {
 		if w.cfg.URL.Value == "" {
 			continue
 		}
