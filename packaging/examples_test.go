@@ -222,17 +222,18 @@ func influxQL(t *testing.T, db *testenv.InfluxDB, q string) [][]any {
 // waitFor runs q until ok holds for its rows, for at most 30 s.
 func waitFor(t *testing.T, db *testenv.InfluxDB, q, want string, ok func([][]any) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		rows := influxQL(t, db, q)
-		if ok(rows) {
-			return
+	var rows [][]any
+	waited := false
+	t.Cleanup(func() { // WaitFor fails the test without the last answer
+		if !waited {
+			t.Logf("InfluxDB: %s last gave %v", q, rows)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("InfluxDB: %s gives %v, want %s", q, rows, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	})
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("InfluxDB: %s to give %s", q, want), func() bool {
+		rows = influxQL(t, db, q)
+		return ok(rows)
+	})
+	waited = true
 }
 
 func waitValue(t *testing.T, db *testenv.InfluxDB, q string, want float64) {

@@ -51,11 +51,7 @@ const defaultNominalWatts = 500.0
 func TestGoldenNumbersFromMockups(t *testing.T) {
 	for _, m := range sharedMockups {
 		t.Run(m, func(t *testing.T) {
-			want := explainGolden(t, m, mockupDir(t, m))
-			text, err := os.ReadFile(filepath.Join("testdata", m+".prom"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			want, text := goldenAndExplanation(t, m)
 			for _, p := range checkGoldenNumbers(text, want) {
 				t.Error(p)
 			}
@@ -71,11 +67,7 @@ func TestGoldenNumbersFromMockups(t *testing.T) {
 func TestGoldenNumbersCheckFails(t *testing.T) {
 	for _, m := range sharedMockups {
 		t.Run(m, func(t *testing.T) {
-			want := explainGolden(t, m, mockupDir(t, m))
-			text, err := os.ReadFile(filepath.Join("testdata", m+".prom"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			want, text := goldenAndExplanation(t, m)
 			if p := checkGoldenNumbers(text, want); len(p) > 0 {
 				t.Fatalf("the golden does not pass to begin with: %v", p)
 			}
@@ -611,6 +603,18 @@ var rackmountHost = hostNumbers{
 	energyFrom: []reading{{"Chassis/1U/Sensors/TotalEnergy", "Reading"}},
 	// The installed PowerSubsystem PSU (Bay2 is Absent).
 	capacityFrom: []reading{{"Chassis/1U/PowerSubsystem/PowerSupplies/Bay1", "PowerCapacityWatts"}},
+}
+
+// goldenAndExplanation reads mockup m's golden exposition and works out,
+// from the mockup's JSON, the power and energy numbers it must hold.
+func goldenAndExplanation(t *testing.T, m string) (map[string]expectedNumber, []byte) {
+	t.Helper()
+	want := explainGolden(t, m, mockupDir(t, m))
+	text, err := os.ReadFile(filepath.Join("testdata", m+".prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want, text
 }
 
 // explainGolden works out every power and energy series the golden of
