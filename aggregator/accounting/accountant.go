@@ -18,8 +18,6 @@ import (
 	"github.com/joules-energy/joules/aggregator"
 )
 
-func cloneTag(v string) string { return strings.Clone(v) }
-
 // maxAhead is how far ahead of the aggregator's clock a point may be.
 const maxAhead = 24 * time.Hour
 
@@ -186,7 +184,7 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		// Far after the last point: a series that resumes after a gap, or
 		// a clock that jumped ahead, whose later points would all look out
 		// of order. Held until the next point or the clock tells.
-		s.PendT, s.PendV, s.PendEpoch = t, v.value, cloneTag(v.tag("epoch"))
+		s.PendT, s.PendV, s.PendEpoch = t, v.value, strings.Clone(v.tag("epoch"))
 		a.pended[s] = struct{}{}
 		return
 	}

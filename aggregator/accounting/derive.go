@@ -5,13 +5,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // windowResult is what one window says, before it becomes points
 // (emit.go): energy per GPU, host, rack, hall, site and meter, PUE and
 // pPUE, work per joule and reconciliation.
 type windowResult struct {
-	Level  levelID
 	Res    string // the resolution tag
 	Start  time.Time
 	Size   float64 // seconds
@@ -56,8 +57,7 @@ func (h *hostResult) source() string {
 type scopeSum struct {
 	IT, GPU, CPU, Coverage float64
 	Hosts, Reporting       int
-	LowerBound             bool
-	Estimated              int     // hosts whose IT energy is partly GPUs + CPU
+	Estimated              int     // hosts whose IT energy is partly GPUs + CPU, a lower bound
 	BMCIT                  float64 // IT energy of the hosts measured wholly by their BMC
 	Implausible            int32
 }
@@ -72,7 +72,6 @@ func (s *scopeSum) add(h *hostResult) {
 		s.Reporting++
 	}
 	if h.LowerBound {
-		s.LowerBound = true
 		s.Estimated++
 	}
 	if h.BMC {
@@ -91,10 +90,13 @@ type meterResult struct {
 
 // deriver computes one window's result.
 type deriver struct {
-	a     *Accountant
-	w     *window
-	r     *windowResult
-	hosts map[Topology]*hostResult
+	a *Accountant
+	w *window
+	r *windowResult
+	// the window's end and the time before which an entity silent since
+	// is forgotten (unix ns)
+	end, forget int64
+	hosts       map[Topology]*hostResult
 	// the window's sums by key
 	hostAccs map[Topology]hostAcc
 	gpuAccs  map[gpuKey]gpuAcc
@@ -104,10 +106,8 @@ type deriver struct {
 // derive computes what a window says. It changes no accounting state: the
 // caller writes the points, and updates /metrics and the rolling values.
 func (a *Accountant) derive(lv *level, w *window) *windowResult {
-	r := &windowResult{Level: lv.id, Res: lv.name, Start: time.Unix(0, w.Start).UTC(), Size: float64(lv.size) / 1e9}
-	d := &deriver{a: a, w: w, r: r}
-	end := w.Start + lv.size
-	forget := w.Start - int64(a.cfg.ForgetAfter)
+	r := &windowResult{Res: lv.name, Start: time.Unix(0, w.Start).UTC(), Size: float64(lv.size) / 1e9}
+	d := &deriver{a: a, w: w, r: r, end: w.Start + lv.size, forget: w.Start - int64(a.cfg.ForgetAfter)}
 	ents := a.ents
 	d.hostAccs = make(map[Topology]hostAcc, len(w.Hosts))
 	for id, acc := range w.Hosts {
@@ -123,7 +123,7 @@ func (a *Accountant) derive(lv *level, w *window) *windowResult {
 	}
 	d.hosts = map[Topology]*hostResult{}
 	for id, p := range ents.HostSeen {
-		if p.Seen && p.First < end && p.Last >= forget {
+		if p.expected(d.end, d.forget) {
 			d.host(ents.Hosts[id])
 		}
 	}
@@ -135,7 +135,7 @@ func (a *Accountant) derive(lv *level, w *window) *windowResult {
 	}
 	d.gpus()
 	d.hostsIT()
-	d.meters(end, forget)
+	d.meters()
 	sites, halls := d.scopes()
 	pues := map[scopeKey]pueResult{}
 	for _, sk := range append(sites, halls...) {
@@ -199,9 +199,8 @@ func (d *deriver) gpus() {
 // measured by its components.
 func (d *deriver) expectedGPUs() map[Topology]int {
 	expected := map[Topology]int{}
-	end, forget := d.w.Start+d.w.Size, d.w.Start-int64(d.a.cfg.ForgetAfter)
 	for id, p := range d.a.ents.GPUSeen {
-		if p.Seen && p.First < end && p.Last >= forget {
+		if p.expected(d.end, d.forget) {
 			expected[d.a.ents.GPUs[id].Topology]++
 		}
 	}
@@ -254,11 +253,11 @@ func (d *deriver) hostsIT() {
 func scopeOf(k Topology) string {
 	switch {
 	case k.Rack != "":
-		return "rack"
+		return schema.ScopeRack
 	case k.Hall != "":
-		return "hall"
+		return schema.ScopeHall
 	}
-	return "site"
+	return schema.ScopeSite
 }
 
 // scopesOf lists the rack, hall and site a host is in, as host keys with
@@ -275,26 +274,14 @@ func scopesOf(k Topology) []Topology {
 	return scopes
 }
 
-// hostsIn sums the hosts of a site, hall or rack (empty parts match all).
-func (d *deriver) hostsIn(site, hall, rack string) scopeSum {
-	var s scopeSum
-	for _, h := range d.r.Hosts {
-		k := h.Key
-		if k.Site == site && (hall == "" || k.Hall == hall) && (rack == "" || k.Rack == rack) {
-			s.add(h)
-		}
-	}
-	return s
-}
-
 // meters computes every meter expected in the window: its energy, slot
 // by slot from the best of its counter, the agent's integration and its
 // power integrated here, and its coverage.
-func (d *deriver) meters(end, forget int64) {
+func (d *deriver) meters() {
 	ents := d.a.ents
 	ids := map[uint32]bool{}
 	for id, p := range ents.MeterSeen {
-		if p.Seen && p.First < end && p.Last >= forget {
+		if p.expected(d.end, d.forget) {
 			ids[uint32(id)] = true
 		}
 	}
@@ -306,7 +293,7 @@ func (d *deriver) meters(end, forget int64) {
 		k := ents.Meters[id]
 		r := meterResult{key: k, reach: d.a.reachOf(k)}
 		if m, ok := d.w.Meters[id]; ok {
-			srcs := make([]source, nMeterSources)
+			var srcs [nMeterSources]source
 			for src := range nMeterSources {
 				kind := src
 				if src == meterRestart {
@@ -314,7 +301,7 @@ func (d *deriver) meters(end, forget int64) {
 				}
 				srcs[src] = source{cells: m.Src[src], series: seriesOf(ents.MeterSeries, id, kind)}
 			}
-			p := pick(srcs, d.w.Slots, d.r.Size/float64(d.w.Slots))
+			p := pick(srcs[:], d.w.Slots, d.r.Size/float64(d.w.Slots))
 			r.joules, r.coverage, r.implausible = p.joules, min(1, p.covered/d.r.Size), m.Implausible
 		}
 		all = append(all, r)

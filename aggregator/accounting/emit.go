@@ -53,7 +53,7 @@ func (e *emitter) window(r *windowResult) {
 		s := r.Sums[k]
 		scope := scopeOf(k)
 		e.emit(schema.Energy, e.topo(k, schema.TagScope, scope, schema.TagKind, schema.KindIT), num(schema.FieldJoules, s.IT), num(schema.FieldCoverage, s.Coverage/float64(s.Hosts)),
-			boolean(schema.FieldLowerBound, s.LowerBound), integer(schema.FieldHosts, s.Hosts), integer(schema.FieldHostsReporting, s.Reporting),
+			boolean(schema.FieldLowerBound, s.Estimated > 0), integer(schema.FieldHosts, s.Hosts), integer(schema.FieldHostsReporting, s.Reporting),
 			str(schema.FieldReason, implausibleNote(s.Implausible)))
 		e.emit(schema.Energy, e.topo(k, schema.TagScope, scope, schema.TagKind, schema.KindGPU), num(schema.FieldJoules, s.GPU))
 		e.emit(schema.Energy, e.topo(k, schema.TagScope, scope, schema.TagKind, schema.KindCPU), num(schema.FieldJoules, s.CPU))
@@ -69,9 +69,9 @@ func (e *emitter) window(r *windowResult) {
 	for _, w := range r.Work {
 		var t []aggregator.Tag
 		switch w.Scope {
-		case "gpu":
+		case schema.ScopeGPU:
 			t = e.topo(w.Topo, schema.TagScope, schema.ScopeGPU, schema.TagGPU, w.GPU, schema.TagUnit, w.Unit)
-		case "host":
+		case schema.ScopeHost:
 			t = e.topo(w.Topo, schema.TagScope, schema.ScopeHost, schema.TagUnit, w.Unit)
 		default:
 			t = tags(schema.TagResolution, e.res, schema.TagScope, w.Scope, schema.TagSite, w.Topo.Site, schema.TagHall, w.Topo.Hall, schema.TagUnit, w.Unit)

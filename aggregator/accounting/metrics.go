@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/joules-energy/joules/internal/schema"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -47,7 +48,7 @@ func (l *latest) window(r *windowResult) {
 		l.work = map[workRateKey]workRate{}
 	}
 	for _, w := range r.Work {
-		if w.Scope != "site" && w.Scope != "hall" {
+		if w.Scope != schema.ScopeSite && w.Scope != schema.ScopeHall {
 			continue
 		}
 		k := workRateKey{scopeKey{Scope: w.Scope, Site: w.Topo.Site, Hall: w.Topo.Hall}, w.Unit}
@@ -126,9 +127,9 @@ func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, s := range a.latest.energy {
 		scope := scopeOf(k)
-		gauge(descEnergy, s.IT, scope, k.Site, k.Hall, k.Rack, "it")
-		gauge(descEnergy, s.GPU, scope, k.Site, k.Hall, k.Rack, "gpu")
-		gauge(descEnergy, s.CPU, scope, k.Site, k.Hall, k.Rack, "cpu")
+		gauge(descEnergy, s.IT, scope, k.Site, k.Hall, k.Rack, schema.KindIT)
+		gauge(descEnergy, s.GPU, scope, k.Site, k.Hall, k.Rack, schema.KindGPU)
+		gauge(descEnergy, s.CPU, scope, k.Site, k.Hall, k.Rack, schema.KindCPU)
 		if s.Hosts > 0 {
 			gauge(descEnergyCoverage, s.Coverage/float64(s.Hosts), scope, k.Site, k.Hall, k.Rack)
 		}

@@ -13,7 +13,7 @@ import (
 type scopeKey struct{ Scope, Site, Hall string }
 
 func (sk scopeKey) where() string {
-	if sk.Scope == "hall" {
+	if sk.Scope == schema.ScopeHall {
 		return "hall " + sk.Hall
 	}
 	return "site " + sk.Site
@@ -39,7 +39,6 @@ type reach struct {
 	SiteWide   bool
 	HallWide   bool
 	Feed       string // "": every feed
-	Labelled   bool   // from the meter's labels, not the configuration
 }
 
 // reachOf is what the configuration says a meter feeds, else what its
@@ -61,7 +60,6 @@ func (a *Accountant) reachOf(k meterKey) reach {
 			return r
 		}
 	}
-	r.Labelled = true
 	switch {
 	case k.Rack != "":
 		r.Hall, r.Racks = k.Hall, []string{k.Rack}
@@ -80,7 +78,7 @@ func (r reach) feeds(h Topology) bool {
 
 // within says whether all the meter feeds is inside a scope.
 func (r reach) within(sk scopeKey) bool {
-	return r.Site == sk.Site && (sk.Scope == "site" || !r.SiteWide && r.Hall == sk.Hall)
+	return r.Site == sk.Site && (sk.Scope == schema.ScopeSite || !r.SiteWide && r.Hall == sk.Hall)
 }
 
 // meterTypes is, per role, the order in which the kinds of equipment of
@@ -121,12 +119,12 @@ func countedMeters(meters []meterResult) []meterResult {
 func (d *deriver) scopes() (sites, halls []scopeKey) {
 	seen := map[scopeKey]bool{}
 	add := func(site, hall string) {
-		for _, sk := range []scopeKey{{Scope: "site", Site: site}, {Scope: "hall", Site: site, Hall: hall}} {
-			if sk.Scope == "hall" && hall == "" || seen[sk] {
+		for _, sk := range []scopeKey{{Scope: schema.ScopeSite, Site: site}, {Scope: schema.ScopeHall, Site: site, Hall: hall}} {
+			if sk.Scope == schema.ScopeHall && hall == "" || seen[sk] {
 				continue
 			}
 			seen[sk] = true
-			if sk.Scope == "site" {
+			if sk.Scope == schema.ScopeSite {
 				sites = append(sites, sk)
 			} else {
 				halls = append(halls, sk)
@@ -150,7 +148,7 @@ func (d *deriver) scopes() (sites, halls []scopeKey) {
 // others are downstream of them), else all of its meters.
 func (d *deriver) meterSum(sk scopeKey, role string) (joules, coverage float64, used []meterResult) {
 	siteWide := false
-	if sk.Scope == "site" {
+	if sk.Scope == schema.ScopeSite {
 		for _, m := range d.r.Meters {
 			if m.key.Role == role && m.reach.Site == sk.Site && m.reach.SiteWide {
 				siteWide = true
@@ -180,7 +178,7 @@ func (d *deriver) unfed(sk scopeKey, meters []meterResult) int {
 	}
 	n := 0
 	for _, h := range d.r.Hosts {
-		if h.Key.Site != sk.Site || sk.Scope == "hall" && h.Key.Hall != sk.Hall {
+		if h.Key.Site != sk.Site || sk.Scope == schema.ScopeHall && h.Key.Hall != sk.Hall {
 			continue
 		}
 		for _, f := range feeds {
@@ -201,7 +199,7 @@ func (d *deriver) pue(sk scopeKey) pueResult {
 	r := pueResult{Key: sk}
 	f, fCov, facilityMeters := d.meterSum(sk, roleFacilityInput)
 	r.Facility, r.FacilityCoverage = f, fCov
-	hosts := d.hostsIn(sk.Site, sk.Hall, "")
+	hosts := d.r.Sums[Topology{Site: sk.Site, Hall: sk.Hall}]
 	var notes []string
 	for _, c := range []struct {
 		role     string

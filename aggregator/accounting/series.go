@@ -196,15 +196,15 @@ func (v pointView) tag(key string) string {
 // cloned: the point's strings point into the request body.
 func (e *entities) newSeries(in input, v pointView) *series {
 	s := &series{In: in}
-	host := Topology{Site: strings.Clone(v.tag("site")), Hall: strings.Clone(v.tag("hall")), Rack: strings.Clone(v.tag("rack")), Host: strings.Clone(v.tag("host"))}
+	host := Topology{Site: strings.Clone(v.tag(schema.TagSite)), Hall: strings.Clone(v.tag(schema.TagHall)), Rack: strings.Clone(v.tag(schema.TagRack)), Host: strings.Clone(v.tag(schema.TagHost))}
 	switch in {
 	case inGPUEnergy, inActivity, inGPULimit:
 		gpu := v.tag("uuid")
 		if gpu == "" {
-			gpu = v.tag("gpu")
+			gpu = v.tag(schema.TagGPU)
 		}
 		s.Entity = e.gpu(gpuKey{host, strings.Clone(gpu)})
-		if index := v.tag("gpu"); index != "" && index != gpu {
+		if index := v.tag(schema.TagGPU); index != "" && index != gpu {
 			e.GPUAlias[gpuKey{host, strings.Clone(index)}] = s.Entity
 		}
 	case inCPUEnergy, inRAPLRange:
@@ -229,7 +229,7 @@ func (e *entities) newSeries(in input, v pointView) *series {
 		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, BMC: strings.Clone(v.tag("bmc")),
 			Type: strings.Clone(typ), Equipment: strings.Clone(v.tag("equipment")), Role: strings.Clone(v.tag("role"))})
 	case inWork:
-		s.Entity = e.work(workKey{host, strings.Clone(v.tag("gpu")), strings.Clone(v.tag("unit"))})
+		s.Entity = e.work(workKey{host, strings.Clone(v.tag(schema.TagGPU)), strings.Clone(v.tag(schema.TagUnit))})
 	}
 	s.Young = true
 	e.count(s, 1)
@@ -238,9 +238,9 @@ func (e *entities) newSeries(in input, v pointView) *series {
 
 // Kinds of series that feed a host or a meter, for counting them.
 const (
-	hostCPU    = nBMCSources // after the BMC sources
-	nHostKinds = nBMCSources + 1
-	meterPower = 2 // after the two energy methods
+	hostCPU     = nBMCSources // after the BMC sources
+	nHostKinds  = nBMCSources + 1
+	nMeterKinds = meterPower + 1 // the two energy methods, then power
 )
 
 // count adds delta to the series feeding the series' entity, by kind: how
@@ -270,7 +270,7 @@ func (e *entities) count(s *series, delta int) {
 }
 
 // seriesOf is how many series of a kind feed a host or meter (at least 1).
-func seriesOf[N ~[nHostKinds]int | ~[3]int](m map[uint32]N, id uint32, kind int) float64 {
+func seriesOf[N ~[nHostKinds]int | ~[nMeterKinds]int](m map[uint32]N, id uint32, kind int) float64 {
 	n := m[id]
 	return float64(max(1, n[kind]))
 }
@@ -302,7 +302,7 @@ type entities struct {
 	// HostSeries and MeterSeries count the series feeding each host (BMC
 	// energy by source, CPU) and meter (energy by method, power).
 	HostSeries  map[uint32][nHostKinds]int
-	MeterSeries map[uint32][3]int
+	MeterSeries map[uint32][nMeterKinds]int
 	// Capacity is each chassis's PSU capacity (W), by host id, bmc and
 	// chassis: the bound of its BMC's steps.
 	Capacity map[string]float64
@@ -312,6 +312,13 @@ type entities struct {
 type presence struct {
 	First, Last int64
 	Seen        bool
+}
+
+// expected says whether the entity counts in a window ending at end: it
+// sent data before the end, and not longer than forget_after before
+// (forget).
+func (p presence) expected(end, forget int64) bool {
+	return p.Seen && p.First < end && p.Last >= forget
 }
 
 func (p *presence) mark(t int64) {
@@ -325,7 +332,7 @@ func (p *presence) mark(t int64) {
 
 func newEntities() *entities {
 	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{},
-		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][3]int{}, Capacity: map[string]float64{}}
+		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][nMeterKinds]int{}, Capacity: map[string]float64{}}
 }
 
 func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {

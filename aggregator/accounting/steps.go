@@ -2,6 +2,7 @@ package accounting
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/joules-energy/joules/internal/energy"
@@ -78,7 +79,7 @@ func (a *Accountant) bound(s *series) energy.Bound {
 func (a *Accountant) step(s *series, v float64, t int64, epoch string, now int64) {
 	changed := s.Seen && epoch != s.Epoch
 	if !s.Seen || changed {
-		s.Epoch = cloneTag(epoch)
+		s.Epoch = strings.Clone(epoch)
 	}
 	if s.In == inBMCPower || s.In == inMeterPower {
 		a.power(s, v, t, now)
@@ -120,7 +121,7 @@ func (a *Accountant) counter(s *series, v float64, t int64, epochChanged bool, n
 		if !covered {
 			a.stats.Gaps++
 		}
-		a.attributeStep(s, st.From, st.To, st.Joules, covered, false, st.Event == energy.Reset || st.Event == energy.Restarted, now)
+		a.attributeWith(s, st.From, st.To, st.Joules, covered, false, st.Event == energy.Reset || st.Event == energy.Restarted, a.idleNow(s), now)
 	case energy.Held:
 		a.stats.Dips++
 	case energy.Suspect:
@@ -133,7 +134,7 @@ func (a *Accountant) counter(s *series, v float64, t int64, epochChanged bool, n
 		a.implausible(s, implausibleRestart, t, now)
 	}
 	plain := st.Event == energy.Counted && hasPrev && st.From == prev.T
-	s.push(histPoint{T: t, V: s.Track.Last, Plain: plain, Idle: s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity]})
+	s.push(histPoint{T: t, V: s.Track.Last, Plain: plain, Idle: a.idleNow(s)})
 }
 
 // wrapped says whether a RAPL zone that went backwards wrapped at its
@@ -231,9 +232,9 @@ func (a *Accountant) outOfOrder(s *series, v float64, t, now int64) {
 	} else {
 		// The step taken back and the two through the new point keep the
 		// idleness the step was counted with.
-		a.attributeIdle(s, p.T, q.T, -(q.V - p.V), time.Duration(q.T-p.T) <= gap, true, q.Idle, now)
-		a.attributeIdle(s, p.T, t, v-p.V, time.Duration(t-p.T) <= gap, false, q.Idle, now)
-		a.attributeIdle(s, t, q.T, q.V-v, time.Duration(q.T-t) <= gap, false, q.Idle, now)
+		a.attributeWith(s, p.T, q.T, -(q.V - p.V), time.Duration(q.T-p.T) <= gap, true, false, q.Idle, now)
+		a.attributeWith(s, p.T, t, v-p.V, time.Duration(t-p.T) <= gap, false, false, q.Idle, now)
+		a.attributeWith(s, t, q.T, q.V-v, time.Duration(q.T-t) <= gap, false, false, q.Idle, now)
 	}
 	a.stats.Reordered++
 	a.seen(s, t)
@@ -383,19 +384,16 @@ func (a *Accountant) seen(s *series, t int64) {
 // back a step counted before (a point placed inside it): amount is then
 // negative and the step's time is taken back too.
 func (a *Accountant) attribute(s *series, t0, t1 int64, amount float64, covered, remove bool, now int64) {
-	a.attributeStep(s, t0, t1, amount, covered, remove, false, now)
+	a.attributeWith(s, t0, t1, amount, covered, remove, false, a.idleNow(s), now)
 }
 
-// attributeStep is attribute for a counter step that may cross a restart.
-func (a *Accountant) attributeStep(s *series, t0, t1 int64, amount float64, covered, remove, restart bool, now int64) {
-	a.attributeWith(s, t0, t1, amount, covered, remove, restart, s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity], now)
+// idleNow says whether s is the energy of a GPU that idles now.
+func (a *Accountant) idleNow(s *series) bool {
+	return s.In == inGPUEnergy && a.ents.GPUIdle[s.Entity]
 }
 
-// attributeIdle is attribute with the idleness a GPU's step had.
-func (a *Accountant) attributeIdle(s *series, t0, t1 int64, amount float64, covered, remove, idle bool, now int64) {
-	a.attributeWith(s, t0, t1, amount, covered, remove, false, s.In == inGPUEnergy && idle, now)
-}
-
+// attributeWith is attribute for a step that may cross a restart, with the
+// idleness it had (a GPU's step placed between two it had).
 func (a *Accountant) attributeWith(s *series, t0, t1 int64, amount float64, covered, remove, restart, idle bool, now int64) {
 	if t1 <= t0 || math.IsNaN(amount) {
 		return

@@ -24,12 +24,13 @@ const (
 
 var sourceNames = [nBMCSources]string{schema.SourceBMCCounter, schema.SourceBMCIntegrated, schema.SourceBMCPower}
 
-// A meter's sources, best first: its counter, its power integrated by the
-// agent, its power integrated here, and its counter's steps across a
-// restart.
+// A meter's sources, best first, are a host's BMC sources: its counter,
+// its power integrated by the agent, its power integrated here, and its
+// counter's steps across a restart.
 const (
-	meterRestart  = 3
-	nMeterSources = 4
+	meterPower    = sourceBMCPower
+	meterRestart  = srcRestart
+	nMeterSources = srcRestart + 1
 )
 
 // levelSlots is how many slots each level's windows have (window, hour,
@@ -189,24 +190,12 @@ func (w *window) add(s *series, sp span, idle bool) {
 		h.Src[srcCPU] = w.addCells(h.Src[srcCPU], sp)
 		w.Hosts[id] = h
 	case inBMCEnergy, inBMCPower:
-		src := int(s.Method)
-		switch {
-		case s.In == inBMCPower:
-			src = sourceBMCPower
-		case sp.Restart:
-			src = srcRestart
-		}
+		src := sourceOf(s, sp)
 		h := w.Hosts[id]
 		h.Src[src] = w.addCells(h.Src[src], sp)
 		w.Hosts[id] = h
 	case inMeterEnergy, inMeterPower:
-		src := int(s.Method)
-		switch {
-		case s.In == inMeterPower:
-			src = meterPower
-		case sp.Restart:
-			src = meterRestart
-		}
+		src := sourceOf(s, sp)
 		m := w.Meters[id]
 		m.Src[src] = w.addCells(m.Src[src], sp)
 		w.Meters[id] = m
@@ -235,4 +224,16 @@ func (w *window) implausible(s *series, host uint32) {
 		update(w.Meters, s.Entity, func(m *meterAcc) { m.Implausible++ })
 	}
 	w.Dirty = true
+}
+
+// sourceOf is the source a host's or meter's step counts as: its power
+// integrated here, its counter across a restart, or its energy's method.
+func sourceOf(s *series, sp span) int {
+	switch {
+	case s.In == inBMCPower || s.In == inMeterPower:
+		return sourceBMCPower
+	case sp.Restart:
+		return srcRestart
+	}
+	return int(s.Method)
 }

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // workResult is work per joule at one scope: a GPU where the workload is
@@ -41,20 +43,20 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), compareWork) {
 		work := d.workAccs[k]
-		sitePUE := pues[scopeKey{Scope: "site", Site: k.Site}]
+		sitePUE := pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]
 		if k.GPU != "" {
 			j, ok := gpuEnergy[gpuKey{k.Topology, k.GPU}]
 			if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
 				j, ok = gpuEnergy[d.a.ents.GPUs[id]] // the workload labels its GPU by index
 			}
 			if ok {
-				d.r.Work = append(d.r.Work, workResult{Scope: "gpu", Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: work, Joules: j, PUE: sitePUE})
+				d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeGPU, Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: work, Joules: j, PUE: sitePUE})
 			}
 		}
 		hosts[workKey{k.Topology, "", k.Unit}] += work
-		scopes[scoped{scopeKey{Scope: "site", Site: k.Site}, k.Unit}] += work
+		scopes[scoped{scopeKey{Scope: schema.ScopeSite, Site: k.Site}, k.Unit}] += work
 		if k.Hall != "" {
-			scopes[scoped{scopeKey{Scope: "hall", Site: k.Site, Hall: k.Hall}, k.Unit}] += work
+			scopes[scoped{scopeKey{Scope: schema.ScopeHall, Site: k.Site, Hall: k.Hall}, k.Unit}] += work
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(hosts), compareWork) {
@@ -62,16 +64,16 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		if h := d.hosts[k.Topology]; h != nil {
 			it = h.IT
 		}
-		d.r.Work = append(d.r.Work, workResult{Scope: "host", Topo: k.Topology, Unit: k.Unit, Work: hosts[k], Joules: it, PUE: pues[scopeKey{Scope: "site", Site: k.Site}]})
+		d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeHost, Topo: k.Topology, Unit: k.Unit, Work: hosts[k], Joules: it, PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]})
 	}
 	for _, sc := range slices.SortedFunc(maps.Keys(scopes), func(x, y scoped) int {
 		return strings.Compare(x.sk.Scope+x.sk.Site+x.sk.Hall+x.unit, y.sk.Scope+y.sk.Site+y.sk.Hall+y.unit)
 	}) {
-		pue := pues[scopeKey{Scope: "site", Site: sc.sk.Site}]
-		if sc.sk.Scope == "hall" {
+		pue := pues[scopeKey{Scope: schema.ScopeSite, Site: sc.sk.Site}]
+		if sc.sk.Scope == schema.ScopeHall {
 			pue = pues[sc.sk]
 		}
-		s := d.hostsIn(sc.sk.Site, sc.sk.Hall, "")
+		s := d.r.Sums[Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}]
 		d.r.Work = append(d.r.Work, workResult{Scope: sc.sk.Scope, Topo: Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}, Unit: sc.unit, Work: scopes[sc], Joules: s.IT, PUE: pue})
 	}
 }
@@ -91,7 +93,7 @@ func (d *deriver) reconcile() {
 		if !h.BMC || h.GPU+h.CPU == 0 {
 			continue
 		}
-		d.r.Recon = append(d.r.Recon, reconResult{Kind: "bmc_vs_components", Scope: "host", Topo: h.Key, Reference: h.IT, Parts: h.GPU + h.CPU})
+		d.r.Recon = append(d.r.Recon, reconResult{Kind: schema.KindBMCVsComponents, Scope: schema.ScopeHost, Topo: h.Key, Reference: h.IT, Parts: h.GPU + h.CPU})
 	}
 	groups := map[Topology][]meterResult{}
 	for _, m := range d.r.Meters {
@@ -110,6 +112,6 @@ func (d *deriver) reconcile() {
 				parts += h.IT
 			}
 		}
-		d.r.Recon = append(d.r.Recon, reconResult{Kind: "pdu_vs_bmcs", Scope: scopeOf(k), Topo: k, Reference: ref, Parts: parts})
+		d.r.Recon = append(d.r.Recon, reconResult{Kind: schema.KindPDUVsBMCs, Scope: scopeOf(k), Topo: k, Reference: ref, Parts: parts})
 	}
 }
