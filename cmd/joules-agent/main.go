@@ -177,12 +177,7 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent,
 		if err != nil {
 			return sources, err
 		}
-		src, err := redfish.NewSource(redfish.Config{
-			Name: r.Name.Value, Endpoint: r.Endpoint.Value, Username: r.Username, Password: password,
-			BasicAuth: r.BasicAuth, CAFile: r.CAFile, InsecureSkipVerify: r.InsecureSkipVerify,
-			Timeout: r.Timeout.Duration, MaxConcurrentRequests: r.MaxConcurrentRequests, Role: r.Role.Value,
-			Counters: counters, MaxWatts: r.MaxPowerWatts,
-		}, logger.With("collector", "redfish", "bmc", r.Name.Value))
+		src, err := redfish.NewSource(redfishConfig(r, password, counters), logger.With("collector", "redfish", "bmc", r.Name.Value))
 		if err != nil {
 			return sources, err
 		}
@@ -198,6 +193,16 @@ func addRedfish(logger *slog.Logger, runner *collector.Runner, cfg config.Agent,
 		}
 	}
 	return sources, nil
+}
+
+// redfishConfig is the Redfish source's configuration of one BMC or meter.
+func redfishConfig(r config.RedfishSource, password string, counters *energy.Store) redfish.Config {
+	return redfish.Config{
+		Name: r.Name.Value, Endpoint: r.Endpoint.Value, Username: r.Username, Password: password,
+		BasicAuth: r.BasicAuth, CAFile: r.CAFile, InsecureSkipVerify: r.InsecureSkipVerify,
+		Timeout: r.Timeout.Duration, MaxConcurrentRequests: r.MaxConcurrentRequests, Role: r.Role.Value,
+		Counters: counters, MaxWatts: r.MaxPowerWatts,
+	}
 }
 
 // addWork registers the work counters, when any endpoint or textfile
@@ -230,6 +235,17 @@ func writerConfigs(cfg config.Agent) []writerConfig {
 	return []writerConfig{{"stream", cfg.Exporters.Stream}, {"influx", cfg.Exporters.Influx}}
 }
 
+// stream is the writer's configuration as the exporters take it.
+func (w writerConfig) stream(token string) exporters.StreamConfig {
+	c := w.cfg
+	return exporters.StreamConfig{
+		Name: w.name, URL: c.URL.Value, Org: c.Org, Bucket: c.Bucket, Token: token,
+		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, InsecureSkipVerify: c.InsecureSkipVerify,
+		SpoolDir: c.SpoolDir, SpoolMaxBytes: c.SpoolMaxBytes, BatchLines: c.BatchLines,
+		FlushInterval: c.FlushInterval.Duration, Timeout: c.Timeout.Duration,
+	}
+}
+
 // addWriters sets up the stream to the aggregator and the direct InfluxDB
 // writer, each fed by every fresh collection and reporting its own state as
 // a source.
@@ -243,12 +259,7 @@ func addWriters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 		if err != nil {
 			return writers, fmt.Errorf("exporters.%s: token: %w", w.name, err)
 		}
-		s, err := exporters.NewStream(exporters.StreamConfig{
-			Name: w.name, URL: w.cfg.URL.Value, Org: w.cfg.Org, Bucket: w.cfg.Bucket, Token: token,
-			CAFile: w.cfg.CAFile, CertFile: w.cfg.CertFile, KeyFile: w.cfg.KeyFile, InsecureSkipVerify: w.cfg.InsecureSkipVerify,
-			SpoolDir: w.cfg.SpoolDir, SpoolMaxBytes: w.cfg.SpoolMaxBytes, BatchLines: w.cfg.BatchLines,
-			FlushInterval: w.cfg.FlushInterval.Duration, Timeout: w.cfg.Timeout.Duration,
-		}, logger.With("exporter", w.name))
+		s, err := exporters.NewStream(w.stream(token), logger.With("exporter", w.name))
 		if err != nil {
 			return writers, err
 		}
