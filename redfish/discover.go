@@ -65,7 +65,7 @@ type equipment struct {
 	mains, branches []named // circuits
 	feeders         []named
 	outlets         []named
-	psus            []named // power shelves: PSU Metrics paths
+	psus            []psuRef // power shelves: PSU Metrics paths
 }
 
 // tree is what discovery found on one service.
@@ -239,17 +239,6 @@ func discoverPSUs(ctx context.Context, c *conn, path string) ([]psuRef, error) {
 	return out, err
 }
 
-// membersWithMetrics lists a PSU collection: each PSU's label (its Name
-// first) and the path of its Metrics resource (PowerSupplyMetrics).
-func membersWithMetrics(ctx context.Context, c *conn, path string) ([]named, error) {
-	seen := labels{}
-	var out []named
-	err := eachMember(ctx, c, path, func(id string, _ json.RawMessage, doc memberDoc) {
-		out = append(out, named{label: seen.unique(firstNonEmpty(doc.Name, doc.ID, id)), path: doc.Metrics.ID})
-	})
-	return out, err
-}
-
 // namedMembers lists a collection's members with unique labels, read from
 // each member's Id first, then Name.
 func namedMembers(ctx context.Context, c *conn, path string) ([]named, error) {
@@ -344,7 +333,7 @@ func discoverEquipment(ctx context.Context, c *conn, path string) ([]*equipment,
 			if e.outlets, err = namedMembers(ctx, c, doc.Outlets.ID); err != nil {
 				return nil, err
 			}
-			if e.psus, err = membersWithMetrics(ctx, c, doc.PowerSupplies.ID); err != nil {
+			if e.psus, err = discoverPSUs(ctx, c, doc.PowerSupplies.ID); err != nil {
 				return nil, err
 			}
 			out = append(out, e)

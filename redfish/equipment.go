@@ -8,6 +8,8 @@ import (
 	"github.com/joules-energy/joules/collector"
 )
 
+const helpEquipmentEnergy = "Energy through the equipment: its counter (method=\"counter\") or its power integrated (method=\"integrated\")."
+
 // readEquipment reads one PowerEquipment item: its summary power and energy,
 // its circuits (mains, branches, feeders), outlets and, on power shelves,
 // its PSUs. The meter's role label says what the power feeds, which decides
@@ -25,13 +27,13 @@ func (p *poller) readEquipment(ctx context.Context, e *equipment) error {
 		if v := m.PowerWatts.Reading; v != nil {
 			p.add("joules_redfish_equipment_power_watts", "Power through the equipment (its summary metrics).", collector.Gauge, *v, el...)
 			if m.EnergykWh.Reading == nil {
-				p.add("joules_redfish_equipment_energy_joules_total", "Energy through the equipment: its counter (method=\"counter\") or its power integrated (method=\"integrated\").",
-					collector.Counter, p.integrate(e.path, *v), append(el, lbl("method", "integrated"), p.epochLabel())...)
+				joules, epoch := p.integrate(e.path, *v)
+				p.add("joules_redfish_equipment_energy_joules_total", helpEquipmentEnergy, collector.Counter, joules, append(el, lbl("method", "integrated"), epoch)...)
 			}
 		}
 		if v := m.EnergykWh.Reading; v != nil {
-			p.add("joules_redfish_equipment_energy_joules_total", "Energy through the equipment: its counter (method=\"counter\") or its power integrated (method=\"integrated\").",
-				collector.Counter, p.counterSince(e.path, *v*3.6e6, m.EnergykWh.SensorResetTime), append(el, lbl("method", "counter"), p.epochLabel())...)
+			total, epoch := p.counterSince(e.path, *v*3.6e6, m.EnergykWh.SensorResetTime)
+			p.add("joules_redfish_equipment_energy_joules_total", helpEquipmentEnergy, collector.Counter, total, append(el, lbl("method", "counter"), epoch)...)
 		}
 	}
 	for _, group := range []struct {
@@ -90,8 +92,9 @@ func (p *poller) electrical(what, key string, watts, kWh, volts, amps *float64, 
 		p.add(prefix+"_power_watts", "Power through the "+what+".", collector.Gauge, *watts, labels...)
 	}
 	if kWh != nil {
+		total, epoch := p.counter(key, *kWh*3.6e6)
 		p.add(prefix+"_energy_joules_total", "Energy through the "+what+" from its counter (EnergykWh × 3.6e6), continued across resets.",
-			collector.Counter, p.counter(key, *kWh*3.6e6), append(labels, p.epochLabel())...)
+			collector.Counter, total, append(labels, epoch)...)
 	}
 	if volts != nil {
 		p.add(prefix+"_voltage_volts", "Voltage of the "+what+".", collector.Gauge, *volts, labels...)

@@ -133,9 +133,9 @@ func (in *hostInputs) addLegacy(legacy *schemas.Power) {
 // addSensor takes one power or energy Sensor as read this poll.
 func (in *hostInputs) addSensor(n named, s *schemas.Sensor) {
 	in.readAny = true
-	in.sensors = append(in.sensors, sensorReading{})
-	if !in.setSensor(&in.sensors[len(in.sensors)-1], n, s) {
-		in.sensors = in.sensors[:len(in.sensors)-1]
+	var r sensorReading
+	if in.setSensor(&r, n, s) {
+		in.sensors = append(in.sensors, r)
 	}
 }
 

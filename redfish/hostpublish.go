@@ -55,12 +55,12 @@ func (p *poller) publishHost(ch *chassis, in *hostInputs, legacy *schemas.Power)
 	switch {
 	case energy.total != nil:
 		t := energy.total
-		p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.counterSince(ch.id+"/host/"+t.key(), t.value, t.resetTime),
-			append(t.labels(), cl, lbl("method", "counter"), p.epochLabel())...)
+		total, epoch := p.counterSince(ch.id+"/host/"+t.key(), t.value, t.resetTime)
+		p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, total, append(t.labels(), cl, lbl("method", "counter"), epoch)...)
 	case power.total != nil:
 		t := power.total
-		p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, p.integrate(ch.id+"/host/"+t.key(), t.value),
-			append(t.labels(), cl, lbl("method", "integrated"), p.epochLabel())...)
+		joules, epoch := p.integrate(ch.id+"/host/"+t.key(), t.value)
+		p.add("joules_redfish_host_energy_joules_total", helpHostEnergy, collector.Counter, joules, append(t.labels(), cl, lbl("method", "integrated"), epoch)...)
 	}
 }
 
@@ -101,41 +101,46 @@ func (s *Source) logHostPower(notes []hostPowerNote) {
 // else PowerControl[0].PowerCapacityWatts; each only when every installed
 // PSU reports one (a partial sum is no upper bound). 0 is no capacity.
 func hostCapacity(psus []psuRef, legacy *schemas.Power) (float64, bool) {
-	sum, n, complete := 0.0, 0, true
+	var sum psuSum
 	for _, psu := range psus {
-		switch {
-		case psu.absent:
-		case psu.capacity > 0:
-			sum += psu.capacity
-			n++
-		default:
-			complete = false
+		if !psu.absent {
+			sum.add(positive(psu.capacity))
 		}
 	}
-	if n > 0 && complete {
-		return sum, true
+	if sum.complete() {
+		return sum.total, true
 	}
 	if legacy == nil {
 		return 0, false
 	}
-	sum, n, complete = 0, 0, true
+	sum = psuSum{}
 	for _, ps := range legacy.PowerSupplies {
-		switch {
-		case ps.Status.State == schemas.AbsentState:
-		case ps.PowerCapacityWatts != nil && *ps.PowerCapacityWatts > 0:
-			sum += f32(*ps.PowerCapacityWatts)
-			n++
-		default:
-			complete = false
+		if ps.Status.State != schemas.AbsentState {
+			sum.add(positive32(ps.PowerCapacityWatts))
 		}
 	}
-	if n > 0 && complete {
-		return sum, true
+	if sum.complete() {
+		return sum.total, true
 	}
 	if len(legacy.PowerControl) > 0 {
-		if v := legacy.PowerControl[0].PowerCapacityWatts; v != nil && *v > 0 {
-			return f32(*v), true
+		if v := positive32(legacy.PowerControl[0].PowerCapacityWatts); v != nil {
+			return *v, true
 		}
 	}
 	return 0, false
+}
+
+// positive is v when it is above 0, else nil (not reported).
+func positive(v float64) *float64 {
+	if v > 0 {
+		return &v
+	}
+	return nil
+}
+
+func positive32(v *float32) *float64 {
+	if v == nil {
+		return nil
+	}
+	return positive(f32(*v))
 }

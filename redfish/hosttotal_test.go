@@ -28,7 +28,7 @@ func checkHosts(t *testing.T, samples []collector.Sample, want []hostWant) {
 	var got, wantChassis []string
 	for _, s := range samples {
 		if s.Name == "joules_redfish_host_power_watts" {
-			got = append(got, labelOf(s, "chassis"))
+			got = append(got, label(s, "chassis"))
 		}
 	}
 	for _, w := range want {
@@ -64,15 +64,6 @@ func checkHosts(t *testing.T, samples []collector.Sample, want []hostWant) {
 			}
 		}
 	}
-}
-
-func labelOf(s collector.Sample, name string) string {
-	for _, l := range s.Labels {
-		if l.Name == name {
-			return l.Value
-		}
-	}
-	return ""
 }
 
 // TestHostTotalsOfSharedMockups reads every shared mockup as it is written

@@ -30,7 +30,6 @@ type poller struct {
 	host      bool    // a host's BMC: its chassis are bounded by their PSUs' capacity
 	capacity  float64 // the chassis being read: its PSUs' capacity, 0 unknown
 	equipment bool    // power equipment is being read: the meter's bound
-	epoch     string  // of the last counter or integrator read: its label
 
 	hostPower []hostPowerNote // what each host chassis's power came from, logged by the Source
 }
@@ -83,29 +82,23 @@ func (p *poller) bound() energy.Bound {
 }
 
 // counter continues a hardware energy counter (in joules) across resets,
-// glitches and agent restarts; p.epoch is then its epoch label.
-func (p *poller) counter(key string, joules float64) float64 {
+// glitches and agent restarts: the total and its epoch label.
+func (p *poller) counter(key string, joules float64) (float64, collector.Label) {
 	return p.counterSince(key, joules, "")
 }
 
 // counterSince is counter for a reading whose device says when it was last
 // reset (a Redfish SensorResetTime): a new reset time is a restart.
-func (p *poller) counterSince(key string, joules float64, resetTime string) float64 {
+func (p *poller) counterSince(key string, joules float64, resetTime string) (float64, collector.Label) {
 	total, epoch, _ := p.store.Counter(p.keyPrefix+key, joules, resetTime, p.now, p.bound())
-	p.epoch = epoch
-	return total
+	return total, lbl("epoch", epoch)
 }
 
-// epochLabel is the epoch of the counter or integrator read last. A method
-// call, so that in p.add(…, p.counter(…), …, p.epochLabel()) it is
-// evaluated after the counter.
-func (p *poller) epochLabel() collector.Label { return lbl("epoch", p.epoch) }
-
-// integrate integrates power between polls; a gap starts a new epoch.
-func (p *poller) integrate(key string, watts float64) float64 {
+// integrate integrates power between polls, a gap starting a new epoch:
+// the energy and its epoch label.
+func (p *poller) integrate(key string, watts float64) (float64, collector.Label) {
 	joules, epoch := p.store.Integrate(p.keyPrefix+key, watts, p.now, p.maxGap, p.bound().MaxWatts)
-	p.epoch = epoch
-	return joules
+	return joules, lbl("epoch", epoch)
 }
 
 const (
@@ -151,8 +144,8 @@ func (p *poller) readChassis(ctx context.Context, ch *chassis) error {
 			p.add("joules_redfish_psu_input_voltage_volts", "PSU input line voltage.", collector.Gauge, *v, cl, pl)
 		}
 		if v := m.EnergykWh.Reading; v != nil {
-			total := p.counterSince(ch.id+"/psu/"+psu.label, *v*3.6e6, m.EnergykWh.SensorResetTime)
-			p.add("joules_redfish_psu_energy_joules_total", "PSU input energy from the PSU's own counter (EnergykWh × 3.6e6), continued across resets.", collector.Counter, total, cl, pl, p.epochLabel())
+			total, epoch := p.counterSince(ch.id+"/psu/"+psu.label, *v*3.6e6, m.EnergykWh.SensorResetTime)
+			p.add("joules_redfish_psu_energy_joules_total", "PSU input energy from the PSU's own counter (EnergykWh × 3.6e6), continued across resets.", collector.Counter, total, cl, pl, epoch)
 		}
 	}
 

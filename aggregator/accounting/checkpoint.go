@@ -114,8 +114,8 @@ func (a *Accountant) Load(path string) error {
 		if err == nil {
 			err = fmt.Errorf("version %d, this aggregator reads %d", st.Version, stateVersion)
 		}
-		aside := fmt.Sprintf("%s.unreadable-%d", path, a.now().Unix())
-		if rerr := os.Rename(path, aside); rerr != nil {
+		aside, rerr := fsutil.MoveAside(path, a.now())
+		if rerr != nil {
 			return fmt.Errorf("accounting state %s is unreadable (%v) and cannot be moved aside: %w; remove it to start accounting afresh", path, err, rerr)
 		}
 		return fmt.Errorf("accounting state %s is unreadable (%w): moved to %s, accounting starts afresh", path, err, aside)

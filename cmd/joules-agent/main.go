@@ -146,22 +146,20 @@ func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, co
 		return nil, nil
 	}
 	var lib nvml.Library = gonvml.New()
-	if g.Simulate.Value != "" {
+	switch {
+	case g.Simulate.Value != "" && g.SimulateSite.Value != "":
 		var err error
-		if g.SimulateSite.Value != "" {
-			lib, err = nvml.SimulatedSite(g.Simulate.Value, g.SimulateSite.Value, cfg.Labels["host"])
-		} else {
-			lib, err = nvml.Simulated(g.Simulate.Value, cfg.Labels["host"])
-		}
-		if err != nil {
+		if lib, err = nvml.SimulatedSite(g.Simulate.Value, g.SimulateSite.Value, cfg.Labels["host"]); err != nil {
 			return nil, err
 		}
-		if g.SimulateSite.Value != "" {
-			logger.Warn("GPUs are SIMULATED, following the simulated site's model: every GPU sample is labelled simulated=\"true\"",
-				"server", g.Simulate.Value, "site", g.SimulateSite.Value, "host", cfg.Labels["host"])
-		} else {
-			logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
+		logger.Warn("GPUs are SIMULATED, following the simulated site's model: every GPU sample is labelled simulated=\"true\"",
+			"server", g.Simulate.Value, "site", g.SimulateSite.Value, "host", cfg.Labels["host"])
+	case g.Simulate.Value != "":
+		var err error
+		if lib, err = nvml.Simulated(g.Simulate.Value, cfg.Labels["host"]); err != nil {
+			return nil, err
 		}
+		logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
 	}
 	src := nvml.New(lib, nvml.Options{Logger: logger.With("collector", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes,
 		Counters: counters, BootID: bootID})

@@ -87,8 +87,8 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 			return s, nil
 		}
 	}
-	aside := fmt.Sprintf("%s.unreadable-%d", s.path, time.Now().Unix())
-	if rerr := os.Rename(s.path, aside); rerr != nil {
+	aside, rerr := fsutil.MoveAside(s.path, time.Now())
+	if rerr != nil {
 		return s, fmt.Errorf("counter state %s is unreadable (%v) and cannot be moved aside (%w): remove it", s.path, err, rerr)
 	}
 	return s, fmt.Errorf("counter state %s is unreadable (%w): moved to %s; counters start new epochs", s.path, err, aside)
@@ -133,16 +133,6 @@ func (s *Store) Integrate(key string, watts float64, at time.Time, maxGap time.D
 	joules := e.Add(watts, at)
 	s.dirty = true
 	return joules, e.Epoch
-}
-
-// Gaps is the number of gaps the integrator named key has left out.
-func (s *Store) Gaps(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.state.Integrators[key]; e != nil {
-		return e.Gaps
-	}
-	return 0
 }
 
 // Flush saves the state when it changed: a temporary file, fsync, rename,

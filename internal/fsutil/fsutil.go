@@ -1,11 +1,12 @@
 // Package fsutil writes state files so that a crash leaves the old file or
-// the new one, never a torn one.
+// the new one, never a torn one, and sets aside those that cannot be read.
 package fsutil
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // WriteAtomic writes data to path through a temporary file in the same
@@ -38,4 +39,11 @@ func WriteAtomic(path string, data []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// MoveAside renames an unreadable state file to path.unreadable-<unix
+// seconds of now>, kept for a person to look at, and returns the new name.
+func MoveAside(path string, now time.Time) (string, error) {
+	aside := fmt.Sprintf("%s.unreadable-%d", path, now.Unix())
+	return aside, os.Rename(path, aside)
 }
