@@ -39,6 +39,9 @@ func (b *builder) headline(r *Report) {
 	var facility, it, hosts, cov, gpu, cpu float64
 	meter := ""
 	h.Category = 3
+	if withPUE { // the range's PUE is of the same windows
+		h.Category, h.Estimate, meter = r.PUE.Category, r.PUE.Estimate, r.PUE.ITMeter
+	}
 	units := map[string]float64{}
 	for _, w := range sel {
 		hosts += w.it
@@ -46,15 +49,12 @@ func (b *builder) headline(r *Report) {
 		cpu += w.cpu
 		h.HostsLowerBound = h.HostsLowerBound || w.lowerBound
 		for u, v := range w.work {
-			units[u] += v
+			units[u] += v.work
 		}
 		if withPUE {
 			facility += w.pue.facility
 			it += w.pue.it
 			cov += w.pue.coverage
-			h.Category = min(h.Category, w.pue.category)
-			h.Estimate = h.Estimate || w.pue.estimate
-			meter = joinMeter(meter, w.pue.itMeter)
 		} else {
 			cov += w.itCoverage
 		}

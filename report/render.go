@@ -37,16 +37,15 @@ func Write(w io.Writer, r *Report, format string) error {
 var htmlTemplate string
 
 var funcs = template.FuncMap{
-	"kwh":   func(v float64) string { return fmtNum(v, 3) + " kWh" },
-	"kwh4":  func(v float64) string { return fmtNum(v, 4) },
-	"num4":  func(v float64) string { return fmtNum(v, 4) },
-	"num":   func(v float64) string { return fmtNum(v, 4) },
-	"pct":   func(v float64) string { return fmtNum(100*v, 3) + " %" },
-	"ratio": func(v *float64) string { return ratioText(v) },
-	"time":  fmtTime,
-	"svg":   func(b []byte) template.HTML { return template.HTML(b) }, // rendered by gonum/plot from numbers only
-	"cat":   categoryText,
-	"deref": func(v *float64) float64 { return *v },
+	"kwh":    func(v float64) string { return fmtNum(v, 3) + " kWh" },
+	"num":    func(v float64) string { return fmtNum(v, 4) },
+	"pct":    func(v float64) string { return fmtNum(100*v, 3) + " %" },
+	"ratio":  func(v *float64) string { return ratioText(v) },
+	"time":   fmtTime,
+	"svg":    func(b []byte) template.HTML { return template.HTML(b) }, // rendered by gonum/plot from numbers only
+	"cat":    categoryText,
+	"pueCat": pueCategoryText,
+	"deref":  func(v *float64) float64 { return *v },
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }

@@ -60,7 +60,7 @@ func Build(ctx context.Context, q Querier, opt Options) (*Report, error) {
 		return nil, fmt.Errorf("time-of-use prices need windows of an hour or less, not %s: add --resolution 1h", res)
 	}
 	r.Resolution = res
-	b.res = res
+	b.res, b.size = res, size
 	if err := b.windows(r); err != nil {
 		return nil, err
 	}
@@ -76,10 +76,11 @@ func Build(ctx context.Context, q Querier, opt Options) (*Report, error) {
 }
 
 type builder struct {
-	q   Querier
-	opt Options
-	ctx context.Context
-	res string
+	q    Querier
+	opt  Options
+	ctx  context.Context
+	res  string
+	size time.Duration // of res
 	// the windows of the report's scope, by start
 	windowsRead []window
 }

@@ -16,32 +16,32 @@ func (b *builder) halls(r *Report) error {
 	if r.Scope != "site" && r.Scope != "hall" {
 		return nil
 	}
-	energy, err := b.sumBy(schema.Energy, "hall", []string{"site", "hall"}, isKind(schema.KindIT), isField(schema.FieldJoules))
+	energy, err := b.sumBy(schema.Energy, schema.ScopeHall, []string{schema.TagSite, schema.TagHall}, isKind(schema.KindIT), isField(schema.FieldJoules))
 	if err != nil {
 		return err
 	}
-	coverage, err := b.meanBy(schema.Energy, "hall", []string{"site", "hall"}, isKind(schema.KindIT), isField(schema.FieldCoverage))
+	coverage, err := b.meanBy(schema.Energy, schema.ScopeHall, []string{schema.TagSite, schema.TagHall}, isKind(schema.KindIT), isField(schema.FieldCoverage))
 	if err != nil {
 		return err
 	}
-	pue, err := b.query(b.flux(schema.PUE, "hall", anyField(schema.FieldFacilityJoules, schema.FieldITJoules, schema.FieldPUE)) +
-		"\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")")
+	pue, err := b.query(b.flux(schema.PUE, schema.ScopeHall, anyField(schema.FieldFacilityJoules, schema.FieldITJoules, schema.FieldPUE)) +
+		pivot)
 	if err != nil {
 		return err
 	}
 	type acc struct{ f, it, fAll float64 }
 	pp := map[string]*acc{}
 	for _, row := range pue {
-		k := str(row.Values["site"]) + "\x00" + str(row.Values["hall"])
+		k := str(row.Values[schema.TagSite]) + "\x00" + str(row.Values[schema.TagHall])
 		a := pp[k]
 		if a == nil {
 			a = &acc{}
 			pp[k] = a
 		}
-		a.fAll += num(row.Values["facility_joules"])
-		if present(row.Values["pue"]) {
-			a.f += num(row.Values["facility_joules"])
-			a.it += num(row.Values["it_joules"])
+		a.fAll += num(row.Values[schema.FieldFacilityJoules])
+		if present(row.Values[schema.FieldPUE]) {
+			a.f += num(row.Values[schema.FieldFacilityJoules])
+			a.it += num(row.Values[schema.FieldITJoules])
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(energy)) {
@@ -157,37 +157,20 @@ func (b *builder) gpus(r *Report) error {
 	return nil
 }
 
-// work reads useful work per unit and its rate per joule over time.
+// work sums useful work per unit over the windows, and charts its rate
+// per joule over time.
 func (b *builder) work(r *Report) error {
-	scope := r.Scope
-	if scope == "rack" {
-		scope = "host" // work is written per host, hall and site
-	}
-	rows, err := b.query(b.flux(schema.Work, scope, anyField(schema.FieldWork, schema.FieldITJoules)) +
-		"\n  |> pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")")
-	if err != nil {
-		return err
-	}
-	type acc struct{ work, it float64 }
-	units := map[string]*acc{}
-	perTime := map[string]map[time.Time]*acc{}
-	for _, row := range rows {
-		unit := str(row.Values["unit"])
-		a := units[unit]
-		if a == nil {
-			a = &acc{}
-			units[unit] = a
-			perTime[unit] = map[time.Time]*acc{}
+	units := map[string]*workAmount{}
+	for _, w := range b.windowsRead {
+		for unit, v := range w.work {
+			a := units[unit]
+			if a == nil {
+				a = &workAmount{}
+				units[unit] = a
+			}
+			a.work += v.work
+			a.it += v.it
 		}
-		a.work += num(row.Values["work"])
-		a.it += num(row.Values["it_joules"])
-		pt := perTime[unit][row.Time]
-		if pt == nil {
-			pt = &acc{}
-			perTime[unit][row.Time] = pt
-		}
-		pt.work += num(row.Values["work"])
-		pt.it += num(row.Values["it_joules"])
 	}
 	for _, unit := range slices.Sorted(maps.Keys(units)) {
 		a := units[unit]
@@ -218,16 +201,20 @@ func (b *builder) work(r *Report) error {
 	if unit != "" {
 		r.Series.WorkUnit = unit
 		step, _ := time.ParseDuration(r.Series.Step)
-		bins := map[time.Time]*acc{}
-		for t, a := range perTime[unit] {
-			k := t.Truncate(step)
+		bins := map[time.Time]*workAmount{}
+		for _, w := range b.windowsRead {
+			v, ok := w.work[unit]
+			if !ok {
+				continue
+			}
+			k := w.start.Truncate(step)
 			bn := bins[k]
 			if bn == nil {
-				bn = &acc{}
+				bn = &workAmount{}
 				bins[k] = bn
 			}
-			bn.work += a.work
-			bn.it += a.it
+			bn.work += v.work
+			bn.it += v.it
 		}
 		for t, a := range bins {
 			if a.it > 0 {
@@ -244,8 +231,12 @@ func (b *builder) reconciliation(r *Report) error {
 	for _, kind := range []struct {
 		kind, scope string
 		tags        []string
-	}{{"pdu_vs_bmcs", "rack", []string{"site", "hall", "rack"}}, {"pdu_vs_bmcs", "hall", []string{"site", "hall"}}, {"pdu_vs_bmcs", "site", []string{"site"}},
-		{"bmc_vs_components", "host", []string{"site", "hall", "rack", "host"}}} {
+	}{
+		{schema.KindPDUVsBMCs, schema.ScopeRack, []string{schema.TagSite, schema.TagHall, schema.TagRack}},
+		{schema.KindPDUVsBMCs, schema.ScopeHall, []string{schema.TagSite, schema.TagHall}},
+		{schema.KindPDUVsBMCs, schema.ScopeSite, []string{schema.TagSite}},
+		{schema.KindBMCVsComponents, schema.ScopeHost, []string{schema.TagSite, schema.TagHall, schema.TagRack, schema.TagHost}},
+	} {
 		ref, err := b.sumBy(schema.Reconciliation, kind.scope, kind.tags, isKind(kind.kind), isField(schema.FieldReferenceJoules))
 		if err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 // series bins the windows into about 200 chart steps: power at the PUE's
 // measurement point, the hosts' own, the facility's, and the PUE.
 func (b *builder) series(r *Report) {
-	size, _ := parseResolution(b.res)
+	size := b.size
 	span := b.opt.To.Sub(b.opt.From)
 	step := size
 	for span/step > 200 {

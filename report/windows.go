@@ -20,7 +20,7 @@ type window struct {
 	lowerBound bool
 	gpu, cpu   float64 // the hosts' GPUs and CPUs
 	pue        *pueWindow
-	work       map[string]float64 // by unit
+	work       map[string]workAmount // by unit
 	meters     map[string]*meterEnergy
 }
 
@@ -54,11 +54,10 @@ type meterEnergy struct {
 	siteWide, all       float64
 	siteWideN, allN     int
 	siteWideCov, allCov float64
-	hasSiteWide         bool
 }
 
 func (m *meterEnergy) joules() (float64, float64) {
-	if m.hasSiteWide {
+	if m.siteWideN > 0 {
 		return m.siteWide, m.siteWideCov / float64(m.siteWideN)
 	}
 	return m.all, m.allCov / float64(max(1, m.allN))
@@ -74,7 +73,7 @@ func (b *builder) windows(r *Report) error {
 	at := func(t time.Time) *window {
 		w := byStart[t]
 		if w == nil {
-			w = &window{start: t, work: map[string]float64{}, meters: map[string]*meterEnergy{}}
+			w = &window{start: t, work: map[string]workAmount{}, meters: map[string]*meterEnergy{}}
 			byStart[t] = w
 		}
 		return w
@@ -153,11 +152,7 @@ func (b *builder) pueWindows(scope string, at func(time.Time) *window) error {
 		if e, _ := row.Values[schema.FieldEstimate].(bool); e {
 			p.estimate = true
 		}
-		if m := str(row.Values[schema.FieldITMeter]); p.itMeter == "" || p.itMeter == m {
-			p.itMeter = m
-		} else {
-			p.itMeter = "mixed"
-		}
+		p.itMeter = joinMeter(p.itMeter, str(row.Values[schema.FieldITMeter]))
 		if !present(row.Values[schema.FieldPUE]) {
 			p.ok = false
 			p.reason = str(row.Values[schema.FieldReason])
@@ -190,24 +185,31 @@ func (b *builder) meterWindows(at func(time.Time) *window) error {
 			m.siteWide += j
 			m.siteWideCov += cov
 			m.siteWideN++
-			m.hasSiteWide = true
 		}
 	}
 	return nil
 }
 
-// workWindows reads work per window and unit at the report's scope (a
-// rack's work is its hosts').
+// workAmount is work and the IT energy it was done with.
+type workAmount struct{ work, it float64 }
+
+// workWindows reads work and its IT energy per window and unit at the
+// report's scope (a rack's work is its hosts').
 func (b *builder) workWindows(scope string, at func(time.Time) *window) error {
-	if scope == "rack" {
-		scope = "host" // work is written per host, hall and site
+	if scope == schema.ScopeRack {
+		scope = schema.ScopeHost // work is written per host, hall and site
 	}
-	rows, err := b.query(b.flux(schema.Work, scope, isField(schema.FieldWork)))
+	rows, err := b.query(b.flux(schema.Work, scope, anyField(schema.FieldWork, schema.FieldITJoules)) + pivot)
 	if err != nil {
 		return err
 	}
 	for _, row := range rows {
-		at(row.Time).work[str(row.Values[schema.TagUnit])] += num(row.Values["_value"])
+		w := at(row.Time)
+		unit := str(row.Values[schema.TagUnit])
+		a := w.work[unit]
+		a.work += num(row.Values[schema.FieldWork])
+		a.it += num(row.Values[schema.FieldITJoules])
+		w.work[unit] = a
 	}
 	return nil
 }
@@ -215,8 +217,7 @@ func (b *builder) workWindows(scope string, at func(time.Time) *window) error {
 // rangePUE is the PUE over the range: energy over energy of the windows
 // that had one, and the data gaps the windows show.
 func (b *builder) rangePUE(r *Report) {
-	size, _ := parseResolution(b.res)
-	expected := int(b.opt.To.Sub(b.opt.From) / size)
+	expected := int(b.opt.To.Sub(b.opt.From) / b.size)
 	var it, coverage float64
 	var lowerBound bool
 	pue := &r.PUE
