@@ -75,9 +75,14 @@ func Simulated(model, seed string) (Library, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown simulated server %q (known: %v)", model, SimulatedModels())
 	}
+	return simulate(spec, LoadModel{Start: time.Now(), Seed: seedOf(seed), Now: time.Now}), nil
+}
+
+// seedOf turns a name into a load model's seed.
+func seedOf(name string) uint64 {
 	h := fnv.New64a()
-	h.Write([]byte(seed))
-	return simulate(spec, LoadModel{Start: time.Now(), Seed: h.Sum64(), Now: time.Now}), nil
+	h.Write([]byte(name))
+	return h.Sum64()
 }
 
 // simulate builds the mock server; tests give it a load model on a fake clock.

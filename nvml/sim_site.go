@@ -2,7 +2,6 @@ package nvml
 
 import (
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	"github.com/joules-energy/joules/internal/sitemodel"
@@ -27,9 +26,7 @@ func SimulatedSite(model, site, host string) (Library, error) {
 }
 
 func simulateSite(spec simModel, h *sitemodel.Host, seed string, now func() time.Time) (Library, error) {
-	hs := fnv.New64a()
-	hs.Write([]byte(seed))
-	srv := simulateLoad(spec, hs.Sum64(), siteSim{h: h, nvlinks: spec.nvlinks, clock: now})
+	srv := simulateLoad(spec, seedOf(seed), siteSim{h: h, nvlinks: spec.nvlinks, clock: now})
 	if len(srv.Devices) != h.Server.GPUs {
 		return nil, fmt.Errorf("simulated server has %d GPUs, its site model %d", len(srv.Devices), h.Server.GPUs)
 	}

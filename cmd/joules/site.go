@@ -154,7 +154,7 @@ type hostMeter struct{ h *sitemodel.Host }
 func (m hostMeter) Power(t time.Time) redfishsim.MeterPower {
 	p := m.h.At(t)
 	return redfishsim.MeterPower{Input: p.Input, Output: p.DC, CPU: p.CPU, Fans: p.Fans,
-		Capacity: float64(m.h.Server.PSUs) * m.h.Server.PSURatedWatts}
+		Capacity: m.h.Server.PSUCapacityWatts()}
 }
 
 func (m hostMeter) Energy(t time.Time) redfishsim.MeterEnergy {

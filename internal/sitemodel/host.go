@@ -125,8 +125,7 @@ func (h *Host) step(tod int, out []int64) {
 	dc := gpuMW + cpu + fans + other
 	out[g+hCPU], out[g+hFans], out[g+hOther], out[g+hDC] = cpu, fans, other, dc
 	dcW := float64(dc) / 1000
-	capacity := float64(sv.PSUs) * sv.PSURatedWatts
-	eff := PSUEfficiency(dcW / capacity)
+	eff := PSUEfficiency(dcW / sv.PSUCapacityWatts())
 	out[g+hInput] = milli(dcW / eff)
 }
 
@@ -155,32 +154,34 @@ type HostEnergy struct {
 
 // At returns the host's power at t.
 func (h *Host) At(t time.Time) HostPower {
-	v := h.s.at(t)
-	g := h.Server.GPUs
-	p := HostPower{GPUUtilization: make([]float64, g), GPU: make([]float64, g)}
-	for i := range g {
-		p.GPU[i] = float64(v[i]) / 1000
-		p.GPUUtilization[i] = float64(v[h.idxUtil(i)]) / 1e6
-	}
-	p.CPU, p.Fans, p.Other = float64(v[g+hCPU])/1000, float64(v[g+hFans])/1000, float64(v[g+hOther])/1000
-	p.DC, p.Input = float64(v[g+hDC])/1000, float64(v[g+hInput])/1000
-	p.Utilization = float64(v[h.idxMeanUtil()]) / 1e6
-	return p
+	d := h.decode(h.s.at(t))
+	return HostPower{GPUUtilization: d.util, GPU: d.gpu, CPU: d.cpu, Fans: d.fans, Other: d.other, DC: d.dc, Input: d.input, Utilization: d.mean}
 }
 
 // Energy returns the host's energy from the epoch to t.
 func (h *Host) Energy(t time.Time) HostEnergy {
-	v := h.s.integral(t)
+	d := h.decode(h.s.integral(t))
+	return HostEnergy{GPUUtilizationSeconds: d.util, GPU: d.gpu, CPU: d.cpu, Fans: d.fans, Other: d.other, DC: d.dc, Input: d.input, UtilizationSeconds: d.mean}
+}
+
+// decoded is a vector of the host's series in watts (or joules) and
+// utilization (or its integral).
+type decoded struct {
+	gpu, util                         []float64
+	cpu, fans, other, dc, input, mean float64
+}
+
+func (h *Host) decode(v []int64) decoded {
 	g := h.Server.GPUs
-	e := HostEnergy{GPUUtilizationSeconds: make([]float64, g), GPU: make([]float64, g)}
+	d := decoded{gpu: make([]float64, g), util: make([]float64, g)}
 	for i := range g {
-		e.GPU[i] = float64(v[i]) / 1000
-		e.GPUUtilizationSeconds[i] = float64(v[h.idxUtil(i)]) / 1e6
+		d.gpu[i] = float64(v[i]) / 1000
+		d.util[i] = float64(v[h.idxUtil(i)]) / 1e6
 	}
-	e.CPU, e.Fans, e.Other = float64(v[g+hCPU])/1000, float64(v[g+hFans])/1000, float64(v[g+hOther])/1000
-	e.DC, e.Input = float64(v[g+hDC])/1000, float64(v[g+hInput])/1000
-	e.UtilizationSeconds = float64(v[h.idxMeanUtil()]) / 1e6
-	return e
+	d.cpu, d.fans, d.other = float64(v[g+hCPU])/1000, float64(v[g+hFans])/1000, float64(v[g+hOther])/1000
+	d.dc, d.input = float64(v[g+hDC])/1000, float64(v[g+hInput])/1000
+	d.mean = float64(v[h.idxMeanUtil()]) / 1e6
+	return d
 }
 
 // GPUEnergy returns GPU i's energy counter at t in millijoules (NVML's

@@ -18,6 +18,9 @@ type Server struct {
 	PSURatedWatts                 float64 // each
 }
 
+// PSUCapacityWatts is what the server's PSUs can deliver together.
+func (s Server) PSUCapacityWatts() float64 { return float64(s.PSUs) * s.PSURatedWatts }
+
 // servers are the simulated DGX systems: GPU idle power and TDP as the
 // NVML simulator has them, CPUs, fans and PSUs after the DGX data sheets.
 var servers = map[string]Server{

@@ -109,6 +109,7 @@ type Model struct {
 	byName map[string]*Host
 	rackOf []int // per host, its rack's index
 	s      *series
+	widest int // of the hosts' series
 }
 
 // Quantities of the site's series after one per host (BMC input, mW):
@@ -146,6 +147,7 @@ func New(site Site) (*Model, error) {
 			m.hosts = append(m.hosts, h)
 			m.byName[rh.Name] = h
 			m.rackOf = append(m.rackOf, r)
+			m.widest = max(m.widest, h.s.width)
 		}
 	}
 	if len(m.hosts) == 0 {
@@ -171,8 +173,9 @@ func (m *Model) step(tod int, out []int64) {
 	for r := range nr {
 		out[m.idxPDUOutput(r)] = milli(p.RackSwitchWatts)
 	}
+	buf := make([]int64, m.widest) // each host writes what is read of it
 	for i, h := range m.hosts {
-		v := make([]int64, h.s.width)
+		v := buf[:h.s.width]
 		h.step(tod, v)
 		in := v[h.Server.GPUs+hInput]
 		out[i] = in

@@ -76,7 +76,6 @@ type meterPlan struct {
 
 // planner reads a mockup tree once and decides its meterPlan.
 type planner struct {
-	b     *BMC
 	plan  *meterPlan
 	refs  map[string]rule // sensor path → the rule of the excerpt that cites it
 	docs  map[string]map[string]any
@@ -85,7 +84,7 @@ type planner struct {
 }
 
 func newMeterPlan(b *BMC) (*meterPlan, error) {
-	p := &planner{b: b, plan: &meterPlan{rules: map[string][]rule{}}, refs: map[string]rule{}, docs: map[string]map[string]any{}, hosts: map[string]bool{}}
+	p := &planner{plan: &meterPlan{rules: map[string][]rule{}}, refs: map[string]rule{}, docs: map[string]map[string]any{}, hosts: map[string]bool{}}
 	err := filepath.WalkDir(b.root, func(file string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "index.json" {
 			return err
