@@ -25,7 +25,26 @@ if ! command -v influxd >/dev/null 2>&1; then
 	(cd /tmp && GOFLAGS= go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
 fi
 
-STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# iso T: T (seconds since the epoch) as RFC 3339.
+iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
+# edge_after T, edge_before T: the nearest ten-second window edge at or
+# after (before) T that is not a whole minute, where the model's power
+# steps: a step on a range's edge would blur into it.
+edge_after() {
+	local e=$(( ($1 + 9) / 10 * 10 ))
+	(( e % 60 )) || e=$((e + 10))
+	echo "$e"
+}
+edge_before() {
+	local e=$(( $1 / 10 * 10 ))
+	(( e % 60 )) || e=$((e - 10))
+	echo "$e"
+}
+
+started=$(date -u +%s)
+# The chain's energies are compared from 30 s on, when every meter has
+# been polled.
+CHAIN_START=$(edge_after $((started + 30)))
 pids=()
 cleanup() {
 	echo
@@ -184,11 +203,9 @@ done
 # The report starts 20 s after the agents, on a window: by then every
 # source has had its first reading (a first reading is a baseline, so the
 # windows before it would show the BMCs' hosts measured by their GPUs
-# alone). Like the chain's range below, it keeps off whole minutes, where
-# the model's power steps.
-report_from=$(( ($(date -u +%s) + 20 + 9) / 10 * 10 ))
-(( report_from % 60 )) || report_from=$((report_from + 10))
-REPORT_FROM=$(date -u -d "@$report_from" +%Y-%m-%dT%H:%M:%SZ)
+# alone).
+report_from=$(edge_after $(( $(date -u +%s) + 20 )))
+REPORT_FROM=$(iso "$report_from")
 
 model_pue() { "$BIN/joules" sim site "${SITE_ARGS[@]}" "--pue.from=$1" "--pue.to=$2" 2>/dev/null; }
 
@@ -227,10 +244,8 @@ window_sum() {
 write_report() {
 	# up to 15 s ago, on a window: the windows since may still lack the
 	# meters' last poll
-	local end to
-	end=$(( ($(date -u +%s) - 15) / 10 * 10 ))
-	(( end % 60 )) || end=$((end - 10))
-	to=$(date -u -d "@$end" +%Y-%m-%dT%H:%M:%SZ)
+	local to
+	to=$(iso "$(edge_before $(( $(date -u +%s) - 15 )))")
 	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
 		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
 		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
@@ -276,7 +291,7 @@ check_headline() {
 # check_model_pue: the report's PUE is within 3 % of the site model's over
 # the windows that have one, for the category the report gives.
 check_model_pue() {
-	local pue category first last want
+	local pue category first last key want
 	pue=$(awk -F, '$1 == "pue" && $2 == "pue" {print $3; exit}' "$STATE/report.csv")
 	category=$(awk -F, '$1 == "pue" && $2 == "category" {print $3; exit}' "$STATE/report.csv")
 	local windows="from(bucket:\"joules/autogen\") |> range(start: $REPORT_FROM) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
@@ -284,10 +299,11 @@ check_model_pue() {
 	last=$(flux_query "$windows |> last()" _time)
 	[ -n "$pue" ] && [ -n "$first" ] && [ -n "$last" ] || { echo "demo: no PUE windows to compare with the model"; return 1; }
 	case "${category%.*}" in
-	1) want=$(model_pue "$first" "$(date -u -d "$last + 10 seconds" +%Y-%m-%dT%H:%M:%SZ)" | awk '$1 == "pue_ups_output" {print $2}') ;;
-	2) want=$(model_pue "$first" "$(date -u -d "$last + 10 seconds" +%Y-%m-%dT%H:%M:%SZ)" | awk '$1 == "pue_pdu_output" {print $2}') ;;
+	1) key=pue_ups_output ;;
+	2) key=pue_pdu_output ;;
 	*) echo "demo: the report's PUE is of category $category, not the UPS's (1) or the PDUs' (2)"; return 1 ;;
 	esac
+	want=$(model_pue "$first" "$(iso $(( $(date -u -d "$last" +%s) + 10 )))" | awk -v key="$key" '$1 == key {print $2}')
 	echo "demo: PUE (category ${category%.*}) in the report $pue, the site model's over the same windows ($first to $last) $want"
 	awk -v got="$pue" -v want="$want" 'BEGIN {d = got / want - 1; exit !(d < 0.03 && d > -0.03)}' ||
 		{ echo "demo: the report's PUE is more than 3 % from the model's"; return 1; }
@@ -300,14 +316,11 @@ check_model_pue() {
 # edge it falls on; the model's steps fall on whole minutes, so the range
 # starts and ends on other window edges.
 check_chain() {
-	local start end from to facility ups pdu bmc gpu cpu
-	start=$(( ($(date -u -d "$STARTED" +%s) + 30 + 9) / 10 * 10 ))
-	(( start % 60 )) || start=$((start + 10))
-	end=$(( ($(date -u +%s) - 20) / 10 * 10 ))
-	(( end % 60 )) || end=$((end - 10))
-	(( end > start )) || { echo "demo: the run is too short to compare the chain's energies"; return 1; }
-	from=$(date -u -d "@$start" +%Y-%m-%dT%H:%M:%SZ)
-	to=$(date -u -d "@$end" +%Y-%m-%dT%H:%M:%SZ)
+	local end from to facility ups pdu bmc gpu cpu
+	end=$(edge_before $(( $(date -u +%s) - 20 )))
+	(( end > CHAIN_START )) || { echo "demo: the run is too short to compare the chain's energies"; return 1; }
+	from=$(iso "$CHAIN_START")
+	to=$(iso "$end")
 	facility=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "facility_input" and r.meter =~ /^facility\/transfer_switch\//')
 	ups=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "ups_output" and r.meter =~ /^ups\/power_shelf\//')
 	pdu=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "pdu_output" and r.meter =~ /^pdu-[^\/]+\/rack_pdu\//')
@@ -329,12 +342,9 @@ wait_until() {
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
 	sleep "$DEMO_SECONDS"
-	# A short run still checks a few closed windows: the chain's range
-	# starts 30-50 s after the start, and the report's three windows after
-	# REPORT_FROM.
-	chain_start=$(( ($(date -u -d "$STARTED" +%s) + 30 + 9) / 10 * 10 ))
-	(( chain_start % 60 )) || chain_start=$((chain_start + 10))
-	wait_until $(( chain_start + 40 ))
+	# A short run still checks a few closed windows: the chain's range,
+	# and the report's three windows after REPORT_FROM.
+	wait_until $(( CHAIN_START + 40 ))
 	wait_until $(( report_from + 45 ))
 	ok=true
 	for h in "${hosts[@]}"; do
