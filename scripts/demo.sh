@@ -244,10 +244,9 @@ window_sum() {
 write_report() {
 	# up to 15 s ago, on a window: the windows since may still lack the
 	# meters' last poll
-	local to
-	to=$(iso "$(edge_before $(( $(date -u +%s) - 15 )))")
-	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
-		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$to" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
+	REPORT_TO=$(iso "$(edge_before $(( $(date -u +%s) - 15 )))")
+	"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$REPORT_TO" --out "$STATE/report.html" 2>>"$STATE/report.log" &&
+		"$BIN/joules" report --config.file "$STATE/aggregator.yml" --from "$REPORT_FROM" --to "$REPORT_TO" --format csv --out "$STATE/report.csv" 2>>"$STATE/report.log" &&
 		echo "demo: report written: $STATE/report.html (open it in a browser; also $STATE/report.csv)"
 }
 
@@ -294,7 +293,7 @@ check_model_pue() {
 	local pue category first last key want
 	pue=$(awk -F, '$1 == "pue" && $2 == "pue" {print $3; exit}' "$STATE/report.csv")
 	category=$(awk -F, '$1 == "pue" && $2 == "category" {print $3; exit}' "$STATE/report.csv")
-	local windows="from(bucket:\"joules/autogen\") |> range(start: $REPORT_FROM) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
+	local windows="from(bucket:\"joules/autogen\") |> range(start: $REPORT_FROM, stop: $REPORT_TO) |> filter(fn: (r) => r._measurement == \"joules_pue\" and r.scope == \"site\" and r.resolution == \"10s\" and r._field == \"pue\") |> group()"
 	first=$(flux_query "$windows |> first()" _time)
 	last=$(flux_query "$windows |> last()" _time)
 	[ -n "$pue" ] && [ -n "$first" ] && [ -n "$last" ] || { echo "demo: no PUE windows to compare with the model"; return 1; }
