@@ -1,7 +1,8 @@
 // Command bench-agent measures joules-agent as a whole process, side by side
 // with Debian's prometheus-node-exporter running the same collectors on the
 // same sysfs tree: scrape latency, RSS, and CPU per second at one scrape a
-// second. It prints a Markdown table for BENCHMARKS.md.
+// second and at one every 15 s. With -goal it measures the agent in the shape
+// of DESIGN.md's budget instead. It prints Markdown tables for BENCHMARKS.md.
 package main
 
 import (
@@ -31,15 +32,23 @@ func main() {
 		bmcs     = flag.Int("redfish", 0, "measure the agent polling this many simulated BMCs instead")
 		joules   = flag.String("joules", "bin/joules", "joules binary (for joules sim redfish)")
 		mockup   = flag.String("mockup", "../shared/testdata/redfish/dmtf-public-rackmount1", "mockup the simulated BMCs serve")
+		goal     = flag.Bool("goal", false, "measure the budget's shape: -goal-config's sources plus one simulated BMC at 10 s, streaming, scraped every -scrape-every")
+		goalCfg  = flag.String("goal-config", "scripts/bench-agent/configs/dgxh200.yml", "agent config for -goal; its sources block must come last")
+		every    = flag.Duration("scrape-every", 15*time.Second, "scrape interval of -goal and of the slow-scrape comparison with node_exporter")
+		burst    = flag.Int("burst", 300, "scrapes per latency burst of -goal")
+		profile  = flag.String("cpuprofile", "", "with -goal: write the agent's CPU profile over the steady period here (uses the agent's --debug.pprof)")
 	)
 	flag.Parse()
 	var err error
-	if *bmcs > 0 {
+	if *goal {
+		err = runGoal(goalOptions{agentBin: *agentBin, joulesBin: *joules, mockup: *mockup, sysfs: *sysfs, config: *goalCfg,
+			steady: *steady, scrapeEvery: *every, burst: *burst, profile: *profile})
+	} else if *bmcs > 0 {
 		err = runRedfish(*agentBin, *joules, *mockup, *bmcs, *steady)
 	} else if *config != "" {
 		err = runAgentOnly(*agentBin, *config, *sysfs, *scrapes, *steady)
 	} else {
-		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady)
+		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady, *every)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-agent:", err)
@@ -55,10 +64,12 @@ type result struct {
 	idleCPUPercent   float64
 	steadyCPUPercent float64
 	steadyRSSKiB     int64
+	slowCPUPercent   float64 // at one scrape every slowEvery
+	slowMem          mem
 	bytes            int
 }
 
-func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) error {
+func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Duration) error {
 	sysfs, err := filepath.Abs(sysfs)
 	if err != nil {
 		return err
@@ -88,7 +99,7 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) err
 		{"prometheus-node-exporter", nodePath, append([]string{"--path.sysfs=" + sysfs, "--log.level=warn"}, collectorsFlags...)},
 		{"joules-agent", agentBin, []string{"--path.sysfs=" + sysfs, "--config.file=" + cfg.Name(), "--log.level=warn"}},
 	} {
-		r, err := measure(p.name, p.bin, p.args, scrapes, steady)
+		r, err := measure(p.name, p.bin, p.args, scrapes, steady, slowEvery)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -96,6 +107,7 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) err
 	}
 
 	ne, ja := results[0], results[1]
+	fmt.Printf("`%s`, %s.\n\n", strings.Join(os.Args, " "), time.Now().Format("2006-01-02"))
 	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n",
 		filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady, steady)
 	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU unscraped | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
@@ -108,6 +120,20 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady time.Duration) err
 		ratio(ja.p50, ne.p50), ratio(ja.p99, ne.p99), ratio(ja.cpuPerScrape, ne.cpuPerScrape),
 		float64(ja.rssKiB)/float64(ne.rssKiB), ja.steadyCPUPercent/ne.steadyCPUPercent,
 		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), float64(ja.bytes)/float64(ne.bytes))
+
+	fmt.Printf("\nThe same two processes at one scrape every %s for %s (the agent still collects at its own 1 s interval):\n\n", slowEvery, max(steady, 4*slowEvery))
+	fmt.Println("| figure | joules | peer (node_exporter) | ratio | goal |")
+	fmt.Println("|---|---|---|---|---|")
+	cpuRatio := ja.slowCPUPercent / ne.slowCPUPercent
+	fmt.Printf("| CPU (of one core) | %.2f %% | %.2f %% | %.2f× | ≤ 1.2× %s |\n", ja.slowCPUPercent, ne.slowCPUPercent, cpuRatio, yes(cpuRatio <= 1.2))
+	rssRatio := float64(ja.slowMem.rss) / float64(ne.slowMem.rss)
+	fmt.Printf("| RSS (VmRSS) | %.1f MiB | %.1f MiB | %.2f× | ≤ 1.2× %s |\n", mib(ja.slowMem.rss), mib(ne.slowMem.rss), rssRatio, yes(rssRatio <= 1.2))
+	fmt.Printf("| RSS anonymous | %.1f MiB | %.1f MiB | %.2f× | |\n", mib(ja.slowMem.anon), mib(ne.slowMem.anon), float64(ja.slowMem.anon)/float64(ne.slowMem.anon))
+	fmt.Printf("| RSS file-backed | %.1f MiB | %.1f MiB | %.2f× | |\n", mib(ja.slowMem.file), mib(ne.slowMem.file), float64(ja.slowMem.file)/float64(ne.slowMem.file))
+	fmt.Printf("| CPU at 1 scrape/s | %.2f %% | %.2f %% | %.2f× | ≤ 1.2× %s |\n", ja.steadyCPUPercent, ne.steadyCPUPercent,
+		ja.steadyCPUPercent/ne.steadyCPUPercent, yes(ja.steadyCPUPercent/ne.steadyCPUPercent <= 1.2))
+	fmt.Printf("| RSS at 1 scrape/s | %.1f MiB | %.1f MiB | %.2f× | ≤ 1.2× %s |\n", mib(ja.steadyRSSKiB), mib(ne.steadyRSSKiB),
+		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), yes(float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB) <= 1.2))
 	return nil
 }
 
@@ -116,7 +142,7 @@ func runAgentOnly(agentBin, config, sysfs string, scrapes int, steady time.Durat
 	if err != nil {
 		return err
 	}
-	r, err := measure("joules-agent", agentBin, []string{"--path.sysfs=" + sysfs, "--config.file=" + config, "--log.level=warn"}, scrapes, steady)
+	r, err := measure("joules-agent", agentBin, []string{"--path.sysfs=" + sysfs, "--config.file=" + config, "--log.level=warn"}, scrapes, steady, 0)
 	if err != nil {
 		return err
 	}
@@ -129,7 +155,10 @@ func runAgentOnly(agentBin, config, sysfs string, scrapes int, steady time.Durat
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
-func measure(name, bin string, args []string, scrapes int, steady time.Duration) (result, error) {
+// measure runs bin: scrapes back to back, steady unscraped, steady at one
+// scrape a second and, when slowEvery is set, at least four scrapes at one
+// every slowEvery.
+func measure(name, bin string, args []string, scrapes int, steady, slowEvery time.Duration) (result, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return result{}, err
@@ -196,7 +225,25 @@ func measure(name, bin string, args []string, scrapes int, steady time.Duration)
 	cpu1, _ = cpuTime(cmd.Process.Pid)
 	r.steadyCPUPercent = 100 * float64(cpu1-cpu0) / float64(time.Since(start))
 	r.steadyRSSKiB, _ = rss(cmd.Process.Pid)
-	return r, nil
+	if slowEvery <= 0 {
+		return r, nil
+	}
+
+	// A Prometheus at a common 15 s interval.
+	length := max(steady, 4*slowEvery)
+	cpu0, _ = cpuTime(cmd.Process.Pid)
+	start = time.Now()
+	for next := start; next.Sub(start) < length; next = next.Add(slowEvery) {
+		time.Sleep(time.Until(next))
+		if _, err := scrape(client, url); err != nil {
+			return r, err
+		}
+	}
+	time.Sleep(time.Until(start.Add(length)))
+	cpu1, _ = cpuTime(cmd.Process.Pid)
+	r.slowCPUPercent = 100 * float64(cpu1-cpu0) / float64(time.Since(start))
+	r.slowMem, err = memory(cmd.Process.Pid)
+	return r, err
 }
 
 func scrape(client *http.Client, url string) (int, error) {

@@ -21,35 +21,12 @@ func runRedfish(agentBin, joulesBin, mockup string, n int, steady time.Duration)
 		return err
 	}
 	defer os.RemoveAll(dir)
-	simAddr, err := freeAddr()
+	sim, err := startSim(joulesBin, mockup, dir, n)
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	endpoints, ca, pass := filepath.Join(dir, "endpoints"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "pass")
-	if err := os.WriteFile(pass, []byte("bench-pass\n"), 0o600); err != nil {
-		return err
-	}
-	sim := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints, "--count", fmt.Sprint(n),
-		"--mockup", mockup, "--listen-address", simAddr, "--admin-address", adminAddr, "--password-file", pass, "--log.level=warn")
-	sim.Stderr = os.Stderr
-	if err := sim.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = sim.Process.Signal(syscall.SIGTERM); _ = sim.Wait() }()
-	var lines []string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		raw, _ := os.ReadFile(endpoints)
-		if lines = strings.Fields(string(raw)); len(lines) == 2*n {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("simulator did not start %d BMCs", n)
-		}
-	}
+	defer sim.stop()
+	lines, pass, ca, adminAddr := sim.endpoints, sim.pass, sim.ca, sim.adminAddr
 	var cfg bytes.Buffer
 	cfg.WriteString("labels: {host: bench}\nsources:\n  nvml: {enabled: false}\n  node: {collectors: [netdev]}\n  redfish:\n")
 	for i := 0; i < len(lines); i += 2 {
@@ -100,11 +77,9 @@ func runRedfish(agentBin, joulesBin, mockup string, n int, steady time.Duration)
 	if err != nil {
 		return err
 	}
-	resp, err := http.Post("http://"+adminAddr+"/bmc/bmc-0000/fault", "application/json", strings.NewReader(`{"hang": true}`))
-	if err != nil {
+	if err := hangBMC(adminAddr, "bmc-0000"); err != nil {
 		return err
 	}
-	resp.Body.Close()
 	time.Sleep(12 * time.Second) // at least one poll of the hung BMC has started and timed out
 	hp50, hp99, err := latencies()
 	if err != nil {
@@ -114,5 +89,63 @@ func runRedfish(agentBin, joulesBin, mockup string, n int, steady time.Duration)
 	fmt.Println("| BMCs | agent CPU | agent RSS | scrape p50 / p99, all healthy | scrape p50 / p99, one BMC hanging |")
 	fmt.Println("|---|---|---|---|---|")
 	fmt.Printf("| %d | %.2f %% | %.1f MiB | %s / %s | %s / %s |\n", n, cpuPct, float64(rssKiB)/1024, p50, p99, hp50, hp99)
+	return nil
+}
+
+// simulator is a running `joules sim redfish`: its BMCs' names and
+// endpoints (name, URL, name, URL, ...), the password and CA files the
+// agent needs, and its admin address for faults.
+type simulator struct {
+	cmd                 *exec.Cmd
+	endpoints           []string
+	pass, ca, adminAddr string
+}
+
+// startSim starts n simulated BMCs serving mockup over HTTPS with sessions,
+// writing its files under dir, and waits until every one is listed.
+func startSim(joulesBin, mockup, dir string, n int) (*simulator, error) {
+	simAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	endpoints, ca, pass := filepath.Join(dir, "endpoints"), filepath.Join(dir, "ca.pem"), filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte("bench-pass\n"), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints, "--count", fmt.Sprint(n),
+		"--mockup", mockup, "--listen-address", simAddr, "--admin-address", adminAddr, "--password-file", pass, "--log.level=warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start simulator: %w", err)
+	}
+	s := &simulator{cmd: cmd, pass: pass, ca: ca, adminAddr: adminAddr}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		raw, _ := os.ReadFile(endpoints)
+		if s.endpoints = strings.Fields(string(raw)); len(s.endpoints) == 2*n {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("simulator did not start %d BMCs", n)
+		}
+	}
+}
+
+func (s *simulator) stop() { _ = s.cmd.Process.Signal(syscall.SIGTERM); _ = s.cmd.Wait() }
+
+// hangBMC makes the simulated BMC name accept connections and never answer.
+func hangBMC(adminAddr, name string) error {
+	resp, err := http.Post("http://"+adminAddr+"/bmc/"+name+"/fault", "application/json", strings.NewReader(`{"hang": true}`))
+	if err != nil {
+		return fmt.Errorf("hang %s: %w", name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("hang %s: %s", name, resp.Status)
+	}
 	return nil
 }
