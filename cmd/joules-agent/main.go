@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -55,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
 		configProbe = app.Flag("config.probe", "With or without --config.check: also try each writer's endpoint and each BMC, say what answered or what to change, and exit (1 when one fails).").Bool()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		debugPprof  = app.Flag("debug.pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ on the web listener, behind its TLS and auth. Off by default: a profile shows the process's internals and costs CPU while it is taken.").Bool()
 		webFlags    = kingpinflag.AddFlags(app, ":9560")
 	)
 	logConfig := &promslog.Config{}
@@ -92,7 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, logger, cfg, collectors, app, *metricsPath, webFlags); err != nil {
+	if err := serve(ctx, logger, cfg, collectors, app, *metricsPath, *debugPprof, webFlags); err != nil {
 		logger.Error("agent stopped", "err", err)
 		return 1
 	}
@@ -272,7 +274,7 @@ func addWriters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 }
 
 func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
-	metricsPath string, webFlags *web.FlagConfig) error {
+	metricsPath string, debugPprof bool, webFlags *web.FlagConfig) error {
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
 	runner := collector.NewRunner(logger, cfg.Labels)
 
@@ -327,6 +329,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	mux := http.NewServeMux()
 	if cfg.Exporters.Prometheus.Enabled {
 		mux.Handle(metricsPath, exporters.NewHandler(runner, exporters.NewRegistry(program), logger))
+	}
+	if debugPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		logger.Warn("serving profiles under /debug/pprof/ (--debug.pprof)")
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

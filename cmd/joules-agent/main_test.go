@@ -703,3 +703,30 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	t.Error("no STOPPING=1 after SIGTERM")
 }
+
+// TestDebugPprofIsOffByDefault: profiles are served only with --debug.pprof.
+func TestDebugPprofIsOffByDefault(t *testing.T) {
+	status := func(a *agent, path string) int {
+		resp, err := http.Get(a.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cfg := writeFile(t, "a.yml", "sources: {node: {enabled: false}, nvml: {enabled: false}}\n")
+	off := startAgent(t, "--config.file="+cfg)
+	// Without the flag the landing page answers every unknown path with 404.
+	if got := status(off, "/debug/pprof/"); got != http.StatusNotFound {
+		t.Errorf("without --debug.pprof: /debug/pprof/ answered %d, want 404", got)
+	}
+	on := startAgent(t, "--config.file="+cfg, "--debug.pprof")
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+		if got := status(on, path); got != http.StatusOK {
+			t.Errorf("with --debug.pprof: %s answered %d, want 200", path, got)
+		}
+	}
+	if got := status(on, "/metrics"); got != http.StatusOK {
+		t.Errorf("with --debug.pprof: /metrics answered %d, want 200", got)
+	}
+}
