@@ -9,8 +9,10 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
@@ -40,7 +42,7 @@ type Output struct {
 	log    *slog.Logger
 	spool  *spool.Spool
 	client influxdb2.Client
-	write  api.WriteAPIBlocking
+	write  map[lineprotocol.Precision]api.WriteAPIBlocking
 
 	commits chan commit
 	beat    atomic.Int64 // unix nanoseconds of the commit loop's last turn
@@ -83,7 +85,8 @@ func (q *Quantiles) Quantile(phi float64) (time.Duration, int) {
 type commit struct {
 	data   []byte
 	points int
-	oldest time.Time // the request's oldest sample: delivery latency runs from it
+	prec   lineprotocol.Precision // of data's timestamps
+	oldest time.Time              // the request's oldest sample: delivery latency runs from it
 	done   chan error
 }
 
@@ -104,7 +107,14 @@ func NewOutput(cfg OutputConfig, logger *slog.Logger) (*Output, error) {
 	}
 	opts := influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(cfg.Timeout.Seconds())).SetUseGZip(true).SetMaxRetries(0)
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	return &Output{cfg: cfg, log: logger, spool: sp, client: client, write: client.WriteAPIBlocking(cfg.Org, cfg.Bucket), commits: make(chan commit, 1024)}, nil
+	// One writer per precision: a request body is spooled as received,
+	// with its precision, and sent with it.
+	write := map[lineprotocol.Precision]api.WriteAPIBlocking{}
+	for _, p := range []lineprotocol.Precision{lineprotocol.Nanosecond, lineprotocol.Microsecond, lineprotocol.Millisecond, lineprotocol.Second} {
+		wo := *opts.WriteOptions()
+		write[p] = api.NewWriteAPIBlocking(cfg.Org, cfg.Bucket, client.HTTPService(), wo.SetPrecision(p.Duration()))
+	}
+	return &Output{cfg: cfg, log: logger, spool: sp, client: client, write: write, commits: make(chan commit, 1024)}, nil
 }
 
 // Write encodes points and returns once they are spooled to disk.
@@ -119,15 +129,30 @@ func (o *Output) Write(points []Point) error {
 	if n == 0 {
 		return nil
 	}
+	return o.commit(enc.Bytes(), n, lineprotocol.Nanosecond, oldestTime(points))
+}
+
+// WriteLines spools lines as they are, n points at precision prec, and
+// returns once they are on disk: a request body that needs no rewriting
+// costs no re-encoding.
+func (o *Output) WriteLines(lines []byte, n int, prec lineprotocol.Precision, oldest time.Time) error {
+	return o.commit(lines, n, prec, oldest)
+}
+
+func (o *Output) commit(data []byte, n int, prec lineprotocol.Precision, oldest time.Time) error {
+	c := commit{data: data, points: n, prec: prec, oldest: oldest, done: make(chan error, 1)}
+	o.commits <- c
+	return <-c.done
+}
+
+func oldestTime(points []Point) time.Time {
 	oldest := points[0].Time
 	for _, p := range points[1:] {
 		if p.Time.Before(oldest) {
 			oldest = p.Time
 		}
 	}
-	c := commit{data: enc.Bytes(), points: n, oldest: oldest, done: make(chan error, 1)}
-	o.commits <- c
-	return <-c.done
+	return oldest
 }
 
 // Run commits spooled writes and sends the spool to InfluxDB until ctx ends;
@@ -193,16 +218,15 @@ func (o *Output) commitGroup(first commit) {
 		}
 		break
 	}
-	data := make([][]byte, len(group))
-	points := make([]int, len(group))
+	entries := make([]spool.Entry, len(group))
 	oldest := group[0].oldest
 	for i, c := range group {
-		data[i], points[i] = c.data, c.points
+		entries[i] = spool.Entry{Data: c.data, Points: c.points, Tag: precisionTag(c.prec)}
 		if c.oldest.Before(oldest) {
 			oldest = c.oldest
 		}
 	}
-	dropped, err := o.spool.AppendMany(data, points, oldest)
+	dropped, err := o.spool.AppendMany(entries, oldest)
 	if dropped.Batches > 0 {
 		o.SpoolDropped.Add(int64(dropped.Points))
 		o.log.Warn("output spool full: dropped the oldest points", "points", dropped.Points, "batches", dropped.Batches)
@@ -229,13 +253,31 @@ func (o *Output) send(ctx context.Context) {
 			}
 			continue
 		}
-		var lines []byte
+		// One write holds one precision: stop at the first batch of another.
+		for i, b := range batches {
+			if b.Tag != batches[0].Tag {
+				batches = batches[:i]
+				break
+			}
+		}
+		prec, ok := tagPrecision(batches[0].Tag)
+		if !ok {
+			// Written by a later version: nothing here can send it right.
+			o.log.Error("output spool batch of an unknown precision is dropped", "tag", batches[0].Tag, "points", batches[0].Points)
+			o.DeadLettered.Add(int64(batches[0].Points))
+			if err := o.spool.Ack(batches[0].Index); err != nil {
+				o.log.Error("output spool acknowledge failed", "err", err)
+			}
+			continue
+		}
+		lines := make([]string, len(batches))
 		points := 0
-		for _, b := range batches {
-			lines = append(lines, b.Data...)
+		for i, b := range batches {
+			// Zero-copy: the spool hands out a fresh copy of each batch.
+			lines[i] = unsafe.String(unsafe.SliceData(b.Data), len(b.Data))
 			points += b.Points
 		}
-		wait, err := o.deliver(ctx, lines)
+		wait, err := o.deliver(ctx, prec, lines)
 		if err == nil {
 			if err := o.spool.Ack(batches[len(batches)-1].Index); err != nil {
 				o.log.Error("output spool acknowledge failed", "err", err)
@@ -270,8 +312,8 @@ func (o *Output) send(ctx context.Context) {
 
 // deliver writes lines; 413 splits them in halves, other 4xx go to the
 // dead-letter file. A nil error means done with; otherwise retry after wait.
-func (o *Output) deliver(ctx context.Context, lines []byte) (time.Duration, error) {
-	err := o.write.WriteRecord(ctx, string(lines))
+func (o *Output) deliver(ctx context.Context, prec lineprotocol.Precision, batches []string) (time.Duration, error) {
+	err := o.write[prec].WriteRecord(ctx, batches...)
 	if err == nil {
 		return 0, nil
 	}
@@ -279,21 +321,22 @@ func (o *Output) deliver(ctx context.Context, lines []byte) (time.Duration, erro
 	if !errors.As(err, &he) {
 		return 0, err
 	}
+	lines := []byte(strings.Join(batches, "\n"))
 	switch {
 	case he.StatusCode == http.StatusTooManyRequests || he.StatusCode == http.StatusServiceUnavailable:
 		return time.Duration(he.RetryAfter) * time.Second, err
 	case he.StatusCode == http.StatusRequestEntityTooLarge:
 		half := splitLines(lines)
 		if half == 0 {
-			o.deadLetter(lines, err)
+			o.deadLetter(lines, prec, err)
 			return 0, nil
 		}
-		if wait, err := o.deliver(ctx, lines[:half]); err != nil {
+		if wait, err := o.deliver(ctx, prec, []string{string(lines[:half])}); err != nil {
 			return wait, err
 		}
-		return o.deliver(ctx, lines[half:])
+		return o.deliver(ctx, prec, []string{string(lines[half:])})
 	case he.StatusCode >= 400 && he.StatusCode < 500:
-		o.deadLetter(lines, err)
+		o.deadLetter(lines, prec, err)
 		return 0, nil
 	}
 	return 0, err
@@ -315,8 +358,9 @@ func splitLines(lines []byte) int {
 	return 0
 }
 
-// deadLetter keeps lines InfluxDB refused for good, with the reason.
-func (o *Output) deadLetter(lines []byte, reason error) {
+// deadLetter keeps lines InfluxDB refused for good, with the reason and
+// the precision of their timestamps.
+func (o *Output) deadLetter(lines []byte, prec lineprotocol.Precision, reason error) {
 	n := 0
 	for _, c := range lines {
 		if c == '\n' {
@@ -336,7 +380,7 @@ func (o *Output) deadLetter(lines []byte, reason error) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "# %s %s\n%s", time.Now().UTC().Format(time.RFC3339), reason, lines)
+	fmt.Fprintf(f, "# %s precision=%s %s\n%s", time.Now().UTC().Format(time.RFC3339), precisionName(prec), reason, lines)
 }
 
 // Alive reports whether the commit loop turned in the last 30 s: requests
@@ -347,3 +391,43 @@ func (o *Output) Alive() bool {
 
 // SpoolStats is the output spool's state.
 func (o *Output) SpoolStats() spool.Stats { return o.spool.Stats() }
+
+// The spool keeps a batch's precision in its tag; 0, the tag of batches
+// spooled before tags existed, is nanoseconds, as those batches were.
+func precisionTag(p lineprotocol.Precision) byte {
+	switch p {
+	case lineprotocol.Microsecond:
+		return 1
+	case lineprotocol.Millisecond:
+		return 2
+	case lineprotocol.Second:
+		return 3
+	}
+	return 0
+}
+
+func precisionName(p lineprotocol.Precision) string {
+	switch p {
+	case lineprotocol.Microsecond:
+		return "us"
+	case lineprotocol.Millisecond:
+		return "ms"
+	case lineprotocol.Second:
+		return "s"
+	}
+	return "ns"
+}
+
+func tagPrecision(tag byte) (lineprotocol.Precision, bool) {
+	switch tag {
+	case 0:
+		return lineprotocol.Nanosecond, true
+	case 1:
+		return lineprotocol.Microsecond, true
+	case 2:
+		return lineprotocol.Millisecond, true
+	case 3:
+		return lineprotocol.Second, true
+	}
+	return 0, false
+}

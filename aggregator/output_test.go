@@ -169,3 +169,40 @@ func TestOutputDeadLettersRefusedLines(t *testing.T) {
 	}
 	waitCount(t, db, "conflict", 2, time.Minute)
 }
+
+// Bodies spooled as received keep their precision through the spool to
+// InfluxDB, next to points encoded at nanoseconds: three writes of three
+// precisions whose times, read back, are the ones written.
+func TestOutputSendsEachBatchAtItsPrecision(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	out := startOutput(t, db)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := out.WriteLines([]byte(fmt.Sprintf("prec,p=s value=1 %d\n", base.Unix())), 1, lineprotocol.Second, base); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := lineprotocol.FloatValue(2)
+	if err := out.Write([]Point{{Measurement: "prec", Tags: []Tag{{"p", "ns"}}, Fields: []Field{{"value", f}}, Time: base.Add(1500 * time.Microsecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.WriteLines([]byte(fmt.Sprintf("prec,p=ms value=3 %d", base.UnixMilli()+2)), 1, lineprotocol.Millisecond, base); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, db, "prec", 3, time.Minute)
+	client := influxdb2.NewClient(db.URL, "")
+	defer client.Close()
+	res, err := client.QueryAPI("").Query(context.Background(), fmt.Sprintf(`from(bucket: %q) |> range(start: 0) |> filter(fn: (r) => r._measurement == "prec") |> group()`, db.Bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"s": base, "ns": base.Add(1500 * time.Microsecond), "ms": base.Add(2 * time.Millisecond)}
+	for res.Next() {
+		p, _ := res.Record().ValueByKey("p").(string)
+		if at := res.Record().Time(); !at.Equal(want[p]) {
+			t.Errorf("point of precision %s stored at %v, want %v", p, at, want[p])
+		}
+		delete(want, p)
+	}
+	if len(want) > 0 {
+		t.Errorf("missing: %v", want)
+	}
+}

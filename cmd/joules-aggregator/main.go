@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		configFile  = app.Flag("config.file", "Aggregator configuration file (YAML).").Default("").String()
 		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose the aggregator's own metrics.").Default("/metrics").String()
+		pprofOn     = app.Flag("debug.pprof", "Serve Go's profiles under /debug/pprof/ (behind the same TLS and basic auth as the rest; off by default).").Bool()
 		webFlags    = kingpinflag.AddFlags(app, ":9561")
 	)
 	logConfig := &promslog.Config{}
@@ -61,14 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, logger, cfg, *metricsPath, webFlags); err != nil {
+	if err := serve(ctx, logger, cfg, *metricsPath, *pprofOn, webFlags); err != nil {
 		logger.Error("aggregator stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metricsPath string, webFlags *web.FlagConfig) error {
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metricsPath string, pprofOn bool, webFlags *web.FlagConfig) error {
 	tokens, err := cfg.Tokens()
 	if err != nil {
 		return fmt.Errorf("tokens_file: %w", err)
@@ -125,6 +127,12 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	})
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 
 	outCtx, cancelOut := context.WithCancel(context.Background())
 	outDone := make(chan struct{})

@@ -42,6 +42,18 @@ type Batch struct {
 	Points  int
 	Created time.Time
 	Data    []byte
+	// Tag is the producer's own label for the batch, given back as it was
+	// appended (the aggregator keeps the batch's line-protocol precision
+	// there, so a request body can be spooled as received). Batches spooled
+	// before tags existed read back with tag 0.
+	Tag byte
+}
+
+// Entry is one batch to append.
+type Entry struct {
+	Data   []byte
+	Points int
+	Tag    byte
 }
 
 // Dropped says what an append had to drop to stay within the bound.
@@ -70,7 +82,16 @@ type entryInfo struct {
 	created time.Time
 }
 
-const headerSize = 4 + 4 + 8 // crc32 of the payload, points, created (unix ms)
+// An entry on disk is a header and the payload:
+//
+//	crc32 of the payload | points | created (unix ms) | [tag] | payload
+//
+// The tag byte is there when the top bit of points is set (no batch holds
+// 2^31 points), so spools written before tags existed read as they are.
+const (
+	headerSize = 4 + 4 + 8
+	tagged     = 1 << 31
+)
 
 // Open opens or creates the spool in dir. A last entry torn by a crash is
 // cut off (it was never acknowledged to its producer as spooled).
@@ -175,23 +196,32 @@ func repairTail(dir string) error {
 // when it was made) and given back by Peek. It returns once the batch is on disk (fsynced unless
 // Options.NoSync).
 func (s *Spool) Append(data []byte, points int, created time.Time) (Dropped, error) {
-	d, err := s.AppendMany([][]byte{data}, []int{points}, created)
+	d, err := s.AppendMany([]Entry{{Data: data, Points: points}}, created)
 	return d, err
 }
 
 // AppendMany spools several batches with one write and one fsync: the
 // group commit of a server that receives many small requests at once.
-func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Dropped, error) {
+func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var total int64
-	entries := make([][]byte, len(data))
-	for i, d := range data {
-		e := make([]byte, headerSize+len(d))
-		binary.BigEndian.PutUint32(e[0:4], crc32.ChecksumIEEE(d))
-		binary.BigEndian.PutUint32(e[4:8], uint32(points[i]))
+	entries := make([][]byte, len(batches))
+	for i, in := range batches {
+		head := headerSize
+		if in.Tag != 0 {
+			head++
+		}
+		e := make([]byte, head+len(in.Data))
+		binary.BigEndian.PutUint32(e[0:4], crc32.ChecksumIEEE(in.Data))
+		points := uint32(in.Points)
+		if in.Tag != 0 {
+			points |= tagged
+			e[headerSize] = in.Tag
+		}
+		binary.BigEndian.PutUint32(e[4:8], points)
 		binary.BigEndian.PutUint64(e[8:16], uint64(created.UnixMilli()))
-		copy(e[headerSize:], d)
+		copy(e[head:], in.Data)
 		entries[i] = e
 		total += int64(len(e))
 	}
@@ -224,9 +254,9 @@ func (s *Spool) AppendMany(data [][]byte, points []int, created time.Time) (Drop
 		return dropped, fmt.Errorf("spool write: %w", err)
 	}
 	for i, e := range entries {
-		s.sizes[s.next+uint64(i)] = entryInfo{size: int64(len(e)), points: points[i], created: created}
+		s.sizes[s.next+uint64(i)] = entryInfo{size: int64(len(e)), points: batches[i].Points, created: created}
 		s.bytes += int64(len(e))
-		s.points += points[i]
+		s.points += batches[i].Points
 	}
 	s.next += uint64(len(entries))
 	return dropped, nil
@@ -332,11 +362,18 @@ func decode(index uint64, raw []byte) (Batch, bool) {
 	if len(raw) < headerSize {
 		return Batch{Index: index}, false
 	}
+	points := binary.BigEndian.Uint32(raw[4:8])
 	b := Batch{
 		Index:   index,
-		Points:  int(binary.BigEndian.Uint32(raw[4:8])),
+		Points:  int(points &^ tagged),
 		Created: time.UnixMilli(int64(binary.BigEndian.Uint64(raw[8:16]))),
 		Data:    raw[headerSize:],
+	}
+	if points&tagged != 0 {
+		if len(raw) < headerSize+1 {
+			return Batch{Index: index}, false
+		}
+		b.Tag, b.Data = raw[headerSize], raw[headerSize+1:]
 	}
 	return b, crc32.ChecksumIEEE(b.Data) == binary.BigEndian.Uint32(raw[0:4])
 }

@@ -32,7 +32,7 @@ import (
 
 func main() {
 	var (
-		mode     = flag.String("mode", "fleet", "fleet, blast or soak")
+		mode     = flag.String("mode", "fleet", "fleet, blast, soak or peer (against Telegraf)")
 		sample   = flag.Duration("sample", time.Minute, "soak: how often to sample the aggregator")
 		aggBin   = flag.String("aggregator", "bin/joules-aggregator", "joules-aggregator binary")
 		influxd  = flag.String("influxd", "influxd", "influxd 1.8 binary")
@@ -42,12 +42,55 @@ func main() {
 		fields   = flag.Int("fields", 10, "blast: fields per line")
 		gz       = flag.Bool("gzip", true, "compress requests")
 		senders  = flag.Int("senders", 2, "blast: concurrent senders")
+		telegraf = flag.String("telegraf", "", "peer: telegraf binary (default: built once into the user's cache folder)")
+		runs     = flag.Int("runs", 3, "peer: runs per load")
+		workers  = flag.Int("workers", 4, "peer: concurrent writers")
+		warmup   = flag.Duration("warmup", 2*time.Second, "peer: load before measuring")
+		loads    = flag.String("loads", "10,10gz,1", "peer: loads, each fields per line with gz for gzip")
+		profile  = flag.String("profile", "", "peer: write the aggregator's CPU profile of each load's first run into this folder")
 	)
 	flag.Parse()
+	if *mode == "peer" {
+		d := *duration
+		if !isFlagSet("duration") {
+			d = 20 * time.Second
+		}
+		ls, err := parseLoads(*loads)
+		if err == nil {
+			err = runPeer(peerOptions{aggBin: *aggBin, influxd: *influxd, telegraf: *telegraf, profileDir: *profile, runs: *runs, workers: *workers, warmup: *warmup, duration: d, loads: ls})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-pipeline:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*mode, *aggBin, *influxd, *hosts, *series, *duration, *fields, *gz, *senders, *sample); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pipeline:", err)
 		os.Exit(1)
 	}
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// parseLoads reads "10,10gz,1".
+func parseLoads(s string) ([]peerLoad, error) {
+	var out []peerLoad
+	for _, part := range strings.Split(s, ",") {
+		l := peerLoad{}
+		part, l.gzip = strings.CutSuffix(strings.TrimSpace(part), "gz")
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-loads %q: each load is a number of fields, with gz for gzip (10,10gz,1)", s)
+		}
+		l.fields = n
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 func freeAddr() string {
@@ -71,39 +114,72 @@ func waitHTTP(u string) error {
 	return fmt.Errorf("%s did not answer", u)
 }
 
+// startInfluxDB starts influxd 1.8 with its files under dir and the
+// database joules created; stop ends it.
+func startInfluxDB(influxd, dir string) (addr string, stop func(), err error) {
+	addr = freeAddr()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", nil, err
+	}
+	conf := filepath.Join(dir, "influxdb.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("reporting-disabled = true\nbind-address = %q\n[meta]\n  dir = %q\n[data]\n  dir = %q\n  wal-dir = %q\n  query-log-enabled = false\n[http]\n  bind-address = %q\n  flux-enabled = true\n  log-enabled = false\n[logging]\n  level = \"warn\"\n[monitor]\n  store-enabled = false\n",
+		freeAddr(), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), addr)), 0o600)
+	db := exec.Command(influxd, "-config", conf)
+	if err := db.Start(); err != nil {
+		return "", nil, fmt.Errorf("influxd: %w", err)
+	}
+	stop = func() { _ = db.Process.Signal(syscall.SIGTERM); _ = db.Wait() }
+	if err := waitHTTP("http://" + addr + "/ping"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	if resp, err := http.PostForm("http://"+addr+"/query", url.Values{"q": {"CREATE DATABASE joules"}}); err == nil {
+		resp.Body.Close()
+	}
+	return addr, stop, nil
+}
+
+// startAggregator starts joules-aggregator as shipped (accounting on, the
+// output spooled and fsynced) writing to InfluxDB at influxAddr, with its
+// files under dir.
+func startAggregator(aggBin, dir, influxAddr string, pprof bool) (*exec.Cmd, string, error) {
+	aggAddr := freeAddr()
+	os.WriteFile(filepath.Join(dir, "tokens"), []byte("bench\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\nlimits: {requests_per_second: 0} # every simulated agent writes from this one address\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\naccounting: {state_file: %s}\n",
+		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "accounting.state"))), 0o600)
+	args := []string{"--config.file=" + filepath.Join(dir, "agg.yml"), "--web.listen-address=" + aggAddr, "--log.level=warn"}
+	if pprof {
+		args = append(args, "--debug.pprof")
+	}
+	agg := exec.Command(aggBin, args...)
+	agg.Stderr = os.Stderr
+	if err := agg.Start(); err != nil {
+		return nil, "", err
+	}
+	if err := waitHTTP("http://" + aggAddr + "/health"); err != nil {
+		_ = agg.Process.Kill()
+		_ = agg.Wait()
+		return nil, "", err
+	}
+	return agg, aggAddr, nil
+}
+
 func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration, fields int, gz bool, senders int, sample time.Duration) error {
 	dir, err := os.MkdirTemp("", "bench-pipeline")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	influxAddr, aggAddr := freeAddr(), freeAddr()
-	conf := filepath.Join(dir, "influxdb.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("reporting-disabled = true\nbind-address = %q\n[meta]\n  dir = %q\n[data]\n  dir = %q\n  wal-dir = %q\n  query-log-enabled = false\n[http]\n  bind-address = %q\n  flux-enabled = true\n  log-enabled = false\n[logging]\n  level = \"warn\"\n[monitor]\n  store-enabled = false\n",
-		freeAddr(), filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), influxAddr)), 0o600)
-	db := exec.Command(influxd, "-config", conf)
-	if err := db.Start(); err != nil {
-		return fmt.Errorf("influxd: %w", err)
-	}
-	defer func() { _ = db.Process.Signal(syscall.SIGTERM); _ = db.Wait() }()
-	if err := waitHTTP("http://" + influxAddr + "/ping"); err != nil {
+	influxAddr, stopInflux, err := startInfluxDB(influxd, dir)
+	if err != nil {
 		return err
 	}
-	if resp, err := http.PostForm("http://"+influxAddr+"/query", url.Values{"q": {"CREATE DATABASE joules"}}); err == nil {
-		resp.Body.Close()
-	}
-	os.WriteFile(filepath.Join(dir, "tokens"), []byte("bench\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "agg.yml"), []byte(fmt.Sprintf("tokens_file: %s\nlimits: {requests_per_second: 0} # every simulated agent writes from this one address\ninflux:\n  url: http://%s\n  bucket: joules/autogen\n  spool_dir: %s\n  dead_letter_file: %s\naccounting: {state_file: %s}\n",
-		filepath.Join(dir, "tokens"), influxAddr, filepath.Join(dir, "spool"), filepath.Join(dir, "dead.lp"), filepath.Join(dir, "accounting.state"))), 0o600)
-	agg := exec.Command(aggBin, "--config.file="+filepath.Join(dir, "agg.yml"), "--web.listen-address="+aggAddr, "--log.level=warn")
-	agg.Stderr = os.Stderr
-	if err := agg.Start(); err != nil {
+	defer stopInflux()
+	agg, aggAddr, err := startAggregator(aggBin, dir, influxAddr, false)
+	if err != nil {
 		return err
 	}
 	defer func() { _ = agg.Process.Signal(syscall.SIGTERM); _ = agg.Wait() }()
-	if err := waitHTTP("http://" + aggAddr + "/health"); err != nil {
-		return err
-	}
 	write := "http://" + aggAddr + "/api/v2/write?precision=ms"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
 	send := func(body []byte) error {
