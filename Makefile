@@ -18,12 +18,25 @@ NFPM_VERSION := v2.45.2
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
 ARCH ?= amd64
 
-.PHONY: all build test test-short lint bench demo golden package clean fuzz soak
+.PHONY: all build test test-short lint bench bench-agent demo golden package clean fuzz soak
 
 all: build
 
+# node_exporter collectors built into joules-agent. The others are left out
+# with node_exporter's own no<collector> build tags (nocpu, nodiskstats, ...):
+# their code, flags and dependencies cost memory in every agent even when
+# never enabled. `make build ALL_COLLECTORS=1` builds every collector;
+# NODE_COLLECTORS="... systemd" adds one. The agent names the way to get a
+# collector left out when a config asks for it.
+NODE_COLLECTORS ?= netdev infiniband hwmon rapl powersupplyclass thermal_zone cpufreq textfile
+ifeq ($(ALL_COLLECTORS),1)
+AGENT_TAGS ?=
+else
+AGENT_TAGS ?= $(shell $(GO) run ./scripts/collector-tags $(NODE_COLLECTORS))
+endif
+
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # The whole suite: unit tests, the built agent end to end, a real Prometheus
 # scraping it, a real InfluxDB (needs prometheus, promtool, chromium,
@@ -74,10 +87,16 @@ soak: build
 	$(GO) run ./scripts/bench-pipeline -mode soak -hosts 1000 -duration $(SOAK_DURATION) -sample 1m
 	JOULES_OUTAGE=10m $(GO) test -count=1 -timeout 20m -run 'TestAggregatorDownTwoMinutes' -v ./cmd/joules-aggregator
 
-# Go benchmarks plus the whole-process comparison with node_exporter; figures go to BENCHMARKS.md.
+# Go benchmarks plus the whole-process comparison with node_exporter and the
+# agent in the budget's shape (DESIGN.md); figures go to BENCHMARKS.md.
+# bench-agent runs only the two whole-process benchmarks.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(MAKE) --no-print-directory bench-agent
+
+bench-agent: build
 	$(GO) run ./scripts/bench-agent -agent $(BIN)/joules-agent
+	$(GO) run ./scripts/bench-agent -goal -agent $(BIN)/joules-agent -joules $(BIN)/joules
 
 # Regenerate golden files after an intended change of output.
 golden: build

@@ -54,6 +54,11 @@ func ConfigureNode(app *kingpin.Application, args []string, collectors []NodeCol
 	chosen := map[string]bool{}
 	for _, c := range collectors {
 		if !isCollectorFlag(flags["collector."+c.Name]) {
+			if tag, ok := nodeCollectorTags[c.Name]; ok {
+				errs = append(errs, fmt.Errorf("%s: node_exporter collector %q is left out of this build of joules-agent (build tag %s); "+
+					"build with `make build ALL_COLLECTORS=1` for every collector, or add it to NODE_COLLECTORS", atLine(c.Line, "sources.node.collectors"), c.Name, tag))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("%s: unknown node_exporter collector %q (known: %s)",
 				atLine(c.Line, "sources.node.collectors"), c.Name, strings.Join(knownCollectors(flags), ", ")))
 			continue

@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,7 +89,7 @@ func TestConfigureNodeCommandLineWins(t *testing.T) {
 
 func TestConfigureNodeReportsEveryProblem(t *testing.T) {
 	app, _, _, _ := fakeNodeApp()
-	_, err := ConfigureNode(app, nil, names("netdev", "gpu"), []NodeOption{
+	_, err := ConfigureNode(app, nil, names("netdev", "nvidia"), []NodeOption{
 		{Name: "netdev.device-exlude", Values: []string{"x"}, Line: 9},
 		{Name: "netdev.netlink", Values: []string{"maybe"}, Line: 10},
 		{Name: "netdev.device-exclude", Values: []string{"a", "b"}, Line: 11},
@@ -97,7 +99,7 @@ func TestConfigureNodeReportsEveryProblem(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		`line 3: sources.node.collectors: unknown node_exporter collector "gpu"`, "known: ethtool, hwmon, netdev, textfile",
+		`line 3: sources.node.collectors: unknown node_exporter collector "nvidia"`, "known: ethtool, hwmon, netdev, textfile",
 		`line 9: sources.node.options: unknown node_exporter option "netdev.device-exlude"`,
 		`line 10: sources.node.options: option "netdev.netlink": invalid value "maybe"`,
 		`line 11: sources.node.options: option "netdev.device-exclude" takes one value, got 2`,
@@ -108,6 +110,47 @@ func TestConfigureNodeReportsEveryProblem(t *testing.T) {
 	}
 	if strings.Count(msg, "\n") != 4-1 {
 		t.Errorf("want 4 errors, one per line:\n%s", msg)
+	}
+}
+
+// TestConfigureNodeNamesCollectorLeftOut: a real node_exporter collector
+// whose flag the build lacks (left out by its build tag, as the fake app
+// lacks systemd's) is named with the way to get it, not called unknown.
+func TestConfigureNodeNamesCollectorLeftOut(t *testing.T) {
+	app, _, _, _ := fakeNodeApp()
+	_, err := ConfigureNode(app, nil, names("netdev", "systemd"), nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := "line 3: sources.node.collectors: node_exporter collector \"systemd\" is left out of this build of joules-agent (build tag nosystemd); " +
+		"build with `make build ALL_COLLECTORS=1` for every collector, or add it to NODE_COLLECTORS"
+	if err.Error() != want {
+		t.Errorf("error:\n%s\nwant:\n%s", err, want)
+	}
+}
+
+// TestNodeCollectorListIsCurrent: the generated list of collectors and tags
+// matches the node_exporter this module builds against.
+func TestNodeCollectorListIsCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go run")
+	}
+	out, err := exec.Command("go", "run", "../scripts/collector-tags", "-go", "collector").Output()
+	if err != nil {
+		t.Fatalf("go run ../scripts/collector-tags: %v", err)
+	}
+	got, err := os.ReadFile("node_collectors.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(out) {
+		t.Errorf("node_collectors.go is stale: run go run ./scripts/collector-tags -go collector > collector/node_collectors.go")
+	}
+	// Spot checks against node_exporter's own files.
+	for name, tag := range map[string]string{"systemd": "nosystemd", "cpufreq": "nocpu", "thermal_zone": "nothermalzone", "rapl": "norapl", "sysctl": ""} {
+		if got, ok := nodeCollectorTags[name]; !ok || got != tag {
+			t.Errorf("nodeCollectorTags[%q] = %q, %v; want %q", name, got, ok, tag)
+		}
 	}
 }
 
