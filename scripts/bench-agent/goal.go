@@ -170,7 +170,7 @@ func runGoal(o goalOptions) error {
 	}
 
 	fmt.Printf("`%s`, %s: joules-agent with %s plus one simulated BMC (%s over HTTPS, every 10 s), streaming to an in-process write sink (%.0f lines/s), scraped every %s for %s; then %d scrapes 20 ms apart, healthy and with the BMC hanging.\n\n",
-		strings.Join(os.Args, " "), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst)
+		command(), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst)
 	fmt.Println("| figure | joules-agent | budget | met |")
 	fmt.Println("|---|---|---|---|")
 	fmt.Printf("| CPU (of one core) | %.2f %% | 0.5 %% | %s |\n", cpuPct, yes(cpuPct <= 0.5))

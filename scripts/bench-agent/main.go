@@ -27,7 +27,7 @@ func main() {
 		nodeBin  = flag.String("node-exporter", "prometheus-node-exporter", "node_exporter binary (Debian's prometheus-node-exporter)")
 		sysfs    = flag.String("sysfs", "../shared/testdata/sysfs/node-exporter/sys", "sysfs tree both read")
 		scrapes  = flag.Int("scrapes", 2000, "scrapes per process for the latency figures")
-		steady   = flag.Duration("steady", 30*time.Second, "length of the steady-state run at one scrape a second")
+		steady   = flag.Duration("steady", 60*time.Second, "length of each steady-state period (unscraped, at one scrape a second, at -scrape-every; -goal's)")
 		config   = flag.String("agent-config", "", "measure only the agent, with this configuration (no node_exporter comparison)")
 		bmcs     = flag.Int("redfish", 0, "measure the agent polling this many simulated BMCs instead")
 		joules   = flag.String("joules", "bin/joules", "joules binary (for joules sim redfish)")
@@ -107,7 +107,7 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Du
 	}
 
 	ne, ja := results[0], results[1]
-	fmt.Printf("`%s`, %s.\n\n", strings.Join(os.Args, " "), time.Now().Format("2006-01-02"))
+	fmt.Printf("`%s`, %s.\n\n", command(), time.Now().Format("2006-01-02"))
 	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n",
 		filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady, steady)
 	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU unscraped | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
@@ -305,4 +305,9 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// command is how this run was asked for, as it would be typed in the repository.
+func command() string {
+	return strings.Join(append([]string{"go run ./scripts/bench-agent"}, os.Args[1:]...), " ")
 }
