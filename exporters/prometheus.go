@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/joules-energy/joules/collector"
@@ -146,6 +147,37 @@ func NewRegistry(program string) *prometheus.Registry {
 		versioncollector.NewCollector(program),
 	)
 	return r
+}
+
+// operatorSeries are the Go and process families operators chart and alert
+// on: goroutines and threads (leaks), heap in use and allocated, the GC's
+// pauses and its GOGC and GOMEMLIMIT settings (to check a unit's limits took
+// effect), CPU, resident memory and file descriptors. The rest of
+// client_golang's ~40 families (mspan, mcache, buck_hash, the host's network
+// totals, ...) describe the runtime's internals and are left out of every
+// scrape.
+var operatorSeries = map[string]bool{
+	"go_goroutines": true, "go_threads": true, "go_info": true,
+	"go_gc_duration_seconds": true, "go_gc_gogc_percent": true, "go_gc_gomemlimit_bytes": true,
+	"go_memstats_alloc_bytes": true, "go_memstats_alloc_bytes_total": true, "go_memstats_heap_inuse_bytes": true,
+	"go_memstats_sys_bytes": true, "go_memstats_next_gc_bytes": true,
+	"process_cpu_seconds_total": true, "process_resident_memory_bytes": true, "process_virtual_memory_bytes": true,
+	"process_open_fds": true, "process_max_fds": true, "process_start_time_seconds": true,
+}
+
+// OperatorSeries gathers from g only the Go and process families operators
+// use (see operatorSeries) and program's build info.
+func OperatorSeries(g prometheus.Gatherer, program string) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		families, err := g.Gather()
+		kept := families[:0]
+		for _, mf := range families {
+			if name := mf.GetName(); operatorSeries[name] || name == program+"_build_info" {
+				kept = append(kept, mf)
+			}
+		}
+		return kept, err
+	})
 }
 
 // Handler serves the snapshot and then self, the registry of the process's

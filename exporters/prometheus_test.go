@@ -169,3 +169,32 @@ func TestScrapeAnswersWhileASourceHangs(t *testing.T) {
 		}
 	}
 }
+
+// TestOperatorSeries: the trimmed registry keeps the families operators use
+// and drops the runtime's internals.
+func TestOperatorSeries(t *testing.T) {
+	families, err := OperatorSeries(NewRegistry("joules_test"), "joules_test").Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range families {
+		got[mf.GetName()] = true
+	}
+	for _, want := range []string{"go_goroutines", "go_gc_duration_seconds", "go_memstats_heap_inuse_bytes", "go_gc_gomemlimit_bytes",
+		"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "joules_test_build_info"} {
+		if !got[want] {
+			t.Errorf("trimmed registry lacks %s", want)
+		}
+	}
+	for _, dropped := range []string{"go_memstats_mspan_inuse_bytes", "go_memstats_buck_hash_sys_bytes", "process_network_receive_bytes_total"} {
+		if got[dropped] {
+			t.Errorf("trimmed registry still has %s", dropped)
+		}
+	}
+	// Without the trim the same registry has all of them: the test sees a filter, not a missing collector.
+	all, _ := NewRegistry("joules_test").Gather()
+	if len(all) <= len(families)+10 {
+		t.Errorf("the full registry has %d families, the trimmed %d: expected the trim to drop more than 10", len(all), len(families))
+	}
+}

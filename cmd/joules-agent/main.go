@@ -328,7 +328,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 
 	mux := http.NewServeMux()
 	if cfg.Exporters.Prometheus.Enabled {
-		mux.Handle(metricsPath, exporters.NewHandler(runner, exporters.NewRegistry(program), logger))
+		mux.Handle(metricsPath, exporters.NewHandler(runner, exporters.OperatorSeries(exporters.NewRegistry(program), program), logger))
 	}
 	if debugPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
