@@ -2,9 +2,12 @@ package collector
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +44,7 @@ type sourceState struct {
 
 	mu          sync.Mutex
 	samples     []Sample // immutable once published
+	labels      labelCache
 	up          bool
 	absent      bool
 	ran         bool
@@ -202,41 +206,92 @@ func (r *Runner) record(s *sourceState, samples []Sample, err error, elapsed tim
 	s.up = err == nil
 	switch {
 	case err == nil:
-		s.samples = r.withTopology(samples)
+		s.samples = r.intern(&s.labels, samples)
 		s.lastSuccess = now
 	case samples != nil:
 		// The source kept what it could (a BMC's last good values with
 		// their age): publish it, but the source is down.
-		s.samples = r.withTopology(samples)
+		s.samples = r.intern(&s.labels, samples)
 	case now.Sub(s.lastSuccess) > s.reg.StaleAfter:
 		s.samples = nil
 	}
 	return s.samples
 }
 
-// withTopology returns samples with the topology labels merged in, sorted.
-// Sources often share one label slice between many samples (every reading of
-// one GPU); the merged slice is then made once and shared too.
+// withTopology returns samples with the topology labels merged in, sorted,
+// without a source's state to intern them in (the self-metrics' labels).
 func (r *Runner) withTopology(samples []Sample) []Sample {
+	var c labelCache
+	return r.intern(&c, samples)
+}
+
+// labelCache keeps one source's merged label sets from one collection to the
+// next: a source reads the same series every time, so after the first pass
+// merging costs a lookup and no allocation. Sets not seen in a pass are
+// dropped after it, so series that go away (a finished process) do not pile
+// up.
+type labelCache struct {
+	sets, next map[string][]Label
+	key        []byte
+}
+
+// intern merges the topology into each sample's labels, reusing the merged
+// set of an earlier pass when the labels are the same. Sources often share
+// one label slice between many samples (every reading of one GPU); such a
+// slice is looked up once per pass.
+func (r *Runner) intern(c *labelCache, samples []Sample) []Sample {
 	if len(r.topology) == 0 {
 		return samples
+	}
+	if c.next == nil {
+		c.next = map[string][]Label{}
 	}
 	type sliceID struct {
 		first *Label
 		n     int
 	}
-	merged := map[sliceID][]Label{}
+	shared := map[sliceID][]Label{}
 	for i := range samples {
 		ls := samples[i].Labels
 		var id sliceID
 		if len(ls) > 0 {
 			id = sliceID{&ls[0], len(ls)}
 		}
-		if m, ok := merged[id]; ok {
+		if m, ok := shared[id]; ok {
 			samples[i].Labels = m
 			continue
 		}
-		m := make([]Label, 0, len(ls)+len(r.topology))
+		c.key = c.key[:0]
+		for _, l := range ls { // lengths first: no separator can collide with a value's bytes
+			c.key = binary.AppendUvarint(c.key, uint64(len(l.Name)))
+			c.key = binary.AppendUvarint(append(c.key, l.Name...), uint64(len(l.Value)))
+			c.key = append(c.key, l.Value...)
+		}
+		m, ok := c.next[string(c.key)]
+		if !ok {
+			if m, ok = c.sets[string(c.key)]; !ok {
+				m = r.merge(ls)
+			}
+			c.next[string(c.key)] = m
+		}
+		shared[id] = m
+		samples[i].Labels = m
+	}
+	// Keep what this pass used; reuse the old map for the next pass.
+	old := c.sets
+	c.sets, c.next = c.next, old
+	if c.next != nil {
+		clear(c.next)
+	}
+	return samples
+}
+
+// merge returns a new slice of ls and the topology labels it lacks, sorted
+// by name. Sorted input, the usual case, is merged without sorting.
+func (r *Runner) merge(ls []Label) []Label {
+	m := make([]Label, 0, len(ls)+len(r.topology))
+	byName := func(a, b Label) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(ls, byName) {
 		m = append(m, ls...)
 		for _, t := range r.topology {
 			if !hasLabel(ls, t.Name) {
@@ -244,10 +299,20 @@ func (r *Runner) withTopology(samples []Sample) []Sample {
 			}
 		}
 		SortLabels(m)
-		merged[id] = m
-		samples[i].Labels = m
+		return m
 	}
-	return samples
+	i := 0
+	for _, t := range r.topology {
+		for i < len(ls) && ls[i].Name < t.Name {
+			m = append(m, ls[i])
+			i++
+		}
+		if i < len(ls) && ls[i].Name == t.Name {
+			continue // the sample's own label wins
+		}
+		m = append(m, t)
+	}
+	return append(m, ls[i:]...)
 }
 
 func hasLabel(ls []Label, name string) bool {

@@ -291,3 +291,47 @@ func TestRunnerOnPublishGetsFreshSamplesOnly(t *testing.T) {
 		t.Errorf("published %d times, want at least 2", len(got))
 	}
 }
+
+// TestRunnerInternsLabelSetsAcrossCollections: equal labels in a later
+// collection get the merged set of the earlier one (no new slice), sorted
+// input is merged as unsorted input would be, and a set unseen for a
+// collection is dropped from the cache.
+func TestRunnerInternsLabelSetsAcrossCollections(t *testing.T) {
+	r := NewRunner(discardLogger(), map[string]string{"site": "dc1", "host": "n1"})
+	s := &sourceState{reg: Registration{Name: "s", Interval: time.Second, Source: SourceFunc(nil)}}
+	pass := func(gpus ...string) []Sample {
+		var out []Sample
+		for _, g := range gpus {
+			// Fresh slices each pass, as a source builds them; one sorted, one not.
+			out = append(out,
+				Sample{Name: "a", Labels: []Label{{"gpu", g}, {"uuid", "GPU-" + g}}},
+				Sample{Name: "b", Labels: []Label{{"uuid", "GPU-" + g}, {"gpu", g}}})
+		}
+		return r.record(s, out, nil, time.Millisecond)
+	}
+	first := pass("0", "1")
+	want := "[{gpu 0} {host n1} {site dc1} {uuid GPU-0}]"
+	for _, i := range []int{0, 1} {
+		if got := fmt.Sprint(first[i].Labels); got != want {
+			t.Errorf("sample %d labels = %s, want %s", i, got, want)
+		}
+	}
+	second := pass("0", "1")
+	if &second[0].Labels[0] != &first[0].Labels[0] || &second[2].Labels[0] != &first[2].Labels[0] {
+		t.Error("equal labels in the second collection got a new merged slice")
+	}
+	if n := len(s.labels.sets); n != 4 {
+		t.Errorf("cache holds %d sets after two passes over 4 distinct label sets, want 4", n)
+	}
+	pass("1") // GPU 0's series are gone
+	if n := len(s.labels.sets); n != 2 {
+		t.Errorf("cache holds %d sets after a pass over 2, want 2 (the unseen dropped)", n)
+	}
+	third := pass("0")
+	if &third[0].Labels[0] == &first[0].Labels[0] {
+		t.Error("a set dropped from the cache was served from it")
+	}
+	if got := fmt.Sprint(third[0].Labels); got != want {
+		t.Errorf("labels after re-merge = %s, want %s", got, want)
+	}
+}
