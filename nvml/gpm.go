@@ -19,6 +19,9 @@ type gpmState struct {
 	dev       gonvml.Device
 	prev, cur gonvml.GpmSample
 	havePrev  bool
+	// get is reused every pass: the request carries room for every GPM
+	// metric NVML has (~25 KB) and was the largest allocation of a pass.
+	get gonvml.GpmMetricsGetType
 }
 
 // newGPMState returns nil where the GPU has no GPM (before Hopper).
@@ -83,9 +86,10 @@ func (r *reader) gpmMetrics(lib gpmLib) {
 		return
 	}
 	if st.havePrev {
-		mg := &gonvml.GpmMetricsGetType{Version: gonvml.GPM_METRICS_GET_VERSION, NumMetrics: uint32(len(gpmMetrics)), Sample1: st.prev, Sample2: st.cur}
+		mg := &st.get
+		mg.Version, mg.NumMetrics, mg.Sample1, mg.Sample2 = gonvml.GPM_METRICS_GET_VERSION, uint32(len(gpmMetrics)), st.prev, st.cur
 		for i, m := range gpmMetrics {
-			mg.Metrics[i].MetricId = uint32(m.id)
+			mg.Metrics[i] = gonvml.GpmMetric{MetricId: uint32(m.id)} // no result of the last pass survives
 		}
 		if r.ok("gpm", lib.GpmMetricsGet(mg)) {
 			for i, m := range gpmMetrics {

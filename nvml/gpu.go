@@ -1,6 +1,7 @@
 package nvml
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"strings"
@@ -28,6 +29,9 @@ type gpu struct {
 	procs            *processTracker
 	lost             bool
 	opts             Options
+
+	extraSets map[string][]collector.Label // g.labels plus extras, by extras; see withExtra
+	extraKey  []byte
 }
 
 func newGPU(dev gonvml.Device, index int, uuid string, opts Options) *gpu {
@@ -86,12 +90,37 @@ func pciBusID(p gonvml.PciInfo) string {
 func (g *gpu) sample(name, help string, kind collector.Kind, v float64, t time.Time, extra ...collector.Label) collector.Sample {
 	labels := g.labels
 	if len(extra) > 0 {
-		labels = make([]collector.Label, 0, len(g.labels)+len(extra))
-		labels = append(labels, g.labels...)
-		labels = append(labels, extra...)
-		collector.SortLabels(labels)
+		labels = g.withExtra(extra)
 	}
 	return collector.Sample{Name: name, Help: help, Kind: kind, Value: v, Labels: labels, Time: t}
+}
+
+// maxExtraSets bounds a GPU's cache of label sets: per-process labels come
+// and go, and past this many the cache starts over.
+const maxExtraSets = 4096
+
+// withExtra returns the GPU's labels with extra added, sorted. The same
+// extras come back every pass (a link, a clock, a GPM metric), so each set
+// is made once and shared: samples' labels are never modified.
+func (g *gpu) withExtra(extra []collector.Label) []collector.Label {
+	g.extraKey = g.extraKey[:0]
+	for _, l := range extra { // lengths first: no separator can collide with a value's bytes
+		g.extraKey = binary.AppendUvarint(g.extraKey, uint64(len(l.Name)))
+		g.extraKey = binary.AppendUvarint(append(g.extraKey, l.Name...), uint64(len(l.Value)))
+		g.extraKey = append(g.extraKey, l.Value...)
+	}
+	if ls, ok := g.extraSets[string(g.extraKey)]; ok {
+		return ls
+	}
+	labels := make([]collector.Label, 0, len(g.labels)+len(extra))
+	labels = append(labels, g.labels...)
+	labels = append(labels, extra...)
+	collector.SortLabels(labels)
+	if g.extraSets == nil || len(g.extraSets) >= maxExtraSets {
+		g.extraSets = map[string][]collector.Label{}
+	}
+	g.extraSets[string(g.extraKey)] = labels
+	return labels
 }
 
 // reader collects one GPU's samples and remembers the first error that is
