@@ -78,6 +78,10 @@ type Stream struct {
 	lines   int
 	started time.Time // of the batch being built
 	wake    chan struct{}
+	// zw and zbuf are reused by every flush: a gzip writer is some hundreds
+	// of KB, and making one a second was most of the stream's garbage.
+	zw   *gzip.Writer
+	zbuf bytes.Buffer
 
 	stats streamStats
 }
@@ -144,11 +148,16 @@ func (s *Stream) flushLocked() {
 	if s.lines == 0 {
 		return
 	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	_, _ = zw.Write(s.enc.Bytes())
-	_ = zw.Close()
-	dropped, err := s.spool.Append(buf.Bytes(), s.lines, s.started)
+	s.zbuf.Reset()
+	if s.zw == nil {
+		s.zw, _ = gzip.NewWriterLevel(&s.zbuf, gzip.BestSpeed)
+	} else {
+		s.zw.Reset(&s.zbuf)
+	}
+	_, _ = s.zw.Write(s.enc.Bytes())
+	_ = s.zw.Close()
+	// Append copies the batch, so zbuf is free again once it returns.
+	dropped, err := s.spool.Append(s.zbuf.Bytes(), s.lines, s.started)
 	if err != nil {
 		s.log.Error("cannot spool a batch; its points are lost", "points", s.lines, "err", err)
 		s.stats.add(func(st *streamStats) { st.failures["spool"]++ })
