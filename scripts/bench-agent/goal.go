@@ -25,6 +25,7 @@ type goalOptions struct {
 	steady, scrapeEvery                        time.Duration
 	burst                                      int
 	profile                                    string // CPU profile of the steady period, written here when set
+	heapProfile                                string // heap profile at the end of the steady period, written here when set
 }
 
 // runGoal measures the agent as the budget describes it: the config's GPUs
@@ -78,7 +79,7 @@ func runGoal(o goalOptions) error {
 		return err
 	}
 	args := []string{"--config.file=" + cfgFile, "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--log.level=warn"}
-	if o.profile != "" {
+	if o.profile != "" || o.heapProfile != "" {
 		args = append(args, "--debug.pprof")
 	}
 	agent := exec.Command(o.agentBin, args...)
@@ -131,6 +132,11 @@ func runGoal(o goalOptions) error {
 		return err
 	}
 	linesPerSec := float64(sink.lines.Load()-lines0) / elapsed.Seconds()
+	if o.heapProfile != "" {
+		if err := fetchProfile("http://"+addr+"/debug/pprof/heap", o.heapProfile); err != nil {
+			return err
+		}
+	}
 	if profileDone != nil {
 		if err := <-profileDone; err != nil {
 			return err
@@ -272,11 +278,11 @@ func sourceUp(body, source string) string {
 func fetchProfile(url, out string) error {
 	resp, err := http.Get(url)
 	if err != nil {
-		return fmt.Errorf("CPU profile: %w", err)
+		return fmt.Errorf("profile: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("CPU profile: %s (was the agent built with --debug.pprof?)", resp.Status)
+		return fmt.Errorf("profile: %s (does the agent have --debug.pprof?)", resp.Status)
 	}
 	f, err := os.Create(out)
 	if err != nil {
@@ -284,7 +290,7 @@ func fetchProfile(url, out string) error {
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		f.Close()
-		return fmt.Errorf("CPU profile: %w", err)
+		return fmt.Errorf("profile: %w", err)
 	}
 	return f.Close()
 }

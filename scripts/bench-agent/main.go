@@ -37,12 +37,13 @@ func main() {
 		every    = flag.Duration("scrape-every", 15*time.Second, "scrape interval of -goal and of the slow-scrape comparison with node_exporter")
 		burst    = flag.Int("burst", 300, "scrapes per latency burst of -goal")
 		profile  = flag.String("cpuprofile", "", "with -goal: write the agent's CPU profile over the steady period here (uses the agent's --debug.pprof)")
+		heap     = flag.String("heapprofile", "", "with -goal: write the agent's heap profile at the end of the steady period here")
 	)
 	flag.Parse()
 	var err error
 	if *goal {
 		err = runGoal(goalOptions{agentBin: *agentBin, joulesBin: *joules, mockup: *mockup, sysfs: *sysfs, config: *goalCfg,
-			steady: *steady, scrapeEvery: *every, burst: *burst, profile: *profile})
+			steady: *steady, scrapeEvery: *every, burst: *burst, profile: *profile, heapProfile: *heap})
 	} else if *bmcs > 0 {
 		err = runRedfish(*agentBin, *joules, *mockup, *bmcs, *steady)
 	} else if *config != "" {
