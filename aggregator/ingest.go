@@ -11,12 +11,10 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 )
@@ -70,6 +68,9 @@ type Ingest struct {
 	log        *slog.Logger
 	now        func() time.Time
 	clients    *clientLimits
+	// reads names the measurements whose values a processor reads; nil
+	// when some processor reads every value.
+	reads func(measurement string) bool
 
 	Stats IngestStats
 }
@@ -85,6 +86,10 @@ func NewIngest(tokens []string, limits Limits, sink Sink, logger *slog.Logger, p
 	limits.defaults()
 	in := &Ingest{limits: limits, processors: processors, sink: sink, log: logger, now: time.Now,
 		clients: newClientLimits(limits.RequestsPerSecond, limits.Burst)}
+	// Values may be left unparsed only where the body itself is stored.
+	if _, ok := sink.(LineSink); ok {
+		in.reads = readsOf(processors)
+	}
 	for _, t := range tokens {
 		if t != "" {
 			in.tokens = append(in.tokens, []byte(t))
@@ -233,175 +238,22 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	return out, 0, nil
 }
 
-// lineError names a bad line and what is wrong with it.
-type lineError struct {
-	line int64
-	err  error
-}
-
-func (e lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
-
-// parse reads every line; a bad line is reported and skipped, the next one
-// parsed as usual. Line numbers count from 1 over the body as sent. asIs
-// says the body may be stored as it is: every line good and timestamped,
-// and no carriage return (the decoder takes CRLF, InfluxDB 1.8 may not).
-func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) (points []Point, bad []lineError, asIs bool) {
-	// An over-long line becomes a comment, so the decoder skips it and the
-	// numbers of the lines after it stay exact.
-	lines := 1
-	for start := 0; start <= len(body); lines++ {
-		end := bytes.IndexByte(body[start:], '\n')
-		if end < 0 {
-			end = len(body) - start
+// readsOf is what the processors read, or nil if one does not say.
+func readsOf(processors []Processor) func(string) bool {
+	var sel []Selective
+	for _, p := range processors {
+		s, ok := p.(Selective)
+		if !ok {
+			return nil
 		}
-		if end > in.limits.MaxLineBytes {
-			body[start] = '#'
-			bad = append(bad, lineError{int64(lines), fmt.Errorf("line of %d bytes is longer than the limit of %d", end, in.limits.MaxLineBytes)})
-		}
-		start += end + 1
+		sel = append(sel, s)
 	}
-	asIs = len(bad) == 0 && bytes.IndexByte(body, '\r') < 0
-	dec := lineprotocol.NewDecoderWithBytes(body)
-	now := in.now().Truncate(prec.Duration())
-	points = make([]Point, 0, lines)
-	// Size the shared arrays from the first line, so they rarely grow: a
-	// growing array of pointers is copied under the garbage collector's
-	// write barrier, which was most of the cost.
-	tagsPerLine, fieldsPerLine := shape(body)
-	a := &arena{tags: make([]Tag, 0, (tagsPerLine+1)*lines), fields: make([]Field, 0, (fieldsPerLine+1)*lines), names: map[string]string{}}
-	for dec.Next() {
-		p, err := readPoint(dec, prec, body, a)
-		if err != nil {
-			asIs = false
-			var de *lineprotocol.DecodeError
-			if errors.As(err, &de) {
-				bad = append(bad, lineError{de.Line, de.Err})
-			} else {
-				bad = append(bad, lineError{0, err})
+	return func(m string) bool {
+		for _, s := range sel {
+			if s.ReadsValues(m) {
+				return true
 			}
-			continue
 		}
-		if p.Time.IsZero() {
-			// No timestamp: the time of arrival, which the body does not hold.
-			p.Time, asIs = now, false
-		}
-		points = append(points, p)
-	}
-	slices.SortFunc(bad, func(a, b lineError) int { return int(a.line - b.line) })
-	return points, bad, asIs
-}
-
-// readPoint reads one line. Names and values that lie unescaped in the body
-// become strings without a copy (the body is never written after parsing);
-// tags and fields of all points share two growing arrays. Both matter: the
-// aggregator parses hundreds of thousands of lines a second.
-// A line without a timestamp gets the zero time (no line protocol
-// timestamp is that far in the past).
-func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []byte, a *arena) (Point, error) {
-	m, err := dec.Measurement()
-	if err != nil {
-		return Point{}, err
-	}
-	p := Point{Measurement: a.str(m, body)}
-	start := len(a.tags)
-	for {
-		k, v, err := dec.NextTag()
-		if err != nil {
-			return Point{}, err
-		}
-		if k == nil {
-			break
-		}
-		a.tags = append(a.tags, Tag{a.str(k, body), a.str(v, body)})
-	}
-	p.Tags = a.tags[start:len(a.tags):len(a.tags)]
-	// Line protocol allows tags in any order; InfluxDB's identity and the
-	// encoder want them sorted by key.
-	if !slices.IsSortedFunc(p.Tags, compareTags) {
-		slices.SortFunc(p.Tags, compareTags)
-	}
-	fstart := len(a.fields)
-	for {
-		k, v, err := dec.NextField()
-		if err != nil {
-			return Point{}, err
-		}
-		if k == nil {
-			break
-		}
-		if v.Kind() == lineprotocol.String {
-			// A string field's bytes may be the decoder's own buffer.
-			v, _ = lineprotocol.StringValue(strings.Clone(v.StringV()))
-		}
-		a.fields = append(a.fields, Field{a.str(k, body), v})
-	}
-	p.Fields = a.fields[fstart:len(a.fields):len(a.fields)]
-	if p.Time, err = dec.Time(prec, time.Time{}); err != nil {
-		return Point{}, err
-	}
-	return p, nil
-}
-
-// shape counts the tags and fields of the first line.
-func shape(body []byte) (tags, fields int) {
-	dec := lineprotocol.NewDecoderWithBytes(body)
-	if !dec.Next() {
-		return 0, 0
-	}
-	if _, err := dec.Measurement(); err != nil {
-		return 0, 0
-	}
-	for {
-		k, _, err := dec.NextTag()
-		if err != nil || k == nil {
-			break
-		}
-		tags++
-	}
-	for {
-		k, _, _, err := dec.NextFieldBytes()
-		if err != nil || k == nil {
-			break
-		}
-		fields++
-	}
-	return tags, fields
-}
-
-func compareTags(a, b Tag) int { return strings.Compare(a.Key, b.Key) }
-
-// arena holds what the points of one request share.
-type arena struct {
-	tags   []Tag
-	fields []Field
-	names  map[string]string // repeated keys and measurements, copied once
-}
-
-// str returns b as a string: without a copy when b lies inside body (the
-// decoder hands out such slices for unescaped text), else a copy, interned
-// for the keys and measurements that repeat on every line.
-func (a *arena) str(b, body []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if inside(b, body) {
-		return unsafe.String(&b[0], len(b))
-	}
-	if s, ok := a.names[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(a.names) < 4096 {
-		a.names[s] = s
-	}
-	return s
-}
-
-func inside(b, body []byte) bool {
-	if len(body) == 0 {
 		return false
 	}
-	start := uintptr(unsafe.Pointer(&body[0]))
-	p := uintptr(unsafe.Pointer(&b[0]))
-	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(body))
 }

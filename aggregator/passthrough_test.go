@@ -98,3 +98,85 @@ func TestIngestSpoolsCleanBodiesAsReceived(t *testing.T) {
 		})
 	}
 }
+
+// reader is a Selective processor that reads the values of one measurement.
+type reader struct {
+	name string
+	seen []float64
+}
+
+func (r *reader) ReadsValues(m string) bool { return m == r.name }
+
+func (r *reader) Process(points []Point) []Point {
+	for _, p := range points {
+		if p.Measurement == r.name {
+			r.seen = append(r.seen, p.Fields[0].Value.FloatV())
+		}
+	}
+	return points
+}
+
+func TestIngestParsesOnlyTheValuesAProcessorReads(t *testing.T) {
+	sink := &lineSink{}
+	r := &reader{name: "joules_gpu_energy_joules_total"}
+	in := NewIngest([]string{token}, Limits{}, sink, slog.New(slog.DiscardHandler), r)
+	srv := httptest.NewServer(in)
+	defer srv.Close()
+	body := "joules_gpu_energy_joules_total,gpu=0 value=1234.5 1800000000000\n" +
+		"nvidia_gpu,gpu=0 f0=300.5,f1=-2,f2=.25,f3=7i,f4=8u,f5=1e3,f6=true,f7=\"s\" 1800000000000\n"
+	if code, resp := post(t, srv.URL+"/api/v2/write?precision=ms", "Token "+token, []byte(body), false); code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", code, resp)
+	}
+	if len(r.seen) != 1 || r.seen[0] != 1234.5 {
+		t.Errorf("the processor read %v, want [1234.5]", r.seen)
+	}
+	if len(sink.bodies) != 1 || sink.bodies[0] != body {
+		t.Errorf("bodies handed over: %q", sink.bodies)
+	}
+	// Values nobody reads are still checked: each of these lines is refused
+	// by name, as a full parse would, and the good line is kept.
+	for _, v := range []string{"1.2.3", "-", "1e400", "9223372036854775808i", "-1u", "18446744073709551616u", "maybe"} {
+		sink.points, sink.bodies = nil, nil
+		body := "nvidia_gpu,gpu=0 f0=1 1800000000000\nnvidia_gpu,gpu=1 f0=" + v + " 1800000000000\n"
+		code, resp := post(t, srv.URL+"/api/v2/write?precision=ms", "Token "+token, []byte(body), false)
+		if code != http.StatusBadRequest || !strings.Contains(resp, "line 2:") {
+			t.Errorf("value %s: status %d %s, want 400 naming line 2", v, code, resp)
+		}
+		if len(sink.bodies) != 0 || len(sink.points) != 1 || sink.points[0].Fields[0].Value.FloatV() != 1 {
+			t.Errorf("value %s: handed over %d bodies and %+v, want the good line's point with its value", v, len(sink.bodies), sink.points)
+		}
+	}
+}
+
+func TestValidValueAgreesWithTheFullParse(t *testing.T) {
+	cases := []struct {
+		kind lineprotocol.ValueKind
+		raw  string
+	}{
+		{lineprotocol.Float, "1"}, {lineprotocol.Float, "-1.5"}, {lineprotocol.Float, ".5"}, {lineprotocol.Float, "1."},
+		{lineprotocol.Float, "-.5"}, {lineprotocol.Float, "1e5"}, {lineprotocol.Float, "1.2.3"}, {lineprotocol.Float, "-"},
+		{lineprotocol.Float, "."}, {lineprotocol.Float, "1e400"}, {lineprotocol.Float, "0x1p3"}, {lineprotocol.Float, "1_0"},
+		{lineprotocol.Float, strings.Repeat("9", 300)}, {lineprotocol.Float, strings.Repeat("9", 310)},
+		{lineprotocol.Int, "-9223372036854775808"}, {lineprotocol.Int, "9223372036854775807"}, {lineprotocol.Int, "9223372036854775808"},
+		{lineprotocol.Int, "123456789012345678"}, {lineprotocol.Int, "1.5"},
+		{lineprotocol.Uint, "18446744073709551615"}, {lineprotocol.Uint, "18446744073709551616"}, {lineprotocol.Uint, "-1"},
+		{lineprotocol.Uint, "1234567890123456789"},
+	}
+	for _, c := range cases {
+		_, err := lineprotocol.NewValueFromBytes(c.kind, []byte(c.raw))
+		if got := validValue(c.kind, []byte(c.raw)); got != (err == nil) {
+			t.Errorf("%v %q: valid %v, the full parse says %v", c.kind, c.raw, got, err)
+		}
+	}
+}
+
+// A sink that takes points only gets every value parsed.
+func TestIngestParsesEveryValueForAPointSink(t *testing.T) {
+	srv, sink := newIngest(t, Limits{})
+	if code, resp := post(t, srv.URL+"/api/v2/write?precision=ms", "Token "+token, []byte("nvidia_gpu,gpu=0 f0=300.5 1800000000000\n"), false); code != http.StatusNoContent {
+		t.Fatalf("status %d: %s", code, resp)
+	}
+	if len(sink.points) != 1 || sink.points[0].Fields[0].Value.FloatV() != 300.5 {
+		t.Errorf("points %+v, want f0=300.5", sink.points)
+	}
+}

@@ -35,6 +35,14 @@ type Processor interface {
 	Process(points []Point) []Point
 }
 
+// Selective is a Processor that reads field values of some measurements
+// only, says which, and returns its input unchanged. Points of the other
+// measurements may reach it with their values left unparsed (zero).
+type Selective interface {
+	Processor
+	ReadsValues(measurement string) bool
+}
+
 // encode appends points to enc at nanosecond precision and returns how many
 // it wrote, and the first error of those it could not (a processor's point
 // with unsorted tags, a value out of range).

@@ -46,6 +46,15 @@ func descriptive(key string) bool { return key == "epoch" || key == "source" }
 // classify says what a point is for, from its measurement and, for a
 // Redfish reading, its role tag (looked up only then: most points are not
 // accounting's).
+// ReadsValues implements aggregator.Selective: accounting reads the values
+// of its inputs only. A measurement is one when it is one for a host or
+// for a meter (the redfish ones depend on the role tag).
+func (a *Accountant) ReadsValues(measurement string) bool {
+	return classify(measurement, nil) != inNone || classify(measurement, meterRole) != inNone
+}
+
+var meterRole = []aggregator.Tag{{Key: "role", Value: "meter"}}
+
 func classify(measurement string, tags []aggregator.Tag) input {
 	role := func() string { return pointView{tags: tags}.tag("role") }
 	switch measurement {
