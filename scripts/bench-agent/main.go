@@ -37,6 +37,7 @@ func main() {
 		every    = flag.Duration("scrape-every", 15*time.Second, "scrape interval of -goal and of the slow-scrape comparison with node_exporter")
 		burst    = flag.Int("burst", 300, "scrapes per latency burst of -goal")
 		profile  = flag.String("cpuprofile", "", "with -goal: write the agent's CPU profile over the steady period here (uses the agent's --debug.pprof)")
+		nodeIvl  = flag.Duration("node-interval", time.Second, "the agent's collection interval in the node_exporter comparison")
 		heap     = flag.String("heapprofile", "", "with -goal: write the agent's heap profile at the end of the steady period here")
 	)
 	flag.Parse()
@@ -49,7 +50,7 @@ func main() {
 	} else if *config != "" {
 		err = runAgentOnly(*agentBin, *config, *sysfs, *scrapes, *steady)
 	} else {
-		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady, *every)
+		err = run(*agentBin, *nodeBin, *sysfs, *scrapes, *steady, *every, *nodeIvl)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-agent:", err)
@@ -70,7 +71,7 @@ type result struct {
 	bytes            int
 }
 
-func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Duration) error {
+func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery, interval time.Duration) error {
 	sysfs, err := filepath.Abs(sysfs)
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Du
 		return err
 	}
 	defer os.Remove(cfg.Name())
-	fmt.Fprintln(cfg, "labels: {host: bench}\nsources: {node: {interval: 1s, collectors: [netdev, infiniband, hwmon, rapl]}}")
+	fmt.Fprintf(cfg, "labels: {host: bench}\nsources: {node: {interval: %s, collectors: [netdev, infiniband, hwmon, rapl]}}\n", interval)
 	cfg.Close()
 
 	collectorsFlags := []string{"--collector.disable-defaults", "--collector.netdev", "--collector.infiniband", "--collector.hwmon", "--collector.rapl"}
@@ -109,8 +110,8 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Du
 
 	ne, ja := results[0], results[1]
 	fmt.Printf("`%s`, %s.\n\n", command(), time.Now().Format("2006-01-02"))
-	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl) on %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n",
-		filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady, steady)
+	fmt.Printf("Same collectors (netdev, infiniband, hwmon, rapl; the agent's every %s) on %s, %d scrapes back to back, then %s unscraped, then %s at one scrape a second.\n\n",
+		interval, filepath.Base(filepath.Dir(sysfs))+"/sys", scrapes, steady, steady)
 	fmt.Println("| process | scrape p50 | scrape p99 | CPU per scrape | RSS after scrapes | CPU unscraped | CPU at 1 scrape/s | RSS at 1 scrape/s | exposition bytes |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
@@ -122,7 +123,7 @@ func run(agentBin, nodeBin, sysfs string, scrapes int, steady, slowEvery time.Du
 		float64(ja.rssKiB)/float64(ne.rssKiB), ja.steadyCPUPercent/ne.steadyCPUPercent,
 		float64(ja.steadyRSSKiB)/float64(ne.steadyRSSKiB), float64(ja.bytes)/float64(ne.bytes))
 
-	fmt.Printf("\nThe same two processes at one scrape every %s for %s (the agent still collects at its own 1 s interval):\n\n", slowEvery, max(steady, 4*slowEvery))
+	fmt.Printf("\nThe same two processes at one scrape every %s for %s (the agent collects every %s whether scraped or not):\n\n", slowEvery, max(steady, 4*slowEvery), interval)
 	fmt.Println("| figure | joules | peer (node_exporter) | ratio | goal |")
 	fmt.Println("|---|---|---|---|---|")
 	cpuRatio := ja.slowCPUPercent / ne.slowCPUPercent
