@@ -24,17 +24,31 @@ func (e lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.
 // is; the full pass then names every bad line.
 var errSlowPath = errors.New("not a body to store as it is")
 
+// parsed is what parse made of a body.
+type parsed struct {
+	points []Point
+	bad    []lineError
+	// asIs: the body may be stored as it is. Every line is good and has a
+	// timestamp, and there is no carriage return (the decoder takes CRLF,
+	// InfluxDB 1.8 may not). points then holds only the points of the
+	// measurements a processor reads; lines counts them all, and oldest is
+	// the earliest time of any.
+	asIs   bool
+	lines  int
+	oldest time.Time
+}
+
 // parse reads every line; a bad line is reported and skipped, the next one
-// parsed as usual. Line numbers count from 1 over the body as sent. asIs
-// says the body may be stored as it is: every line good and timestamped,
-// and no carriage return (the decoder takes CRLF, InfluxDB 1.8 may not).
+// parsed as usual. Line numbers count from 1 over the body as sent.
 //
-// When every processor says which measurements' values it reads (reads is
-// not nil), a first pass parses only those values and checks the others'
-// syntax: parsing numbers nobody reads was a sixth of the aggregator's
-// CPU. A body that turns out not to be storable as it is, is parsed again
-// in full, with every value, for encoding.
-func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) (points []Point, bad []lineError, asIs bool) {
+// When every processor says which measurements' values it reads
+// (in.reads is set), a first pass keeps only the points of those and
+// checks the other lines' syntax: building and parsing what nobody reads
+// was half of the aggregator's CPU. A body that turns out not to be
+// storable as it is, is parsed again in full, every point with every
+// value, for encoding.
+func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) parsed {
+	var bad []lineError
 	// An over-long line becomes a comment, so the decoder skips it and the
 	// numbers of the lines after it stay exact.
 	lines := 0
@@ -50,22 +64,43 @@ func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) (points []Poin
 		}
 		start += end + 1
 	}
-	now := in.now().Truncate(prec.Duration())
 	if len(bad) == 0 && in.reads != nil && bytes.IndexByte(body, '\r') < 0 {
-		if points, ok := in.parseLines(body, prec, lines, now, in.reads, nil); ok {
-			return points, nil, true
+		if res, ok := quickParse(body, prec, in.reads); ok {
+			return res
 		}
 	}
-	points, _ = in.parseLines(body, prec, lines, now, nil, &bad)
-	slices.SortFunc(bad, func(a, b lineError) int { return int(a.line - b.line) })
-	return points, bad, false
+	res := parsed{bad: bad}
+	res.points = fullParse(body, prec, lines, in.now().Truncate(prec.Duration()), &res.bad)
+	slices.SortFunc(res.bad, func(a, b lineError) int { return int(a.line - b.line) })
+	return res
 }
 
-// parseLines decodes body. With reads, values are parsed for the
-// measurements it names and only checked for the others, and the first
-// line that is bad or has no timestamp ends the pass (ok false); without,
-// every value is parsed and bad lines go to bad.
-func (in *Ingest) parseLines(body []byte, prec lineprotocol.Precision, lines int, now time.Time, reads func(string) bool, bad *[]lineError) ([]Point, bool) {
+// quickParse keeps the points of the measurements reads names and checks
+// the other lines; the first line that is bad or has no timestamp ends it
+// (ok false).
+func quickParse(body []byte, prec lineprotocol.Precision, reads func(string) bool) (res parsed, ok bool) {
+	dec := lineprotocol.NewDecoderWithBytes(body)
+	a := &arena{names: map[string]string{}}
+	for dec.Next() {
+		p, keep, err := readPoint(dec, prec, body, a, reads)
+		if err != nil || p.Time.IsZero() {
+			return parsed{}, false
+		}
+		if res.lines == 0 || p.Time.Before(res.oldest) {
+			res.oldest = p.Time
+		}
+		res.lines++
+		if keep {
+			res.points = append(res.points, p)
+		}
+	}
+	res.asIs = true
+	return res, true
+}
+
+// fullParse decodes every line with every value; bad lines go to bad, and
+// a line without a timestamp gets now.
+func fullParse(body []byte, prec lineprotocol.Precision, lines int, now time.Time, bad *[]lineError) []Point {
 	dec := lineprotocol.NewDecoderWithBytes(body)
 	points := make([]Point, 0, lines)
 	// Size the shared arrays from the first line, so they rarely grow: a
@@ -74,11 +109,8 @@ func (in *Ingest) parseLines(body []byte, prec lineprotocol.Precision, lines int
 	tagsPerLine, fieldsPerLine := shape(body)
 	a := &arena{tags: make([]Tag, 0, (tagsPerLine+1)*lines), fields: make([]Field, 0, (fieldsPerLine+1)*lines), names: map[string]string{}}
 	for dec.Next() {
-		p, err := readPoint(dec, prec, body, a, reads)
+		p, _, err := readPoint(dec, prec, body, a, nil)
 		if err != nil {
-			if reads != nil {
-				return nil, false
-			}
 			var de *lineprotocol.DecodeError
 			if errors.As(err, &de) {
 				*bad = append(*bad, lineError{de.Line, de.Err})
@@ -88,15 +120,12 @@ func (in *Ingest) parseLines(body []byte, prec lineprotocol.Precision, lines int
 			continue
 		}
 		if p.Time.IsZero() {
-			if reads != nil {
-				return nil, false
-			}
 			// No timestamp: the time of arrival, which the body does not hold.
 			p.Time = now
 		}
 		points = append(points, p)
 	}
-	return points, true
+	return points
 }
 
 // readPoint reads one line. Names and values that lie unescaped in the body
@@ -104,19 +133,23 @@ func (in *Ingest) parseLines(body []byte, prec lineprotocol.Precision, lines int
 // tags and fields of all points share two growing arrays. Both matter: the
 // aggregator parses hundreds of thousands of lines a second. A line without
 // a timestamp gets the zero time (no line protocol timestamp is that far in
-// the past). With reads, the values of a measurement it does not name are
-// checked, not parsed, and left zero.
-func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []byte, a *arena, reads func(string) bool) (Point, error) {
+// the past). With reads, a line of a measurement it does not name is only
+// checked: keep is false and nothing of it is kept but its time.
+func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []byte, a *arena, reads func(string) bool) (p Point, keep bool, err error) {
 	m, err := dec.Measurement()
 	if err != nil {
-		return Point{}, err
+		return Point{}, false, err
 	}
-	p := Point{Measurement: a.str(m, body)}
+	p.Measurement = a.str(m, body)
+	keep = reads == nil || reads(p.Measurement)
+	if !keep {
+		return skipLine(dec, prec)
+	}
 	start := len(a.tags)
 	for {
 		k, v, err := dec.NextTag()
 		if err != nil {
-			return Point{}, err
+			return Point{}, false, err
 		}
 		if k == nil {
 			break
@@ -129,23 +162,11 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 	if !slices.IsSortedFunc(p.Tags, compareTags) {
 		slices.SortFunc(p.Tags, compareTags)
 	}
-	values := reads == nil || reads(p.Measurement)
 	fstart := len(a.fields)
 	for {
-		var k []byte
-		var v lineprotocol.Value
-		if values {
-			k, v, err = dec.NextField()
-		} else {
-			var kind lineprotocol.ValueKind
-			var raw []byte
-			k, kind, raw, err = dec.NextFieldBytes()
-			if err == nil && k != nil && !validValue(kind, raw) {
-				err = errSlowPath
-			}
-		}
+		k, v, err := dec.NextField()
 		if err != nil {
-			return Point{}, err
+			return Point{}, false, err
 		}
 		if k == nil {
 			break
@@ -158,9 +179,37 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 	}
 	p.Fields = a.fields[fstart:len(a.fields):len(a.fields)]
 	if p.Time, err = dec.Time(prec, time.Time{}); err != nil {
-		return Point{}, err
+		return Point{}, false, err
 	}
-	return p, nil
+	return p, true, nil
+}
+
+// skipLine checks the rest of a line nobody reads: its tags, the syntax of
+// its values, and its time, which it returns.
+func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision) (Point, bool, error) {
+	for {
+		k, _, err := dec.NextTag()
+		if err != nil {
+			return Point{}, false, err
+		}
+		if k == nil {
+			break
+		}
+	}
+	for {
+		k, kind, raw, err := dec.NextFieldBytes()
+		if err != nil {
+			return Point{}, false, err
+		}
+		if k == nil {
+			break
+		}
+		if !validValue(kind, raw) {
+			return Point{}, false, errSlowPath
+		}
+	}
+	t, err := dec.Time(prec, time.Time{})
+	return Point{Time: t}, false, err
 }
 
 // validValue says whether raw parses as a value of kind, without parsing

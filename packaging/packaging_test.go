@@ -90,6 +90,15 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("agent unit lacks %s (NVML devices, RAPL)", want)
 		}
 	}
+	// The agent's Go memory limit sits under its 25 MB resident budget
+	// (DESIGN.md), leaving room for the binary's file pages.
+	m := regexp.MustCompile(`\nEnvironment=GOMEMLIMIT=(\d+)MiB GOGC=(\d+)\n`).FindSubmatch(agent)
+	if m == nil {
+		t.Fatal("agent unit lacks Environment=GOMEMLIMIT=<n>MiB GOGC=<n>")
+	}
+	if limit, _ := strconv.Atoi(string(m[1])); limit<<20 >= 25e6 || limit < 8 {
+		t.Errorf("agent unit's GOMEMLIMIT is %d MiB: want at least 8 MiB and below the 25 MB budget", limit)
+	}
 }
 
 // TestDashboardsUseKnownMetrics checks every expression of every dashboard:
