@@ -206,7 +206,10 @@ func measureJoules(o peerOptions, dir, influxAddr string, bodies [][]byte, gz bo
 	var grab func() error
 	if profile != "" {
 		grab = func() error {
-			return fetchProfile("http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(o.duration.Seconds())), profile)
+			if err := fetchProfile("http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(int(o.duration.Seconds())), profile); err != nil {
+				return err
+			}
+			return fetchProfile("http://"+addr+"/debug/pprof/heap", strings.TrimSuffix(profile, ".pprof")+".heap.pprof")
 		}
 	}
 	return load(o, agg.Process.Pid, "http://"+addr+"/api/v2/write", bodies, gz, grab)
