@@ -730,3 +730,42 @@ func TestDebugPprofIsOffByDefault(t *testing.T) {
 		t.Errorf("with --debug.pprof: /metrics answered %d, want 200", got)
 	}
 }
+
+// TestMakefileBuildNamesLeftOutCollectors builds the agent as `make build`
+// does, with the Makefile's NODE_COLLECTORS: a config enabling one of them
+// passes --config.check, one enabling a collector left out of the build is
+// refused with the collector's name and how to build it in.
+func TestMakefileBuildNamesLeftOutCollectors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent with build tags")
+	}
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^NODE_COLLECTORS \?= (.+)$`).FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("Makefile has no NODE_COLLECTORS ?= line")
+	}
+	kept := strings.Fields(string(m[1]))
+	tags, err := exec.Command("go", append([]string{"run", "../../scripts/collector-tags"}, kept...)...).Output()
+	if err != nil {
+		t.Fatalf("collector-tags: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "joules-agent")
+	if out, err := exec.Command("go", "build", "-tags", strings.TrimSpace(string(tags)), "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags: %v\n%s", err, out)
+	}
+
+	good := writeFile(t, "kept.yml", "sources:\n  node:\n    collectors: ["+strings.Join(kept, ", ")+"]\n")
+	if out, err := exec.Command(bin, "--config.check", "--config.file="+good).CombinedOutput(); err != nil {
+		t.Errorf("config with every built-in collector %v: %v\n%s", kept, err, out)
+	}
+	left := writeFile(t, "left.yml", "sources:\n  node:\n    collectors: [netdev, systemd]\n")
+	out, err := exec.Command(bin, "--config.check", "--config.file="+left).CombinedOutput()
+	want := `line 3: sources.node.collectors: node_exporter collector "systemd" is left out of this build of joules-agent (build tag nosystemd); ` +
+		"build with `make build ALL_COLLECTORS=1` for every collector"
+	if exitCode(err) == 0 || !strings.Contains(string(out), want) {
+		t.Errorf("collector left out of the build: exit %d, output lacks %q:\n%s", exitCode(err), want, out)
+	}
+}
