@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,7 +217,7 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	if r.ContentLength > in.limits.MaxBodyBytes {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d", r.ContentLength, in.limits.MaxBodyBytes)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes))
+	raw, err := readAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -231,7 +232,13 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("body says gzip but is not: %w", err)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1))
+	// The gzip trailer holds the size decompressed (mod 4 GiB): a hint for
+	// the buffer, bounded by the limit, never trusted for it.
+	hint := int64(0)
+	if len(raw) >= 4 {
+		hint = min(int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])), in.limits.MaxDecompressedBytes)
+	}
+	out, err := readAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1), hint)
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("gunzip body: %w", err)
 	}
@@ -258,5 +265,27 @@ func readsOf(processors []Processor) func(string) bool {
 			}
 		}
 		return false
+	}
+}
+
+// readAll reads r into a buffer of the size the request announced (one
+// allocation, no copies as it grows), then on as io.ReadAll would.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1) // +1: the read that finds the end needs room
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
 	}
 }

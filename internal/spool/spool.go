@@ -71,6 +71,7 @@ type Spool struct {
 	log         *wal.Log // nil after a failed write whose reopening failed too
 	first, next uint64   // first index in the log; index the next append gets
 	sizes       map[uint64]entryInfo
+	batch       wal.Batch
 	bytes       int64
 	points      int
 	corrupt     int // batches skipped because their checksum failed
@@ -240,7 +241,11 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 		dropped.Batches++
 		dropped.Points += info.points
 	}
-	b := new(wal.Batch)
+	// One batch reused: its buffer keeps its size, where a new one would
+	// grow by copying for every group.
+	b := &s.batch
+	b.Clear()
+	defer b.Clear()
 	for i, e := range entries {
 		b.Write(s.next+uint64(i), e)
 	}
