@@ -1,14 +1,9 @@
 package aggregator
 
 import (
-	"bytes"
-	"compress/gzip"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -45,7 +40,8 @@ func (l *Limits) defaults() {
 
 // Sink takes the accepted points of one request and returns once they are
 // durable (spooled); an error fails the request with 503, so the writer
-// retries.
+// retries. The points' strings lie in the request's buffer, which is
+// reused once the request is answered: a sink copies what it keeps.
 type Sink interface {
 	Write(points []Point) error
 }
@@ -72,6 +68,7 @@ type Ingest struct {
 	// reads names the measurements whose values a processor reads; nil
 	// when some processor reads every value.
 	reads func(measurement string) bool
+	bufs  buffers
 
 	Stats IngestStats
 }
@@ -159,6 +156,9 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, status, err := in.readBody(w, r)
+	// Strings of the points parsed below point into body: it goes back to
+	// the pool only once the request is answered and the points are gone.
+	defer in.bufs.put(body)
 	if err != nil {
 		if status == http.StatusRequestEntityTooLarge {
 			in.Stats.TooLarge.Add(1)
@@ -212,42 +212,6 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// readBody reads the body within the limits, gunzipping it if needed.
-func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	if r.ContentLength > in.limits.MaxBodyBytes {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d", r.ContentLength, in.limits.MaxBodyBytes)
-	}
-	raw, err := readAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes), r.ContentLength)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body is over the limit of %d bytes", in.limits.MaxBodyBytes)
-		}
-		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
-	}
-	if !strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
-		return raw, 0, nil
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("body says gzip but is not: %w", err)
-	}
-	// The gzip trailer holds the size decompressed (mod 4 GiB): a hint for
-	// the buffer, bounded by the limit, never trusted for it.
-	hint := int64(0)
-	if len(raw) >= 4 {
-		hint = min(int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])), in.limits.MaxDecompressedBytes)
-	}
-	out, err := readAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1), hint)
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("gunzip body: %w", err)
-	}
-	if int64(len(out)) > in.limits.MaxDecompressedBytes {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body decompresses to more than the limit of %d bytes", in.limits.MaxDecompressedBytes)
-	}
-	return out, 0, nil
-}
-
 // readsOf is what the processors read, or nil if one does not say.
 func readsOf(processors []Processor) func(string) bool {
 	var sel []Selective
@@ -265,27 +229,5 @@ func readsOf(processors []Processor) func(string) bool {
 			}
 		}
 		return false
-	}
-}
-
-// readAll reads r into a buffer of the size the request announced (one
-// allocation, no copies as it grows), then on as io.ReadAll would.
-func readAll(r io.Reader, size int64) ([]byte, error) {
-	if size <= 0 {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, size+1) // +1: the read that finds the end needs room
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
 	}
 }

@@ -30,7 +30,9 @@ type Field struct {
 // Processor sees every accepted point between ingest and output and may add
 // derived points (energy per window, PUE, performance per watt). Points it
 // returns replace the input: a pass-through processor returns its input.
-// Process is called from many ingest requests at once.
+// Process is called from many ingest requests at once. The points' strings
+// lie in the request's buffer, which is reused once the request is
+// answered: a processor clones what it keeps.
 type Processor interface {
 	Process(points []Point) []Point
 }

@@ -72,6 +72,7 @@ type Spool struct {
 	first, next uint64   // first index in the log; index the next append gets
 	sizes       map[uint64]entryInfo
 	batch       wal.Batch
+	scratch     []byte
 	bytes       int64
 	points      int
 	corrupt     int // batches skipped because their checksum failed
@@ -207,24 +208,13 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var total int64
-	entries := make([][]byte, len(batches))
+	sizes := make([]int64, len(batches))
 	for i, in := range batches {
-		head := headerSize
+		sizes[i] = int64(headerSize + len(in.Data))
 		if in.Tag != 0 {
-			head++
+			sizes[i]++
 		}
-		e := make([]byte, head+len(in.Data))
-		binary.BigEndian.PutUint32(e[0:4], crc32.ChecksumIEEE(in.Data))
-		points := uint32(in.Points)
-		if in.Tag != 0 {
-			points |= tagged
-			e[headerSize] = in.Tag
-		}
-		binary.BigEndian.PutUint32(e[4:8], points)
-		binary.BigEndian.PutUint64(e[8:16], uint64(created.UnixMilli()))
-		copy(e[head:], in.Data)
-		entries[i] = e
-		total += int64(len(e))
+		total += sizes[i]
 	}
 	if total > s.opts.MaxBytes {
 		return Dropped{}, fmt.Errorf("batch of %d bytes is larger than the whole spool (%d bytes)", total, s.opts.MaxBytes)
@@ -246,8 +236,13 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 	b := &s.batch
 	b.Clear()
 	defer b.Clear()
-	for i, e := range entries {
-		b.Write(s.next+uint64(i), e)
+	for i, in := range batches {
+		// The batch copies the entry, so one scratch buffer serves all.
+		s.scratch = appendEntry(s.scratch[:0], in, created)
+		b.Write(s.next+uint64(i), s.scratch)
+	}
+	if cap(s.scratch) > 8<<20 {
+		s.scratch = nil // one huge batch must not pin its memory
 	}
 	if err := s.log.WriteBatch(b); err != nil {
 		// What reached the disk is read back; a write that did land in full
@@ -258,13 +253,27 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 		}
 		return dropped, fmt.Errorf("spool write: %w", err)
 	}
-	for i, e := range entries {
-		s.sizes[s.next+uint64(i)] = entryInfo{size: int64(len(e)), points: batches[i].Points, created: created}
-		s.bytes += int64(len(e))
+	for i, size := range sizes {
+		s.sizes[s.next+uint64(i)] = entryInfo{size: size, points: batches[i].Points, created: created}
+		s.bytes += size
 		s.points += batches[i].Points
 	}
-	s.next += uint64(len(entries))
+	s.next += uint64(len(sizes))
 	return dropped, nil
+}
+
+func appendEntry(e []byte, in Entry, created time.Time) []byte {
+	points := uint32(in.Points)
+	if in.Tag != 0 {
+		points |= tagged
+	}
+	e = binary.BigEndian.AppendUint32(e, crc32.ChecksumIEEE(in.Data))
+	e = binary.BigEndian.AppendUint32(e, points)
+	e = binary.BigEndian.AppendUint64(e, uint64(created.UnixMilli()))
+	if in.Tag != 0 {
+		e = append(e, in.Tag)
+	}
+	return append(e, in.Data...)
 }
 
 // Peek returns the oldest batch without removing it. A batch whose checksum
