@@ -143,8 +143,13 @@ func runGoal(o goalOptions) error {
 		}
 	}
 
+	// CPU per scrape alongside the latencies: on a shared machine another
+	// process's load moves the p99, much less the agent's own CPU time.
+	var burstCPU time.Duration
 	burst := func() (time.Duration, time.Duration, error) {
 		lat := make([]time.Duration, 0, o.burst)
+		c0, _ := cpuTime(pid)
+		defer func() { c1, _ := cpuTime(pid); burstCPU = (c1 - c0) / time.Duration(o.burst) }()
 		for range o.burst {
 			t0 := time.Now()
 			if _, err := scrape(client, url); err != nil {
@@ -160,6 +165,7 @@ func runGoal(o goalOptions) error {
 	if err != nil {
 		return err
 	}
+	healthyCPU := burstCPU
 	if err := hangBMC(sim.adminAddr, sim.endpoints[0]); err != nil {
 		return err
 	}
@@ -174,9 +180,10 @@ func runGoal(o goalOptions) error {
 	if err != nil {
 		return err
 	}
+	hangingCPU := burstCPU
 
-	fmt.Printf("`%s`, %s: joules-agent with %s plus one simulated BMC (%s over HTTPS, every 10 s), streaming to an in-process write sink (%.0f lines/s), scraped every %s for %s; then %d scrapes 20 ms apart, healthy and with the BMC hanging.\n\n",
-		command(), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst)
+	fmt.Printf("`%s`, %s: joules-agent with %s plus one simulated BMC (%s over HTTPS, every 10 s), streaming to an in-process write sink (%.0f lines/s), scraped every %s for %s; then %d scrapes 20 ms apart, healthy and with the BMC hanging. Load average at the end: %s.\n\n",
+		command(), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst, loadAvg())
 	fmt.Println("| figure | joules-agent | budget | met |")
 	fmt.Println("|---|---|---|---|")
 	fmt.Printf("| CPU (of one core) | %.2f %% | 0.5 %% | %s |\n", cpuPct, yes(cpuPct <= 0.5))
@@ -184,6 +191,7 @@ func runGoal(o goalOptions) error {
 	fmt.Printf("| RSS anonymous / file-backed | %.1f / %.1f MiB | | |\n", mib(mem.anon), mib(mem.file))
 	fmt.Printf("| /metrics p50 / p99, BMC healthy | %s / %s | p99 5ms | %s |\n", p50, p99, yes(p99 <= 5*time.Millisecond))
 	fmt.Printf("| /metrics p50 / p99, BMC hanging | %s / %s | p99 5ms | %s |\n", hp50, hp99, yes(hp99 <= 5*time.Millisecond))
+	fmt.Printf("| agent CPU during the burst per scrape (collections included), healthy / hanging | %s / %s | | |\n", healthyCPU.Round(10*time.Microsecond), hangingCPU.Round(10*time.Microsecond))
 	return nil
 }
 
@@ -325,4 +333,17 @@ func kbField(text, key string) int64 {
 		}
 	}
 	return 0
+}
+
+// loadAvg is the machine's 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
