@@ -105,7 +105,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	s := &Spool{opts: opts, dir: dir,
-		walOpts: &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 4 << 20, SegmentCacheSize: 1, DirPerms: 0o750, FilePerms: 0o640}}
+		walOpts: &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 1 << 20, SegmentCacheSize: 1, DirPerms: 0o750, FilePerms: 0o640}}
 	if err := s.reopen(); err != nil {
 		return nil, err
 	}
