@@ -104,6 +104,10 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
+	// Small segments: tidwall/wal keeps the segment being written in
+	// memory (grown by copying) and, on an acknowledgement inside a
+	// segment, rewrites the rest of it. At 16 MiB these were most of the
+	// aggregator's heap and a good part of its CPU under load.
 	s := &Spool{opts: opts, dir: dir,
 		walOpts: &wal.Options{NoSync: opts.NoSync, AllowEmpty: true, SegmentSize: 1 << 20, SegmentCacheSize: 1, DirPerms: 0o750, FilePerms: 0o640}}
 	if err := s.reopen(); err != nil {
