@@ -18,7 +18,7 @@ NFPM_VERSION := v2.45.2
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
 ARCH ?= amd64
 
-.PHONY: all build test test-short lint bench bench-agent demo golden package clean fuzz soak
+.PHONY: all build test test-short lint bench bench-agent bench-pipeline demo golden package clean fuzz soak
 
 all: build
 
@@ -93,6 +93,15 @@ soak: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(MAKE) --no-print-directory bench-agent
+	$(MAKE) --no-print-directory bench-pipeline
+
+# The aggregator as shipped against Telegraf's influxdb_v2_listener with
+# outputs.discard under the same load, three runs of each load; Telegraf is
+# built once into the user's cache folder (several minutes), never into the
+# repository. Needs influxd (make test builds it).
+bench-pipeline: build
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./scripts/bench-pipeline -mode peer
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./scripts/bench-pipeline -mode fleet -hosts 1000 -duration 60s
 
 bench-agent: build
 	$(GO) run ./scripts/bench-agent -agent $(BIN)/joules-agent
