@@ -90,14 +90,14 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("agent unit lacks %s (NVML devices, RAPL)", want)
 		}
 	}
-	// The agent's Go memory limit sits under its 25 MB resident budget
-	// (DESIGN.md), leaving room for the binary's file pages.
+	// The agent's Go memory limit is a ceiling at about its 25 MB budget
+	// (DESIGN.md), above the ~13 MiB the runtime holds in steady state.
 	m := regexp.MustCompile(`\nEnvironment=GOMEMLIMIT=(\d+)MiB GOGC=(\d+)\n`).FindSubmatch(agent)
 	if m == nil {
 		t.Fatal("agent unit lacks Environment=GOMEMLIMIT=<n>MiB GOGC=<n>")
 	}
-	if limit, _ := strconv.Atoi(string(m[1])); limit<<20 >= 25e6 || limit < 8 {
-		t.Errorf("agent unit's GOMEMLIMIT is %d MiB: want at least 8 MiB and below the 25 MB budget", limit)
+	if limit, _ := strconv.Atoi(string(m[1])); limit > 24 || limit < 16 {
+		t.Errorf("agent unit's GOMEMLIMIT is %d MiB: want 16 to 24 MiB (above the runtime's own, at most the 25 MB budget)", limit)
 	}
 }
 
