@@ -69,7 +69,7 @@ lint:
 # with "context deadline exceeded" as the time runs out (go.dev/issue/75804).
 # FUZZTIME=5m fuzzes each that long instead. Crashers land in the package's
 # testdata/fuzz and become regression tests of `make test`.
-FUZZ_TARGETS := aggregator:FuzzIngest:50000x aggregator/accounting:FuzzAccounting:50000x internal/config:FuzzLoadAgent:12000x \
+FUZZ_TARGETS := aggregator:FuzzIngest:50000x aggregator:FuzzQuickParse:50000x aggregator/accounting:FuzzAccounting:50000x internal/config:FuzzLoadAgent:12000x \
 	redfish:FuzzBMCResource:1300x collector:FuzzRAPLZones:60000x nvml:FuzzParseCgroup:50000x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -17,7 +17,24 @@ import (
 // second that garbage was much of the collector's work and of the
 // aggregator's peak memory.
 type buffers struct {
-	bodies, readers sync.Pool
+	bodies, readers, arenas sync.Pool
+}
+
+func (b *buffers) arena() *arena {
+	if a, ok := b.arenas.Get().(*arena); ok {
+		return a
+	}
+	return &arena{names: map[string]string{}}
+}
+
+// putArena keeps a for the next request unless it grew past what a
+// typical one needs.
+func (b *buffers) putArena(a *arena) {
+	if cap(a.fields) > 1<<20 || cap(a.tags) > 1<<20 {
+		return
+	}
+	a.reset()
+	b.arenas.Put(a)
 }
 
 // Bodies larger than this are not kept: one rare huge request must not pin

@@ -40,8 +40,9 @@ func (l *Limits) defaults() {
 
 // Sink takes the accepted points of one request and returns once they are
 // durable (spooled); an error fails the request with 503, so the writer
-// retries. The points' strings lie in the request's buffer, which is
-// reused once the request is answered: a sink copies what it keeps.
+// retries. The points, their tags, fields and strings lie in the request's
+// buffers, which are reused once it is answered: a sink copies what it
+// keeps.
 type Sink interface {
 	Write(points []Point) error
 }
@@ -170,7 +171,9 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code, err.Error())
 		return
 	}
-	res := in.parse(body, prec)
+	a := in.bufs.arena()
+	defer in.bufs.putArena(a)
+	res := in.parse(body, prec, a)
 	points := res.points
 	for _, p := range in.processors {
 		points = p.Process(points)

@@ -20,10 +20,21 @@ type memSink struct {
 	points []Point
 }
 
-func (m *memSink) Write(p []Point) error {
+// Write keeps copies: the points' arrays and strings are the request's,
+// reused once it is answered.
+func (m *memSink) Write(points []Point) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.points = append(m.points, p...)
+	for _, p := range points {
+		c := Point{Measurement: strings.Clone(p.Measurement), Time: p.Time}
+		for _, t := range p.Tags {
+			c.Tags = append(c.Tags, Tag{strings.Clone(t.Key), strings.Clone(t.Value)})
+		}
+		for _, f := range p.Fields {
+			c.Fields = append(c.Fields, Field{strings.Clone(f.Key), f.Value})
+		}
+		m.points = append(m.points, c)
+	}
 	return nil
 }
 

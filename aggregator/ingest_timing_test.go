@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 )
 
 // gpuLines is a 5,000-line batch of GPU-like lines with 10 fields, or 1.
@@ -28,9 +30,12 @@ func gpuLines(fields int) []byte {
 	return b.Bytes()
 }
 
+// discardSink takes bodies as received, as the output does.
 type discardSink struct{}
 
 func (discardSink) Write([]Point) error { return nil }
+
+func (discardSink) WriteLines([]byte, int, lineprotocol.Precision, time.Time) error { return nil }
 
 // BenchmarkIngest is parse and hand-off of one 5,000-line request through
 // the real handler, output off. lines/s per core is 5,000 / (ns/op · 1e-9).

@@ -47,7 +47,7 @@ type parsed struct {
 // was half of the aggregator's CPU. A body that turns out not to be
 // storable as it is, is parsed again in full, every point with every
 // value, for encoding.
-func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) parsed {
+func (in *Ingest) parse(body []byte, prec lineprotocol.Precision, a *arena) parsed {
 	var bad []lineError
 	// An over-long line becomes a comment, so the decoder skips it and the
 	// numbers of the lines after it stay exact.
@@ -65,12 +65,13 @@ func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) parsed {
 		start += end + 1
 	}
 	if len(bad) == 0 && in.reads != nil && bytes.IndexByte(body, '\r') < 0 {
-		if res, ok := quickParse(body, prec, in.reads); ok {
+		if res, ok := quickParse(body, prec, in.reads, a); ok {
 			return res
 		}
+		a.reset()
 	}
 	res := parsed{bad: bad}
-	res.points = fullParse(body, prec, lines, in.now().Truncate(prec.Duration()), &res.bad)
+	res.points = fullParse(body, prec, lines, in.now().Truncate(prec.Duration()), &res.bad, a)
 	slices.SortFunc(res.bad, func(a, b lineError) int { return int(a.line - b.line) })
 	return res
 }
@@ -78,9 +79,8 @@ func (in *Ingest) parse(body []byte, prec lineprotocol.Precision) parsed {
 // quickParse keeps the points of the measurements reads names and checks
 // the other lines; the first line that is bad or has no timestamp ends it
 // (ok false).
-func quickParse(body []byte, prec lineprotocol.Precision, reads func(string) bool) (res parsed, ok bool) {
+func quickParse(body []byte, prec lineprotocol.Precision, reads func(string) bool, a *arena) (res parsed, ok bool) {
 	dec := lineprotocol.NewDecoderWithBytes(body)
-	a := &arena{names: map[string]string{}}
 	for dec.Next() {
 		p, keep, err := readPoint(dec, prec, body, a, reads)
 		if err != nil || p.Time.IsZero() {
@@ -91,23 +91,25 @@ func quickParse(body []byte, prec lineprotocol.Precision, reads func(string) boo
 		}
 		res.lines++
 		if keep {
-			res.points = append(res.points, p)
+			a.points = append(a.points, p)
 		}
 	}
-	res.asIs = true
+	res.points, res.asIs = a.points, true
 	return res, true
 }
 
 // fullParse decodes every line with every value; bad lines go to bad, and
 // a line without a timestamp gets now.
-func fullParse(body []byte, prec lineprotocol.Precision, lines int, now time.Time, bad *[]lineError) []Point {
+func fullParse(body []byte, prec lineprotocol.Precision, lines int, now time.Time, bad *[]lineError, a *arena) []Point {
 	dec := lineprotocol.NewDecoderWithBytes(body)
-	points := make([]Point, 0, lines)
 	// Size the shared arrays from the first line, so they rarely grow: a
 	// growing array of pointers is copied under the garbage collector's
 	// write barrier, which was most of the cost.
 	tagsPerLine, fieldsPerLine := shape(body)
-	a := &arena{tags: make([]Tag, 0, (tagsPerLine+1)*lines), fields: make([]Field, 0, (fieldsPerLine+1)*lines), names: map[string]string{}}
+	a.points = slices.Grow(a.points, lines)
+	a.tags = slices.Grow(a.tags, (tagsPerLine+1)*lines)
+	a.fields = slices.Grow(a.fields, (fieldsPerLine+1)*lines)
+	points := a.points
 	for dec.Next() {
 		p, _, err := readPoint(dec, prec, body, a, nil)
 		if err != nil {
@@ -125,6 +127,7 @@ func fullParse(body []byte, prec lineprotocol.Precision, lines int, now time.Tim
 		}
 		points = append(points, p)
 	}
+	a.points = points
 	return points
 }
 
@@ -282,11 +285,24 @@ func shape(body []byte) (tags, fields int) {
 
 func compareTags(a, b Tag) int { return strings.Compare(a.Key, b.Key) }
 
-// arena holds what the points of one request share.
+// arena holds what the points of one request share. Arenas are reused
+// from request to request (buffers), so the arrays reach the size of the
+// requests and stay there.
 type arena struct {
+	points []Point
 	tags   []Tag
 	fields []Field
 	names  map[string]string // repeated keys and measurements, copied once
+}
+
+// reset empties a, dropping the strings it held (they point into a body
+// that goes back to its pool).
+func (a *arena) reset() {
+	clear(a.points)
+	clear(a.tags)
+	clear(a.fields)
+	clear(a.names)
+	a.points, a.tags, a.fields = a.points[:0], a.tags[:0], a.fields[:0]
 }
 
 // str returns b as a string: without a copy when b lies inside body (the

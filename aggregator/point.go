@@ -30,9 +30,9 @@ type Field struct {
 // Processor sees every accepted point between ingest and output and may add
 // derived points (energy per window, PUE, performance per watt). Points it
 // returns replace the input: a pass-through processor returns its input.
-// Process is called from many ingest requests at once. The points' strings
-// lie in the request's buffer, which is reused once the request is
-// answered: a processor clones what it keeps.
+// Process is called from many ingest requests at once. The points, their
+// tags, fields and strings lie in the request's buffers, which are reused
+// once it is answered: a processor copies what it keeps.
 type Processor interface {
 	Process(points []Point) []Point
 }

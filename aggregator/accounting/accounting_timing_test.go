@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 	"github.com/joules-energy/joules/aggregator"
 )
 
@@ -48,9 +49,12 @@ func agentBatch(at time.Time, hosts int, gauges bool) (body []byte, lines int) {
 	return b.Bytes(), lines
 }
 
+// discardSink takes bodies as received, as the output does.
 type discardSink struct{}
 
 func (discardSink) Write([]aggregator.Point) error { return nil }
+
+func (discardSink) WriteLines([]byte, int, lineprotocol.Precision, time.Time) error { return nil }
 
 // BenchmarkIngestAccounting is one 5,084-line agent request through the
 // real ingest handler with accounting off and on. Each iteration sends the
