@@ -340,13 +340,4 @@ func fetchProfile(u, path string) error {
 }
 
 // peakRSSMiB is the process's peak resident set (VmHWM).
-func peakRSSMiB(pid int) float64 {
-	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func peakRSSMiB(pid int) float64 { return statusMiB(pid, "VmHWM:") }
