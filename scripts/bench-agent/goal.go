@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -147,19 +146,9 @@ func runGoal(o goalOptions) error {
 	// process's load moves the p99, much less the agent's own CPU time.
 	var burstCPU time.Duration
 	burst := func() (time.Duration, time.Duration, error) {
-		lat := make([]time.Duration, 0, o.burst)
 		c0, _ := cpuTime(pid)
 		defer func() { c1, _ := cpuTime(pid); burstCPU = (c1 - c0) / time.Duration(o.burst) }()
-		for range o.burst {
-			t0 := time.Now()
-			if _, err := scrape(client, url); err != nil {
-				return 0, 0, err
-			}
-			lat = append(lat, time.Since(t0))
-			time.Sleep(20 * time.Millisecond)
-		}
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		return lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), nil
+		return scrapeBurst(client, url, o.burst)
 	}
 	p50, p99, err := burst()
 	if err != nil {

@@ -60,19 +60,7 @@ func runRedfish(agentBin, joulesBin, mockup string, n int, steady time.Duration)
 	cpuPct := 100 * float64(cpu1-cpu0) / float64(time.Since(start))
 	rssKiB, _ := rss(agent.Process.Pid)
 
-	latencies := func() (time.Duration, time.Duration, error) {
-		var lat []time.Duration
-		for range 300 {
-			t0 := time.Now()
-			if _, err := scrape(client, url); err != nil {
-				return 0, 0, err
-			}
-			lat = append(lat, time.Since(t0))
-			time.Sleep(20 * time.Millisecond)
-		}
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		return lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), nil
-	}
+	latencies := func() (time.Duration, time.Duration, error) { return scrapeBurst(client, url, 300) }
 	p50, p99, err := latencies()
 	if err != nil {
 		return err
@@ -148,4 +136,19 @@ func hangBMC(adminAddr, name string) error {
 		return fmt.Errorf("hang %s: %s", name, resp.Status)
 	}
 	return nil
+}
+
+// scrapeBurst scrapes n times, 20 ms apart, and returns the p50 and p99.
+func scrapeBurst(client *http.Client, url string, n int) (time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		if _, err := scrape(client, url); err != nil {
+			return 0, 0, err
+		}
+		lat = append(lat, time.Since(t0))
+		time.Sleep(20 * time.Millisecond)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), nil
 }
