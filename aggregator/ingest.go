@@ -179,22 +179,23 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		points = p.Process(points)
 	}
 	accepted := len(points)
+	var spoolErr error
 	switch {
 	case res.asIs:
 		// Every processor is Selective: it saw the points whose values it
 		// reads, and the body holds them all.
 		accepted = res.lines
 		if accepted > 0 {
-			err = in.sink.(LineSink).WriteLines(body, accepted, prec, res.oldest)
+			spoolErr = in.sink.(LineSink).WriteLines(body, accepted, prec, res.oldest)
 		}
 	case accepted > 0:
-		err = in.sink.Write(points)
+		spoolErr = in.sink.Write(points)
 	}
-	if err != nil {
+	if spoolErr != nil {
 		in.Stats.Failed.Add(1)
-		in.log.Error("cannot accept points: the output spool failed", "err", err)
+		in.log.Error("cannot accept points: the output spool failed", "err", spoolErr)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the aggregator cannot store points now: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the aggregator cannot store points now: "+spoolErr.Error())
 		return
 	}
 	bad := res.bad
