@@ -83,13 +83,7 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 		return nil, http.StatusBadRequest, fmt.Errorf("body says gzip but is not: %w", err)
 	}
 	defer in.bufs.readers.Put(zr)
-	// The gzip trailer holds the size decompressed (mod 4 GiB): a hint for
-	// the buffer, bounded by the limit, never trusted for it.
-	hint := int64(512)
-	if len(raw) >= 4 {
-		hint = max(hint, min(int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])), in.limits.MaxDecompressedBytes))
-	}
-	out, err := readAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1), in.bufs.get(hint))
+	out, err := readAll(io.LimitReader(zr, in.limits.MaxDecompressedBytes+1), in.bufs.get(gunzipHint(raw, in.limits.MaxDecompressedBytes)))
 	if err != nil {
 		in.bufs.put(out)
 		return nil, http.StatusBadRequest, fmt.Errorf("gunzip body: %w", err)
@@ -99,6 +93,20 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body decompresses to more than the limit of %d bytes", in.limits.MaxDecompressedBytes)
 	}
 	return out, 0, nil
+}
+
+// gunzipHint is the buffer size to gunzip raw into. The gzip trailer holds
+// the size decompressed (mod 4 GiB): a hint, never trusted. It is bounded
+// by the limit and by 32 times the body (line protocol gzips 10 to 20
+// times), so a small body with a forged trailer cannot make the aggregator
+// allocate the whole limit up front; a body that does decompress further
+// grows the buffer as it goes.
+func gunzipHint(raw []byte, limit int64) int64 {
+	hint := int64(512)
+	if len(raw) >= 4 {
+		hint = max(hint, min(int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])), 32*int64(len(raw)), limit))
+	}
+	return hint
 }
 
 // readAll reads r to its end into b, growing it only when the size it was

@@ -1,6 +1,8 @@
 package aggregator
 
 import (
+	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -178,5 +180,24 @@ func TestIngestParsesEveryValueForAPointSink(t *testing.T) {
 	}
 	if len(sink.points) != 1 || sink.points[0].Fields[0].Value.FloatV() != 300.5 {
 		t.Errorf("points %+v, want f0=300.5", sink.points)
+	}
+}
+
+func TestGunzipHintIsBoundedByTheBody(t *testing.T) {
+	var plain strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&plain, "nvidia_gpu,gpu=%d f0=%d.%d %d\n", i%8, 300+i*37%101, i*7919%1000, 1800000000000+i*977)
+	}
+	body := gzipped([]byte(plain.String()))
+	if got := gunzipHint(body, 128<<20); got != int64(plain.Len()) {
+		t.Errorf("honest trailer: hint %d, want the %d bytes it decompresses to", got, plain.Len())
+	}
+	forged := append([]byte(nil), body...)
+	binary.LittleEndian.PutUint32(forged[len(forged)-4:], 100<<20) // claims 100 MiB
+	if got, most := gunzipHint(forged, 128<<20), 32*int64(len(forged)); got != most {
+		t.Errorf("forged trailer: hint %d, want at most 32 times the %d-byte body, %d", got, len(forged), most)
+	}
+	if got := gunzipHint(forged, 1000); got != 1000 {
+		t.Errorf("hint %d past the limit of 1000", got)
 	}
 }
