@@ -30,7 +30,7 @@ func (b *buffers) arena() *arena {
 // putArena keeps a for the next request unless it grew past what a
 // typical one needs.
 func (b *buffers) putArena(a *arena) {
-	if cap(a.fields) > 1<<20 || cap(a.tags) > 1<<20 {
+	if cap(a.points) > 1<<18 || cap(a.fields) > 1<<20 || cap(a.tags) > 1<<20 {
 		return
 	}
 	a.reset()
@@ -60,7 +60,9 @@ func (in *Ingest) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	if r.ContentLength > in.limits.MaxBodyBytes {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes is over the limit of %d", r.ContentLength, in.limits.MaxBodyBytes)
 	}
-	raw, err := readAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes), in.bufs.get(max(r.ContentLength, 512)))
+	// The announced size sizes the buffer, up to 1 MiB: a client that
+	// announces 16 MiB and stalls must not hold that much before sending.
+	raw, err := readAll(http.MaxBytesReader(w, r.Body, in.limits.MaxBodyBytes), in.bufs.get(min(max(r.ContentLength, 512), 1<<20)))
 	if err != nil {
 		in.bufs.put(raw)
 		var mbe *http.MaxBytesError

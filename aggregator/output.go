@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -361,11 +362,16 @@ func splitLines(lines []byte) int {
 // deadLetter keeps lines InfluxDB refused for good, with the reason and
 // the precision of their timestamps.
 func (o *Output) deadLetter(lines []byte, prec lineprotocol.Precision, reason error) {
+	// Bodies stored as received may hold blank lines and lack a final
+	// newline: count the lines that are points, and end the block.
 	n := 0
-	for _, c := range lines {
-		if c == '\n' {
+	for line := range bytes.Lines(lines) {
+		if line = bytes.TrimLeft(line, " \t"); len(bytes.TrimSpace(line)) > 0 && line[0] != '#' {
 			n++
 		}
+	}
+	if len(lines) > 0 && lines[len(lines)-1] != '\n' {
+		lines = append(lines, '\n')
 	}
 	o.DeadLettered.Add(int64(n))
 	o.log.Error("InfluxDB refused lines for good; they go to the dead-letter file", "lines", n, "file", o.cfg.DeadLetterFile, "err", reason)

@@ -28,9 +28,10 @@ var errSlowPath = errors.New("not a body to store as it is")
 type parsed struct {
 	points []Point
 	bad    []lineError
-	// asIs: the body may be stored as it is. Every line is good and has a
-	// timestamp, and there is no carriage return (the decoder takes CRLF,
-	// InfluxDB 1.8 may not). points then holds only the points of the
+	// asIs: the body may be stored as it is. Every line is good, has a
+	// timestamp and nothing InfluxDB 1.8 reads otherwise than the decoder
+	// (a repeated tag key, a hex float); there is no comment and no
+	// carriage return (the decoder takes CRLF, InfluxDB 1.8 may not). points then holds only the points of the
 	// measurements a processor reads; lines counts them all, and oldest is
 	// the earliest time of any.
 	asIs   bool
@@ -51,7 +52,7 @@ func (in *Ingest) parse(body []byte, prec lineprotocol.Precision, a *arena) pars
 	var bad []lineError
 	// An over-long line becomes a comment, so the decoder skips it and the
 	// numbers of the lines after it stay exact.
-	lines := 0
+	lines, comments := 0, false
 	for start := 0; start <= len(body); {
 		lines++
 		end := bytes.IndexByte(body[start:], '\n')
@@ -62,9 +63,16 @@ func (in *Ingest) parse(body []byte, prec lineprotocol.Precision, a *arena) pars
 			body[start] = '#'
 			bad = append(bad, lineError{int64(lines), fmt.Errorf("line of %d bytes is longer than the limit of %d", end, in.limits.MaxLineBytes)})
 		}
+		// InfluxDB 1.8 reads quotes and backslashes inside a comment: one
+		// with an odd quote swallows the lines after it, silently, even
+		// into the next request of the same write. A body with a comment
+		// is never stored as it is.
+		if line := bytes.TrimLeft(body[start:start+end], " \t"); len(line) > 0 && line[0] == '#' {
+			comments = true
+		}
 		start += end + 1
 	}
-	if len(bad) == 0 && in.reads != nil && bytes.IndexByte(body, '\r') < 0 {
+	if len(bad) == 0 && !comments && in.reads != nil && bytes.IndexByte(body, '\r') < 0 {
 		if res, ok := quickParse(body, prec, in.reads, a); ok {
 			return res
 		}
@@ -146,7 +154,7 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 	p.Measurement = a.str(m, body)
 	keep = reads == nil || reads(p.Measurement)
 	if !keep {
-		return skipLine(dec, prec)
+		return skipLine(dec, prec, a)
 	}
 	start := len(a.tags)
 	for {
@@ -164,6 +172,13 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 	// encoder want them sorted by key.
 	if !slices.IsSortedFunc(p.Tags, compareTags) {
 		slices.SortFunc(p.Tags, compareTags)
+	}
+	if reads != nil {
+		for i := 1; i < len(p.Tags); i++ {
+			if p.Tags[i].Key == p.Tags[i-1].Key {
+				return Point{}, false, errSlowPath // InfluxDB 1.8 refuses a key twice
+			}
+		}
 	}
 	fstart := len(a.fields)
 	for {
@@ -189,7 +204,8 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 
 // skipLine checks the rest of a line nobody reads: its tags, the syntax of
 // its values, and its time, which it returns.
-func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision) (Point, bool, error) {
+func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision, a *arena) (Point, bool, error) {
+	a.keys, a.keyEnds = a.keys[:0], a.keyEnds[:0]
 	for {
 		k, _, err := dec.NextTag()
 		if err != nil {
@@ -198,6 +214,19 @@ func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision) (Point, bo
 		if k == nil {
 			break
 		}
+		// InfluxDB 1.8 refuses a line with a key twice (the encoder drops
+		// such a point): the full parse decides. Lines have few tags.
+		for i, from := range a.keyEnds {
+			start := 0
+			if i > 0 {
+				start = a.keyEnds[i-1]
+			}
+			if bytes.Equal(a.keys[start:from], k) {
+				return Point{}, false, errSlowPath
+			}
+		}
+		a.keys = append(a.keys, k...)
+		a.keyEnds = append(a.keyEnds, len(a.keys))
 	}
 	for {
 		k, kind, raw, err := dec.NextFieldBytes()
@@ -207,7 +236,7 @@ func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision) (Point, bo
 		if k == nil {
 			break
 		}
-		if !validValue(kind, raw) {
+		if !storable(kind, raw) {
 			return Point{}, false, errSlowPath
 		}
 	}
@@ -215,14 +244,20 @@ func skipLine(dec *lineprotocol.Decoder, prec lineprotocol.Precision) (Point, bo
 	return Point{Time: t}, false, err
 }
 
-// validValue says whether raw parses as a value of kind, without parsing
-// the plain decimal numbers agents send: those are valid and finite when
-// short enough. Anything else takes the full parse.
-func validValue(kind lineprotocol.ValueKind, raw []byte) bool {
+// storable says whether raw is a value of kind that InfluxDB 1.8 reads as
+// the decoder does, so a body holding it may be stored as it is. The plain
+// decimals agents send are checked without parsing (valid and finite when
+// short enough); other numbers take the library's parse, except forms
+// strconv accepts and InfluxDB 1.8 does not (hex, underscores), which take
+// the full parse and are encoded again.
+func storable(kind lineprotocol.ValueKind, raw []byte) bool {
 	switch kind {
 	case lineprotocol.Float:
 		if plainDecimal(raw, true, 300) {
 			return true
+		}
+		if bytes.ContainsFunc(raw, func(r rune) bool { return !strings.ContainsRune("0123456789.eE+-", r) }) {
+			return false
 		}
 	case lineprotocol.Int:
 		if plainDecimal(raw, false, 18) {
@@ -293,11 +328,15 @@ type arena struct {
 	tags   []Tag
 	fields []Field
 	names  map[string]string // repeated keys and measurements, copied once
+	// keys and keyEnds hold the tag keys of the line being checked.
+	keys    []byte
+	keyEnds []int
 }
 
 // reset empties a, dropping the strings it held (they point into a body
 // that goes back to its pool).
 func (a *arena) reset() {
+	a.keys, a.keyEnds = a.keys[:0], a.keyEnds[:0]
 	clear(a.points)
 	clear(a.tags)
 	clear(a.fields)

@@ -48,6 +48,11 @@ func FuzzQuickParse(f *testing.F) {
 			if q.oldest.After(p.Time) {
 				t.Fatalf("oldest %v is after a point at %v", q.oldest, p.Time)
 			}
+			for i := 1; i < len(p.Tags); i++ {
+				if p.Tags[i].Key == p.Tags[i-1].Key {
+					t.Fatalf("quick pass took %q as it is, with tag key %q twice (InfluxDB 1.8 refuses it)", body, p.Tags[i].Key)
+				}
+			}
 			if reads(p.Measurement) {
 				kept = append(kept, p)
 			}

@@ -2,10 +2,13 @@ package aggregator
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +55,13 @@ func TestIngestSpoolsCleanBodiesAsReceived(t *testing.T) {
 		{name: "a line without a timestamp gets the time of arrival", body: good + "joules_gpu_power_watts,gpu=2,host=n1 value=3\n", points: 3},
 		{name: "a bad line: only the good ones are spooled", body: good + "bad line\n", points: 2},
 		{name: "carriage returns", body: strings.ReplaceAll(good, "\n", "\r\n"), points: 2},
+		{name: "a comment (InfluxDB 1.8 reads quotes in it)", body: "# a=\"x\n" + good, points: 2},
+		{name: "an indented comment", body: good + "  # note\n", points: 2},
+		{name: "a hex float", body: good + "nvidia_gpu,gpu=0 f=0x1p3 1800000000000\n", points: 3},
+		// The output's encoder drops such a point, as InfluxDB would refuse it.
+		{name: "a tag key twice on a line nobody reads", body: good + "nvidia_gpu,a=1,a=2 f=1 1800000000000\n", points: 3},
+		{name: "a tag key twice on a line a processor reads", body: good + "joules_dup,a=1,a=2 value=1 1800000000000\n", processor: &reader{name: "joules_dup"}, points: 3},
+		{name: "tags out of order are fine", body: good + "nvidia_gpu,b=1,a=2 f=1 1800000000000\n", asIs: true, points: 3},
 		{name: "a processor that drops a point", body: good + "joules_gpu_power_watts,gpu=0,host=n1 value=1 1800000000100\n", processor: NewDownsample(time.Minute), points: 2},
 	}
 	for _, c := range cases {
@@ -150,14 +160,14 @@ func TestIngestParsesOnlyTheValuesAProcessorReads(t *testing.T) {
 	}
 }
 
-func TestValidValueAgreesWithTheFullParse(t *testing.T) {
+func TestStorableAgreesWithTheFullParse(t *testing.T) {
 	cases := []struct {
 		kind lineprotocol.ValueKind
 		raw  string
 	}{
 		{lineprotocol.Float, "1"}, {lineprotocol.Float, "-1.5"}, {lineprotocol.Float, ".5"}, {lineprotocol.Float, "1."},
-		{lineprotocol.Float, "-.5"}, {lineprotocol.Float, "1e5"}, {lineprotocol.Float, "1.2.3"}, {lineprotocol.Float, "-"},
-		{lineprotocol.Float, "."}, {lineprotocol.Float, "1e400"}, {lineprotocol.Float, "0x1p3"}, {lineprotocol.Float, "1_0"},
+		{lineprotocol.Float, "-.5"}, {lineprotocol.Float, "1e5"}, {lineprotocol.Float, "1.5E-3"}, {lineprotocol.Float, "1.2.3"},
+		{lineprotocol.Float, "-"}, {lineprotocol.Float, "."}, {lineprotocol.Float, "1e400"},
 		{lineprotocol.Float, strings.Repeat("9", 300)}, {lineprotocol.Float, strings.Repeat("9", 310)},
 		{lineprotocol.Int, "-9223372036854775808"}, {lineprotocol.Int, "9223372036854775807"}, {lineprotocol.Int, "9223372036854775808"},
 		{lineprotocol.Int, "123456789012345678"}, {lineprotocol.Int, "1.5"},
@@ -166,8 +176,15 @@ func TestValidValueAgreesWithTheFullParse(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := lineprotocol.NewValueFromBytes(c.kind, []byte(c.raw))
-		if got := validValue(c.kind, []byte(c.raw)); got != (err == nil) {
-			t.Errorf("%v %q: valid %v, the full parse says %v", c.kind, c.raw, got, err)
+		if got := storable(c.kind, []byte(c.raw)); got != (err == nil) {
+			t.Errorf("%v %q: storable %v, the full parse says %v", c.kind, c.raw, got, err)
+		}
+	}
+	// strconv takes these, InfluxDB 1.8 does not: the full parse encodes
+	// them again as plain numbers.
+	for _, raw := range []string{"0x1p3", "1_0", "0x10"} {
+		if _, err := lineprotocol.NewValueFromBytes(lineprotocol.Float, []byte(raw)); err == nil && storable(lineprotocol.Float, []byte(raw)) {
+			t.Errorf("%q is stored as it is; InfluxDB 1.8 refuses it", raw)
 		}
 	}
 }
@@ -199,5 +216,22 @@ func TestGunzipHintIsBoundedByTheBody(t *testing.T) {
 	}
 	if got := gunzipHint(forged, 1000); got != 1000 {
 		t.Errorf("hint %d past the limit of 1000", got)
+	}
+}
+
+// Bodies stored as received reach the dead-letter file as they are: blank
+// lines and comments are not counted as lines refused, and a body without
+// a final newline does not run into the next entry.
+func TestDeadLetterOfABodyAsReceived(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dead.lp")
+	o := &Output{cfg: OutputConfig{DeadLetterFile: file}, log: slog.New(slog.DiscardHandler)}
+	o.deadLetter([]byte("m v=1 1\n\n# note\n  m v=2 2"), lineprotocol.Millisecond, errors.New("refused"))
+	o.deadLetter([]byte("m v=3 3\n"), lineprotocol.Second, errors.New("refused"))
+	if n := o.DeadLettered.Load(); n != 3 {
+		t.Errorf("%d lines counted, want the 3 points", n)
+	}
+	raw, _ := os.ReadFile(file)
+	if !strings.Contains(string(raw), "  m v=2 2\n# ") || !strings.Contains(string(raw), "precision=ms refused") || !strings.Contains(string(raw), "precision=s refused\nm v=3 3\n") {
+		t.Errorf("dead-letter file:\n%s", raw)
 	}
 }

@@ -43,9 +43,6 @@ const (
 // paths). Neither starts a new series in accounting.
 func descriptive(key string) bool { return key == "epoch" || key == "source" }
 
-// classify says what a point is for, from its measurement and, for a
-// Redfish reading, its role tag (looked up only then: most points are not
-// accounting's).
 // ReadsValues implements aggregator.Selective: accounting reads the values
 // of its inputs only. A measurement is one when it is one for a host or
 // for a meter (the redfish ones depend on the role tag).
@@ -55,6 +52,9 @@ func (a *Accountant) ReadsValues(measurement string) bool {
 
 var meterRole = []aggregator.Tag{{Key: "role", Value: "meter"}}
 
+// classify says what a point is for, from its measurement and, for a
+// Redfish reading, its role tag (looked up only then: most points are not
+// accounting's).
 func classify(measurement string, tags []aggregator.Tag) input {
 	role := func() string { return pointView{tags: tags}.tag("role") }
 	switch measurement {

@@ -248,6 +248,9 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 	if cap(s.scratch) > 8<<20 {
 		s.scratch = nil // one huge batch must not pin its memory
 	}
+	if total > 8<<20 {
+		defer func() { s.batch = wal.Batch{} }() // nor one huge group (after the write below)
+	}
 	if err := s.log.WriteBatch(b); err != nil {
 		// What reached the disk is read back; a write that did land in full
 		// is kept, and its producer, told it failed, sends it again: at
@@ -266,12 +269,22 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 	return dropped, nil
 }
 
+// checksum covers the payload and, when there is one, the tag: a flipped
+// tag would send a batch at the wrong precision without an error.
+func checksum(data []byte, tag byte) uint32 {
+	sum := crc32.ChecksumIEEE(data)
+	if tag != 0 {
+		sum = crc32.Update(sum, crc32.IEEETable, []byte{tag})
+	}
+	return sum
+}
+
 func appendEntry(e []byte, in Entry, created time.Time) []byte {
 	points := uint32(in.Points)
 	if in.Tag != 0 {
 		points |= tagged
 	}
-	e = binary.BigEndian.AppendUint32(e, crc32.ChecksumIEEE(in.Data))
+	e = binary.BigEndian.AppendUint32(e, checksum(in.Data, in.Tag))
 	e = binary.BigEndian.AppendUint32(e, points)
 	e = binary.BigEndian.AppendUint64(e, uint64(created.UnixMilli()))
 	if in.Tag != 0 {
@@ -393,7 +406,7 @@ func decode(index uint64, raw []byte) (Batch, bool) {
 		}
 		b.Tag, b.Data = raw[headerSize], raw[headerSize+1:]
 	}
-	return b, crc32.ChecksumIEEE(b.Data) == binary.BigEndian.Uint32(raw[0:4])
+	return b, checksum(b.Data, b.Tag) == binary.BigEndian.Uint32(raw[0:4])
 }
 
 // Stats describes the spool now.

@@ -1,8 +1,10 @@
 package spool
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"os"
 	"testing"
 
 	"github.com/tidwall/wal"
@@ -59,5 +61,24 @@ func TestSpoolFromBeforeTagsReads(t *testing.T) {
 	}
 	if b.Tag != 0 || b.Points != 1 || string(b.Data) != string(payload) || !b.Created.Equal(t0) {
 		t.Errorf("old entry read as tag %d, %d points, created %v, %q", b.Tag, b.Points, b.Created, b.Data)
+	}
+}
+
+// The checksum covers the tag: a flipped tag is caught, never sent at the
+// wrong precision.
+func TestFlippedTagIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := Open(dir, Options{})
+	s.AppendMany([]Entry{{Data: []byte("tagged-batch"), Points: 1, Tag: 2}, {Data: []byte("next"), Points: 1, Tag: 2}}, t0)
+	s.Close()
+	seg := lastSegment(t, dir)
+	raw, _ := os.ReadFile(seg)
+	i := bytes.Index(raw, []byte("tagged-batch"))
+	raw[i-1] = 3 // the tag byte just before the payload: ms becomes s
+	os.WriteFile(seg, raw, 0o640)
+	s = open(t, dir, Options{})
+	b, ok, err := s.Peek()
+	if err != nil || !ok || string(b.Data) != "next" || s.Stats().Corrupt != 1 {
+		t.Errorf("peek %q (%v %v), corrupt %d: want the flipped batch skipped", b.Data, ok, err, s.Stats().Corrupt)
 	}
 }
