@@ -182,7 +182,7 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 	}
 	fstart := len(a.fields)
 	for {
-		k, v, err := dec.NextField()
+		k, v, err := nextField(dec, reads != nil)
 		if err != nil {
 			return Point{}, false, err
 		}
@@ -200,6 +200,24 @@ func readPoint(dec *lineprotocol.Decoder, prec lineprotocol.Precision, body []by
 		return Point{}, false, err
 	}
 	return p, true, nil
+}
+
+// nextField reads a field with its value. In the quick pass (quick) a
+// value that is not storable as it is ends the pass; the full pass reads
+// through NextField, whose errors name the line.
+func nextField(dec *lineprotocol.Decoder, quick bool) ([]byte, lineprotocol.Value, error) {
+	if !quick {
+		return dec.NextField()
+	}
+	k, kind, raw, err := dec.NextFieldBytes()
+	if err != nil || k == nil {
+		return k, lineprotocol.Value{}, err
+	}
+	if !storable(kind, raw) {
+		return nil, lineprotocol.Value{}, errSlowPath
+	}
+	v, err := lineprotocol.NewValueFromBytes(kind, raw)
+	return k, v, err
 }
 
 // skipLine checks the rest of a line nobody reads: its tags, the syntax of
