@@ -44,14 +44,13 @@ func gpuPoints(n int, start time.Time) []Point {
 }
 
 // fluxCount counts the points of a measurement through Flux on /api/v2/query.
-func fluxCount(t *testing.T, db *testenv.InfluxDB, measurement string) (int64, float64) {
-	t.Helper()
+func fluxCount(db *testenv.InfluxDB, measurement string) (int64, float64, error) {
 	client := influxdb2.NewClient(db.URL, "")
 	defer client.Close()
 	q := fmt.Sprintf(`from(bucket: %q) |> range(start: 0) |> filter(fn: (r) => r._measurement == %q) |> group()`, db.Bucket, measurement)
 	res, err := client.QueryAPI("").Query(context.Background(), q)
 	if err != nil {
-		t.Fatalf("flux: %v", err)
+		return 0, 0, fmt.Errorf("flux: %w", err)
 	}
 	var n int64
 	var sum float64
@@ -62,21 +61,24 @@ func fluxCount(t *testing.T, db *testenv.InfluxDB, measurement string) (int64, f
 		}
 	}
 	if res.Err() != nil {
-		t.Fatalf("flux: %v", res.Err())
+		return 0, 0, fmt.Errorf("flux: %w", res.Err())
 	}
-	return n, sum
+	return n, sum, nil
 }
 
+// waitCount waits until InfluxDB holds want points of measurement. A query
+// that fails counts as not yet: InfluxDB 1.8's Flux has answered "no
+// database" for a database just created, before its first write landed.
 func waitCount(t *testing.T, db *testenv.InfluxDB, measurement string, want int64, within time.Duration) float64 {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		n, sum := fluxCount(t, db, measurement)
-		if n == want {
+		n, sum, err := fluxCount(db, measurement)
+		if err == nil && n == want {
 			return sum
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d points in InfluxDB, want %d", measurement, n, want)
+			t.Fatalf("%s: %d points in InfluxDB, want %d (last query error: %v)", measurement, n, want, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
