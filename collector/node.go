@@ -37,6 +37,32 @@ type NodeCollectorName struct {
 // keeps its command-line value. It returns the chosen collectors, sorted, or
 // every problem found, each naming what to fix.
 //
+// LeftOutFlag names a command-line flag of a node_exporter collector that
+// this build left out (--collector.systemd, --no-collector.systemd,
+// --collector.systemd.unit-include=…), with the build option that brings
+// it in; nil when args have none. Without it the user would get kingpin's
+// "unknown long flag".
+func LeftOutFlag(app *kingpin.Application, args []string) error {
+	have := map[string]bool{}
+	for _, f := range app.Model().Flags {
+		have[f.Name] = true
+	}
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		name = strings.TrimPrefix(name, "no-")
+		rest, ok := strings.CutPrefix(name, "collector.")
+		if !ok || have[name] || !strings.HasPrefix(a, "--") {
+			continue
+		}
+		c, _, _ := strings.Cut(rest, ".")
+		if tag, ok := nodeCollectorTags[c]; ok && !have["collector."+c] {
+			return fmt.Errorf("flag %s: node_exporter collector %q is left out of this build of joules-agent (build tag %s); "+
+				"build with `make build ALL_COLLECTORS=1` for every collector, or add it to NODE_COLLECTORS", a, c, tag)
+		}
+	}
+	return nil
+}
+
 // node_exporter reads its flags when a collector is first created and keeps
 // that instance for the life of the process, so call this once, before
 // NewNodeSource.

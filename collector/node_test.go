@@ -129,6 +129,27 @@ func TestConfigureNodeNamesCollectorLeftOut(t *testing.T) {
 	}
 }
 
+func TestLeftOutFlagNamesTheCollector(t *testing.T) {
+	app, _, _, _ := fakeNodeApp()
+	for _, c := range []struct {
+		args []string
+		want string // "" for no error
+	}{
+		{[]string{"--collector.systemd"}, `flag --collector.systemd: node_exporter collector "systemd" is left out of this build of joules-agent (build tag nosystemd)`},
+		{[]string{"--web.listen-address=:1", "--no-collector.systemd"}, `flag --no-collector.systemd: node_exporter collector "systemd" is left out`},
+		{[]string{"--collector.systemd.enable-restarts-metrics"}, `flag --collector.systemd.enable-restarts-metrics: node_exporter collector "systemd"`},
+		{[]string{"--collector.netdev"}, ""},         // in the build
+		{[]string{"--collector.nosuchthing"}, ""},    // not node_exporter's: kingpin's own error stands
+		{[]string{"-collector.systemd"}, ""},         // not a long flag
+		{[]string{"--web.listen-address=:9560"}, ""}, // not a collector's
+	} {
+		err := LeftOutFlag(app, c.args)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v: error %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
 // TestNodeCollectorListIsCurrent: the generated list of collectors and tags
 // matches the node_exporter this module builds against.
 func TestNodeCollectorListIsCurrent(t *testing.T) {

@@ -64,6 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Version(version.Print("joules-agent"))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
+		if lerr := collector.LeftOutFlag(app, args); lerr != nil {
+			err = lerr
+		}
 		fmt.Fprintf(stderr, "joules-agent: %v; see joules-agent --help\n", err)
 		return 2
 	}

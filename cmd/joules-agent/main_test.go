@@ -768,4 +768,12 @@ func TestMakefileBuildNamesLeftOutCollectors(t *testing.T) {
 	if exitCode(err) == 0 || !strings.Contains(string(out), want) {
 		t.Errorf("collector left out of the build: exit %d, output lacks %q:\n%s", exitCode(err), want, out)
 	}
+	// The same on the command line, where kingpin alone would say "unknown long flag".
+	for _, flag := range []string{"--collector.systemd", "--no-collector.systemd", "--collector.systemd.unit-include=a.service"} {
+		out, err := exec.Command(bin, "--config.check", "--config.file="+good, flag).CombinedOutput()
+		want := "flag " + flag + `: node_exporter collector "systemd" is left out of this build of joules-agent (build tag nosystemd)`
+		if exitCode(err) != 2 || !strings.Contains(string(out), want) {
+			t.Errorf("%s: exit %d, output lacks %q:\n%s", flag, exitCode(err), want, out)
+		}
+	}
 }
