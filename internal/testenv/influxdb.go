@@ -96,12 +96,44 @@ bind-address = %q
 		}
 		t.Logf("influxd: %v; trying other ports", err)
 	}
-	resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {"CREATE DATABASE joules"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	db.createDatabase()
+	// On a failed test, the server's own log says what it refused.
+	t.Cleanup(func() {
+		if t.Failed() {
+			raw, _ := os.ReadFile(logs.Name())
+			t.Logf("influxd log (last 4 KiB):\n%s", raw[max(0, len(raw)-4096):])
+		}
+	})
 	return db
+}
+
+// createDatabase creates the database and waits until the server lists
+// it: /query answers 200 with the error in its body, and on a loaded
+// machine a write right after an unchecked CREATE DATABASE has found no
+// database.
+func (db *InfluxDB) createDatabase() {
+	db.t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {"CREATE DATABASE joules"}})
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		resp.Body.Close()
+		resp, err = http.PostForm(db.URL+"/query", url.Values{"q": {"SHOW DATABASES"}})
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `["joules"]`) {
+			return
+		}
+		last = fmt.Sprintf("%s: %s", resp.Status, body)
+	}
+	db.t.Fatalf("influxd did not create the database joules: %s", last)
 }
 
 var errPortTaken = errors.New("a port was taken before influxd bound it")
