@@ -311,8 +311,9 @@ func (o *Output) send(ctx context.Context) {
 	}
 }
 
-// deliver writes lines; 413 splits them in halves, other 4xx go to the
-// dead-letter file. A nil error means done with; otherwise retry after wait.
+// deliver writes lines; 413 splits them in halves; 401, 403 and 404 are
+// the configuration's and retried; other 4xx go to the dead-letter file.
+// A nil error means done with; otherwise retry after wait.
 func (o *Output) deliver(ctx context.Context, prec lineprotocol.Precision, batches []string) (time.Duration, error) {
 	err := o.write[prec].WriteRecord(ctx, batches...)
 	if err == nil {
@@ -326,6 +327,11 @@ func (o *Output) deliver(ctx context.Context, prec lineprotocol.Precision, batch
 	switch {
 	case he.StatusCode == http.StatusTooManyRequests || he.StatusCode == http.StatusServiceUnavailable:
 		return time.Duration(he.RetryAfter) * time.Second, err
+	case he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden || he.StatusCode == http.StatusNotFound:
+		// A wrong token, org or bucket, or a database not created yet:
+		// every write would be refused alike, and none of it is the
+		// points' fault. They stay spooled until it is fixed.
+		return 0, fmt.Errorf("%w; check influx.token, influx.org and influx.bucket (InfluxDB 1.8: the bucket is database/retention-policy and the database must exist); the points stay spooled and are retried", err)
 	case he.StatusCode == http.StatusRequestEntityTooLarge:
 		half := splitLines(lines)
 		if half == 0 {

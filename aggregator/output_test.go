@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +208,31 @@ func TestOutputSendsEachBatchAtItsPrecision(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("missing: %v", want)
+	}
+}
+
+// A database that does not exist yet (404), like a wrong token (401/403),
+// is the configuration's fault, not the points': they stay spooled and
+// arrive once it is fixed, and nothing goes to the dead-letter file.
+func TestOutputKeepsPointsWhileTheDatabaseIsMissing(t *testing.T) {
+	db := testenv.StartInfluxDB(t)
+	out := startOutput(t, db, func(c *OutputConfig) { c.Bucket = "later/autogen" })
+	if err := out.Write(gpuPoints(5, time.Now().Add(-time.Hour).Truncate(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "two refused writes to the missing database", func() bool { return out.Retries.Load() >= 2 })
+	if n, st := out.DeadLettered.Load(), out.SpoolStats(); n != 0 || st.Points != 5 {
+		t.Fatalf("dead-lettered %d, spooled %d: want 0 and the 5 points kept", n, st.Points)
+	}
+	resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {"CREATE DATABASE later"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	later := *db
+	later.Bucket = "later/autogen"
+	waitCount(t, &later, "joules_gpu_power_watts", 5, time.Minute)
+	if n := out.DeadLettered.Load(); n != 0 {
+		t.Errorf("%d lines dead-lettered", n)
 	}
 }
