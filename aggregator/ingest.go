@@ -131,6 +131,9 @@ var precisions = map[string]lineprotocol.Precision{
 	"ms": lineprotocol.Millisecond, "s": lineprotocol.Second,
 }
 
+// precisionNames are the write API's names of the precisions.
+var precisionNames = [...]string{lineprotocol.Nanosecond: "ns", lineprotocol.Microsecond: "us", lineprotocol.Millisecond: "ms", lineprotocol.Second: "s"}
+
 // ServeHTTP parses a write request. Good lines are kept even when others
 // are bad; the answer then is 400 naming each bad line and why.
 func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {

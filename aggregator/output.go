@@ -43,7 +43,7 @@ type Output struct {
 	log    *slog.Logger
 	spool  *spool.Spool
 	client influxdb2.Client
-	write  map[lineprotocol.Precision]api.WriteAPIBlocking
+	write  [lineprotocol.Second + 1]api.WriteAPIBlocking // one per precision
 
 	commits chan commit
 	beat    atomic.Int64 // unix nanoseconds of the commit loop's last turn
@@ -110,12 +110,12 @@ func NewOutput(cfg OutputConfig, logger *slog.Logger) (*Output, error) {
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
 	// One writer per precision: a request body is spooled as received,
 	// with its precision, and sent with it.
-	write := map[lineprotocol.Precision]api.WriteAPIBlocking{}
-	for _, p := range []lineprotocol.Precision{lineprotocol.Nanosecond, lineprotocol.Microsecond, lineprotocol.Millisecond, lineprotocol.Second} {
+	o := &Output{cfg: cfg, log: logger, spool: sp, client: client, commits: make(chan commit, 1024)}
+	for p := range o.write {
 		wo := *opts.WriteOptions()
-		write[p] = api.NewWriteAPIBlocking(cfg.Org, cfg.Bucket, client.HTTPService(), wo.SetPrecision(p.Duration()))
+		o.write[p] = api.NewWriteAPIBlocking(cfg.Org, cfg.Bucket, client.HTTPService(), wo.SetPrecision(lineprotocol.Precision(p).Duration()))
 	}
-	return &Output{cfg: cfg, log: logger, spool: sp, client: client, write: write, commits: make(chan commit, 1024)}, nil
+	return o, nil
 }
 
 // Write encodes points and returns once they are spooled to disk.
@@ -222,7 +222,7 @@ func (o *Output) commitGroup(first commit) {
 	entries := make([]spool.Entry, len(group))
 	oldest := group[0].oldest
 	for i, c := range group {
-		entries[i] = spool.Entry{Data: c.data, Points: c.points, Tag: precisionTag(c.prec)}
+		entries[i] = spool.Entry{Data: c.data, Points: c.points, Tag: byte(c.prec)}
 		if c.oldest.Before(oldest) {
 			oldest = c.oldest
 		}
@@ -392,7 +392,7 @@ func (o *Output) deadLetter(lines []byte, prec lineprotocol.Precision, reason er
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "# %s precision=%s %s\n%s", time.Now().UTC().Format(time.RFC3339), precisionName(prec), reason, lines)
+	fmt.Fprintf(f, "# %s precision=%s %s\n%s", time.Now().UTC().Format(time.RFC3339), precisionNames[prec], reason, lines)
 }
 
 // Alive reports whether the commit loop turned in the last 30 s: requests
@@ -404,42 +404,10 @@ func (o *Output) Alive() bool {
 // SpoolStats is the output spool's state.
 func (o *Output) SpoolStats() spool.Stats { return o.spool.Stats() }
 
-// The spool keeps a batch's precision in its tag; 0, the tag of batches
-// spooled before tags existed, is nanoseconds, as those batches were.
-func precisionTag(p lineprotocol.Precision) byte {
-	switch p {
-	case lineprotocol.Microsecond:
-		return 1
-	case lineprotocol.Millisecond:
-		return 2
-	case lineprotocol.Second:
-		return 3
-	}
-	return 0
-}
-
-func precisionName(p lineprotocol.Precision) string {
-	switch p {
-	case lineprotocol.Microsecond:
-		return "us"
-	case lineprotocol.Millisecond:
-		return "ms"
-	case lineprotocol.Second:
-		return "s"
-	}
-	return "ns"
-}
-
+// The spool keeps a batch's precision in its tag: the precision's own
+// value, so 0, the tag of batches spooled before tags existed, is
+// nanoseconds, as those batches were.
 func tagPrecision(tag byte) (lineprotocol.Precision, bool) {
-	switch tag {
-	case 0:
-		return lineprotocol.Nanosecond, true
-	case 1:
-		return lineprotocol.Microsecond, true
-	case 2:
-		return lineprotocol.Millisecond, true
-	case 3:
-		return lineprotocol.Second, true
-	}
-	return 0, false
+	p := lineprotocol.Precision(tag)
+	return p, p <= lineprotocol.Second
 }

@@ -31,9 +31,9 @@ type parsed struct {
 	// asIs: the body may be stored as it is. Every line is good, has a
 	// timestamp and nothing InfluxDB 1.8 reads otherwise than the decoder
 	// (a repeated tag key, a hex float); there is no comment and no
-	// carriage return (the decoder takes CRLF, InfluxDB 1.8 may not). points then holds only the points of the
-	// measurements a processor reads; lines counts them all, and oldest is
-	// the earliest time of any.
+	// carriage return (the decoder takes CRLF, InfluxDB 1.8 may not).
+	// points then holds only the points of the measurements a processor
+	// reads; lines counts them all, and oldest is the earliest time of any.
 	asIs   bool
 	lines  int
 	oldest time.Time
@@ -213,7 +213,7 @@ func nextField(dec *lineprotocol.Decoder, quick bool) ([]byte, lineprotocol.Valu
 	if err != nil || k == nil {
 		return k, lineprotocol.Value{}, err
 	}
-	if !storable(kind, raw) {
+	if !influxSyntax(kind, raw) {
 		return nil, lineprotocol.Value{}, errSlowPath
 	}
 	v, err := lineprotocol.NewValueFromBytes(kind, raw)
@@ -274,9 +274,6 @@ func storable(kind lineprotocol.ValueKind, raw []byte) bool {
 		if plainDecimal(raw, true, 300) {
 			return true
 		}
-		if bytes.ContainsFunc(raw, func(r rune) bool { return !strings.ContainsRune("0123456789.eE+-", r) }) {
-			return false
-		}
 	case lineprotocol.Int:
 		if plainDecimal(raw, false, 18) {
 			return true
@@ -286,8 +283,17 @@ func storable(kind lineprotocol.ValueKind, raw []byte) bool {
 			return true
 		}
 	}
+	if !influxSyntax(kind, raw) {
+		return false
+	}
 	_, err := lineprotocol.NewValueFromBytes(kind, raw)
 	return err == nil
+}
+
+// influxSyntax is false for the numbers strconv takes and InfluxDB 1.8 does
+// not: a float is digits, a point, an exponent and signs, nothing else.
+func influxSyntax(kind lineprotocol.ValueKind, raw []byte) bool {
+	return kind != lineprotocol.Float || !bytes.ContainsFunc(raw, func(r rune) bool { return !strings.ContainsRune("0123456789.eE+-", r) })
 }
 
 // plainDecimal: an optional minus, at most maxDigits digits, and with

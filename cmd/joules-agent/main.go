@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -56,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
 		configProbe = app.Flag("config.probe", "With or without --config.check: also try each writer's endpoint and each BMC, say what answered or what to change, and exit (1 when one fails).").Bool()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
-		debugPprof  = app.Flag("debug.pprof", "Serve Go's net/http/pprof profiles under /debug/pprof/ on the web listener, behind its TLS and auth. Off by default: a profile shows the process's internals and costs CPU while it is taken.").Bool()
+		debugPprof  = app.Flag("debug.pprof", service.PprofHelp).Bool()
 		webFlags    = kingpinflag.AddFlags(app, ":9560")
 	)
 	logConfig := &promslog.Config{}
@@ -334,12 +333,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		mux.Handle(metricsPath, exporters.NewHandler(runner, exporters.OperatorSeries(exporters.NewRegistry(program), program), logger))
 	}
 	if debugPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		logger.Warn("serving profiles under /debug/pprof/ (--debug.pprof)")
+		service.ServePprof(mux, logger)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

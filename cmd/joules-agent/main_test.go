@@ -736,9 +736,6 @@ func TestDebugPprofIsOffByDefault(t *testing.T) {
 // passes --config.check, one enabling a collector left out of the build is
 // refused with the collector's name and how to build it in.
 func TestMakefileBuildNamesLeftOutCollectors(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the agent with build tags")
-	}
 	makefile, err := os.ReadFile("../../Makefile")
 	if err != nil {
 		t.Fatal(err)

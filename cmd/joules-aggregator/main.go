@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		configFile  = app.Flag("config.file", "Aggregator configuration file (YAML).").Default("").String()
 		configCheck = app.Flag("config.check", "Print the effective configuration, or every error with its line, and exit.").Bool()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose the aggregator's own metrics.").Default("/metrics").String()
-		pprofOn     = app.Flag("debug.pprof", "Serve Go's profiles under /debug/pprof/ (behind the same TLS and basic auth as the rest; off by default).").Bool()
+		pprofOn     = app.Flag("debug.pprof", service.PprofHelp).Bool()
 		webFlags    = kingpinflag.AddFlags(app, ":9561")
 	)
 	logConfig := &promslog.Config{}
@@ -128,10 +127,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	if pprofOn {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		service.ServePprof(mux, logger)
 	}
 
 	outCtx, cancelOut := context.WithCancel(context.Background())

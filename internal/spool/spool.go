@@ -86,7 +86,7 @@ type entryInfo struct {
 
 // An entry on disk is a header and the payload:
 //
-//	crc32 of the payload | points | created (unix ms) | [tag] | payload
+//	crc32 of the payload and tag | points | created (unix ms) | [tag] | payload
 //
 // The tag byte is there when the top bit of points is set (no batch holds
 // 2^31 points), so spools written before tags existed read as they are.
@@ -214,10 +214,7 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 	var total int64
 	sizes := make([]int64, len(batches))
 	for i, in := range batches {
-		sizes[i] = int64(headerSize + len(in.Data))
-		if in.Tag != 0 {
-			sizes[i]++
-		}
+		sizes[i] = in.size()
 		total += sizes[i]
 	}
 	if total > s.opts.MaxBytes {
@@ -235,21 +232,20 @@ func (s *Spool) AppendMany(batches []Entry, created time.Time) (Dropped, error) 
 		dropped.Batches++
 		dropped.Points += info.points
 	}
-	// One batch reused: its buffer keeps its size, where a new one would
-	// grow by copying for every group.
+	// One batch and one scratch buffer reused: their buffers keep their
+	// size, where new ones would grow by copying for every group; but one
+	// huge group must not pin its memory.
 	b := &s.batch
-	b.Clear()
-	defer b.Clear()
+	defer func() {
+		b.Clear()
+		if total > 8<<20 {
+			s.batch, s.scratch = wal.Batch{}, nil
+		}
+	}()
 	for i, in := range batches {
-		// The batch copies the entry, so one scratch buffer serves all.
+		// The batch copies the entry, so the scratch buffer serves all.
 		s.scratch = appendEntry(s.scratch[:0], in, created)
 		b.Write(s.next+uint64(i), s.scratch)
-	}
-	if cap(s.scratch) > 8<<20 {
-		s.scratch = nil // one huge batch must not pin its memory
-	}
-	if total > 8<<20 {
-		defer func() { s.batch = wal.Batch{} }() // nor one huge group (after the write below)
 	}
 	if err := s.log.WriteBatch(b); err != nil {
 		// What reached the disk is read back; a write that did land in full
@@ -277,6 +273,14 @@ func checksum(data []byte, tag byte) uint32 {
 		sum = crc32.Update(sum, crc32.IEEETable, []byte{tag})
 	}
 	return sum
+}
+
+// size is the entry's size on disk.
+func (in Entry) size() int64 {
+	if in.Tag != 0 {
+		return headerSize + 1 + int64(len(in.Data))
+	}
+	return headerSize + int64(len(in.Data))
 }
 
 func appendEntry(e []byte, in Entry, created time.Time) []byte {

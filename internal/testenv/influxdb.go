@@ -96,7 +96,6 @@ bind-address = %q
 		}
 		t.Logf("influxd: %v; trying other ports", err)
 	}
-	db.createDatabase()
 	// On a failed test, the server's own log says what it refused.
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -104,6 +103,7 @@ bind-address = %q
 			t.Logf("influxd log (last 4 KiB):\n%s", raw[max(0, len(raw)-4096):])
 		}
 	})
+	db.createDatabase()
 	return db
 }
 
@@ -113,27 +113,19 @@ bind-address = %q
 // database.
 func (db *InfluxDB) createDatabase() {
 	db.t.Helper()
-	var last string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {"CREATE DATABASE joules"}})
+	query := func(q string) string {
+		resp, err := http.PostForm(db.URL+"/query", url.Values{"q": {q}})
 		if err != nil {
-			last = err.Error()
-			continue
+			return ""
 		}
-		resp.Body.Close()
-		resp, err = http.PostForm(db.URL+"/query", url.Values{"q": {"SHOW DATABASES"}})
-		if err != nil {
-			last = err.Error()
-			continue
-		}
+		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `["joules"]`) {
-			return
-		}
-		last = fmt.Sprintf("%s: %s", resp.Status, body)
+		return string(body)
 	}
-	db.t.Fatalf("influxd did not create the database joules: %s", last)
+	WaitFor(db.t, 30*time.Second, "influxd to create the database joules (its log follows)", func() bool {
+		query("CREATE DATABASE joules")
+		return strings.Contains(query("SHOW DATABASES"), `["joules"]`)
+	})
 }
 
 var errPortTaken = errors.New("a port was taken before influxd bound it")

@@ -300,10 +300,6 @@ func load(o peerOptions, pid int, url string, bodies [][]byte, gz bool, grab fun
 	<-wait.C
 	measuring.Store(false)
 	res := peerResult{lines: lines.Load(), cpu: cpuTime(pid) - cpu0, elapsed: time.Since(start), peakRSSMiB: peakRSSMiB(pid)}
-	if os.Getenv("BENCH_DEBUG") != "" {
-		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-		fmt.Fprintf(os.Stderr, "%s\n", raw)
-	}
 	cancel()
 	wg.Wait()
 	if profDone != nil {
