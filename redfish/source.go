@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/joules-energy/joules/collector"
+	"github.com/joules-energy/joules/internal/breaker"
 )
 
 // Source polls one BMC or power-equipment meter. Each Collect is one poll:
@@ -20,7 +21,7 @@ type Source struct {
 	log    *slog.Logger
 	now    func() time.Time
 	conn   *conn
-	breakr breaker
+	breakr breaker.Breaker
 
 	mu           sync.Mutex
 	tree         *tree
@@ -48,7 +49,7 @@ func NewSource(cfg Config, logger *slog.Logger) (*Source, error) {
 	}
 	return &Source{
 		cfg: cfg, log: logger, now: time.Now, conn: c,
-		breakr:    breaker{threshold: 3, base: 30 * time.Second, max: 5 * time.Minute},
+		breakr:    breaker.New(),
 		errCounts: map[string]float64{},
 	}, nil
 }
@@ -68,7 +69,7 @@ func (s *Source) Collect(ctx context.Context) ([]collector.Sample, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if until, open := s.breakr.open(now); open {
+	if until, open := s.breakr.Open(now); open {
 		return s.stale(now), fmt.Errorf("%w (until %s)", ErrCircuitOpen, until.Format(time.RFC3339))
 	}
 	// Finish a little before the runner's deadline, so the last good values
@@ -85,12 +86,12 @@ func (s *Source) Collect(ctx context.Context) ([]collector.Sample, error) {
 	if err != nil {
 		s.errCounts[errorReason(err)]++
 		s.tree = nil // find the resources again next time: the BMC may have changed
-		if s.breakr.fail(now) {
-			s.log.Warn("BMC failing repeatedly; backing off", "bmc", s.cfg.Name, "err", err, "backoff", s.breakr.backoff)
+		if s.breakr.Fail(now) {
+			s.log.Warn("BMC failing repeatedly; backing off", "bmc", s.cfg.Name, "err", err, "backoff", s.breakr.Backoff())
 		}
 		return s.stale(now), err
 	}
-	s.breakr.ok()
+	s.breakr.OK()
 	s.last, s.lastAt = samples, now
 	return append(samples, s.status(now, true)...), nil
 }
@@ -155,7 +156,7 @@ func (s *Source) status(now time.Time, up bool) []collector.Sample {
 	}
 	var out []collector.Sample
 	out = add(out, "joules_redfish_up", "Whether the last poll of the BMC succeeded (1) or not (0).", collector.Gauge, boolValue(up))
-	_, open := s.breakr.open(now)
+	_, open := s.breakr.Open(now)
 	out = add(out, "joules_redfish_circuit_open", "Whether polling is suspended after repeated failures (1) or not (0).", collector.Gauge, boolValue(open))
 	out = add(out, "joules_redfish_poll_requests", "HTTP requests made by the last poll (discovery included).", collector.Gauge, float64(s.lastPollReqs))
 	out = add(out, "joules_redfish_requests_total", "HTTP requests made to the BMC.", collector.Counter, float64(s.conn.requests.Load()))
@@ -178,32 +179,3 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// breaker stops polling a BMC that keeps failing: after threshold failures
-// in a row it opens for base, doubling on each further failure up to max.
-type breaker struct {
-	threshold int
-	base, max time.Duration
-
-	failures  int
-	backoff   time.Duration
-	openUntil time.Time
-}
-
-func (b *breaker) open(now time.Time) (time.Time, bool) { return b.openUntil, now.Before(b.openUntil) }
-
-// fail records a failure; it reports whether the circuit opened now.
-func (b *breaker) fail(now time.Time) bool {
-	b.failures++
-	if b.failures < b.threshold {
-		return false
-	}
-	if b.backoff == 0 {
-		b.backoff = b.base
-	} else {
-		b.backoff = min(2*b.backoff, b.max)
-	}
-	b.openUntil = now.Add(b.backoff)
-	return true
-}
-
-func (b *breaker) ok() { b.failures, b.backoff, b.openUntil = 0, 0, time.Time{} }

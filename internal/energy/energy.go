@@ -70,6 +70,11 @@ type Bound struct {
 	// DipSeconds: a reading below the last by at most MaxWatts×DipSeconds
 	// is a dip, held; default 60.
 	DipSeconds float64
+	// Wrap is, for a counter of fixed width, the value at which it wraps
+	// to zero (a 32-bit register's range times its unit); 0: it does not.
+	// A drop that the rest of the range and the new value explain within
+	// the bound is a wrap, counted.
+	Wrap float64
 }
 
 // MaxJoules is the most a step of dt seconds may count.
@@ -139,6 +144,9 @@ func (tr *Track) Update(v float64, t int64, b Bound) Step {
 	case d >= 0 && d <= allow:
 		tr.Since += d
 		return tr.acceptKeep(Counted, d, v, t, allow, b)
+	case d < 0 && b.Wrap > 0 && d+b.Wrap >= 0 && d+b.Wrap <= allow:
+		tr.Since += d + b.Wrap
+		return tr.acceptKeep(Counted, d+b.Wrap, v, t, allow, b)
 	case d < 0 && -d <= b.dip() && !(v <= allow && v < tr.Last/2):
 		// A little below: a stale reading. (Far below, at a value it could
 		// have counted since a restart, is a restart of a young counter.)

@@ -312,3 +312,24 @@ func TestCounterIgnoresWhatIsNoReading(t *testing.T) {
 		t.Errorf("a NaN power reading: %v J", j)
 	}
 }
+
+func TestAWrapIsCountedOnlyWhereTheCounterWraps(t *testing.T) {
+	const wrap = 65536.0 // a 16-bit counter in J
+	b := Bound{MaxWatts: 100, Wrap: wrap}
+	var tr Track
+	tr.Update(65000, 1e9, b)
+	// 536 J to the top and 100 past it, in 10 s: within 100 W.
+	if s := tr.Update(100, 11e9, b); s.Event != Counted || s.Joules != 636 {
+		t.Errorf("wrap step %+v, want 636 J counted", s)
+	}
+	// A little below the last: a stale reading, not a wrap of 65 kJ.
+	if s := tr.Update(90, 21e9, b); s.Event != Held || s.Joules != 0 {
+		t.Errorf("dip %+v, want held", s)
+	}
+	// Without Wrap the same drop from near the top is no wrap.
+	var plain Track
+	plain.Update(65000, 1e9, Bound{MaxWatts: 100})
+	if s := plain.Update(100, 11e9, Bound{MaxWatts: 100}); s.Joules == 636 {
+		t.Errorf("a counter without a wrap was taken to wrap: %+v", s)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -21,7 +22,16 @@ type Process struct {
 // StartProcess runs bin with args; it is stopped (SIGTERM) when the test ends.
 func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
+	return StartProcessEnv(t, nil, bin, args...)
+}
+
+// StartProcessEnv is StartProcess with env (NAME=value) added to the test's environment.
+func StartProcessEnv(t testing.TB, env []string, bin string, args ...string) *Process {
+	t.Helper()
 	p := &Process{t: t, cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
