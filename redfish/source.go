@@ -178,4 +178,3 @@ func boolValue(b bool) float64 {
 	}
 	return 0
 }
-

@@ -73,7 +73,7 @@ func StartSNMPD(t testing.TB, user SNMPv3User, integers map[string]int64) *SNMPA
 	a := &SNMPAgent{Addr: addr, Proc: p}
 	a.wait(t, &gosnmp.GoSNMP{Version: gosnmp.Version3, SecurityModel: gosnmp.UserSecurityModel, MsgFlags: gosnmp.AuthPriv,
 		SecurityParameters: &gosnmp.UsmSecurityParameters{UserName: user.Name,
-			AuthenticationProtocol: map[string]gosnmp.SnmpV3AuthProtocol{"SHA": gosnmp.SHA, "SHA256": gosnmp.SHA256, "MD5": gosnmp.MD5}[user.AuthProto],
+			AuthenticationProtocol:   map[string]gosnmp.SnmpV3AuthProtocol{"SHA": gosnmp.SHA, "SHA256": gosnmp.SHA256, "MD5": gosnmp.MD5}[user.AuthProto],
 			AuthenticationPassphrase: user.AuthKey,
 			PrivacyProtocol:          map[string]gosnmp.SnmpV3PrivProtocol{"AES": gosnmp.AES, "DES": gosnmp.DES}[user.PrivProto],
 			PrivacyPassphrase:        user.PrivKey}})
