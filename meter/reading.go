@@ -12,6 +12,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // Quantity is what a reading measures, in the base unit its metric names.
@@ -45,8 +47,8 @@ type quantity struct {
 }
 
 var quantities = map[Quantity]quantity{
-	Power:          {"equipment_power_watts", "equipment", "Active power through the equipment: a PDU's input, a UPS's output, a meter's total.", false},
-	Energy:         {"equipment_energy_joules_total", "equipment", "Energy through the equipment: its counter (method=\"counter\", continued across resets and wraps) or its power integrated (method=\"integrated\").", true},
+	Power:          {strings.TrimPrefix(schema.MeterPowerSuffix, "_"), "equipment", "Active power through the equipment: a PDU's input, a UPS's output, a meter's total.", false},
+	Energy:         {strings.TrimPrefix(schema.MeterEnergySuffix, "_"), "equipment", "Energy through the equipment: its counter (method=\"counter\", continued across resets and wraps) or its power integrated (method=\"integrated\").", true},
 	PowerFactor:    {"equipment_power_factor_ratio", "equipment", "Power factor of the equipment's input.", false},
 	OutletPower:    {"outlet_power_watts", "outlet", "Active power through an outlet.", false},
 	OutletEnergy:   {"outlet_energy_joules_total", "outlet", "Energy through an outlet from its counter, continued across resets and wraps.", true},

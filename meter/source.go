@@ -14,6 +14,7 @@ import (
 	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/internal/breaker"
 	"github.com/joules-energy/joules/internal/energy"
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // Device is one meter as a protocol reads it.
@@ -162,7 +163,7 @@ func (s *Source) samples(readings []Reading, now time.Time) []collector.Sample {
 	out := make([]collector.Sample, 0, len(readings)+4)
 	add := func(q quantity, v float64, row string, extra ...collector.Label) {
 		labels := append([]collector.Label{
-			{Name: "device", Value: s.cfg.Name}, {Name: "role", Value: s.cfg.Role},
+			{Name: schema.TagDevice, Value: s.cfg.Name}, {Name: "role", Value: s.cfg.Role},
 			{Name: "equipment_type", Value: s.cfg.EquipmentType}, {Name: q.row, Value: row},
 		}, extra...)
 		collector.SortLabels(labels)
@@ -203,7 +204,7 @@ func (s *Source) stale(now time.Time) []collector.Sample {
 
 func (s *Source) status(now time.Time, up bool) []collector.Sample {
 	prefix := "joules_" + s.cfg.Protocol + "_"
-	base := []collector.Label{{Name: "device", Value: s.cfg.Name}, {Name: "role", Value: s.cfg.Role}}
+	base := []collector.Label{{Name: schema.TagDevice, Value: s.cfg.Name}, {Name: "role", Value: s.cfg.Role}}
 	var out []collector.Sample
 	add := func(name, help string, kind collector.Kind, v float64, extra ...collector.Label) {
 		labels := append(slices.Clone(base), extra...)

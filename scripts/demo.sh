@@ -2,8 +2,8 @@
 # The whole pipeline on this one machine: InfluxDB, the aggregator, and a
 # simulated site demo-dc, hall h1: three GPU hosts in racks r1 and r2 (eight
 # simulated H200s, a simulated vLLM server and a simulated BMC each), a PDU
-# per rack (pdu_output), a UPS (ups_output) and the facility meter
-# (facility_input), read by the hosts' agents and by management agents, all
+# per rack (pdu_output; r1's on Redfish, r2's on SNMP), a UPS (ups_output)
+# and the facility meter (facility_input, on Modbus TCP), read by the hosts' agents and by management agents, all
 # streaming to the aggregator. Every simulated reading (GPUs, BMCs, PDUs,
 # UPS, facility meter, token counters) comes from one site model, computed
 # alike by each process from the site's seed and the wall clock, so the
@@ -103,17 +103,21 @@ racks=(r1 r2)
 SITE_ARGS=(--site "$SITE" --server "$SERVER")
 for h in "${hosts[@]}"; do read -r host rack _ <<<"$h"; SITE_ARGS+=(--host "$host=$rack"); done
 
-# Redfish: each host's BMC, each rack's PDU, the UPS (the DMTF power
-# shelf: its summary is the UPS output, its mains the input) and the
-# facility meter (the DMTF PDU mockup: for a facility_input meter its
-# transfer switch is what counts), all from the site model.
+# Redfish: each host's BMC, rack r1's PDU and the UPS (the DMTF power
+# shelf: its summary is the UPS output, its mains the input). Rack r2's PDU
+# speaks SNMP (a Vertiv Geist rPDU, read with the vertiv-geist profile) and
+# the facility meter Modbus TCP (a Schneider PM5000, read with the
+# schneider-pm5000 register map), as in most buildings. All from the site
+# model.
+SNMP_PDU=127.0.0.1:18161
+MODBUS_FACILITY=127.0.0.1:18502
 if [ -d "$SHARED/redfish" ]; then
 	echo joules-demo > "$STATE/bmc.pass"
 	mockups=()
 	for h in "${hosts[@]}"; do read -r host _ _ _ _ _ _ bmc <<<"$h"; mockups+=(--bmc "$host=$SHARED/redfish/$bmc"); done
-	for r in "${racks[@]}"; do mockups+=(--pdu "$r=$SHARED/redfish/dmtf-public-pdu"); done
+	mockups+=(--pdu "r1=$SHARED/redfish/dmtf-public-pdu" --snmp-pdu "r2=$SNMP_PDU")
 	"$BIN/joules" sim site "${SITE_ARGS[@]}" "${mockups[@]}" \
-		--ups "$SHARED/redfish/dmtf-public-power-shelf" --facility "$SHARED/redfish/dmtf-public-pdu" \
+		--ups "$SHARED/redfish/dmtf-public-power-shelf" --modbus-facility "$MODBUS_FACILITY" \
 		--tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
 		--password-file "$STATE/bmc.pass" --endpoints-out "$STATE/bmcs" >"$STATE/sim.log" 2>&1 & pids+=($!)
 	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
@@ -169,9 +173,11 @@ done
 
 # mgmt_agent NAME PORT RACK ENTRY...: an agent with no GPUs or host
 # counters of its own, only meters, labelled with their roles (they decide
-# the PUE category) and, for a rack's PDU, with the rack it feeds.
+# the PUE category) and, for a rack's PDU, with the rack it feeds. An
+# ENTRY is NAME:ROLE for a Redfish meter, or a whole YAML source line
+# (snmp: or modbus:).
 mgmt_agent() {
-	local name=$1 port=$2 rack=$3
+	local name=$1 port=$2 rack=$3 e
 	shift 3
 	{
 		echo "labels: {site: $SITE, hall: h1, ${rack:+rack: $rack, }host: $name}"
@@ -179,7 +185,8 @@ mgmt_agent() {
 		echo "  nvml: {enabled: false}"
 		echo "  node: {enabled: false}"
 		echo "  redfish:"
-		for e in "$@"; do redfish_entry "${e%%:*}" "${e#*:}"; done
+		for e in "$@"; do [[ $e == *": "* ]] || redfish_entry "${e%%:*}" "${e#*:}"; done
+		for e in "$@"; do [[ $e != *": "* ]] || echo "  $e"; done
 		echo "exporters:"
 		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$name}"
 	} > "$STATE/agent-$name.yml"
@@ -189,8 +196,9 @@ mgmt_agent() {
 mgmt=()
 if [ -s "$STATE/bmcs" ]; then
 	port=$MGMT_PORT
-	for r in "${racks[@]}"; do mgmt_agent "demo-mgmt-$r" "$port" "$r" "pdu-$r:pdu_output"; port=$((port + 1)); done
-	mgmt_agent demo-mgmt "$port" "" ups:ups_output facility:facility_input
+	mgmt_agent demo-mgmt-r1 "$port" r1 pdu-r1:pdu_output
+	mgmt_agent demo-mgmt-r2 $((port + 1)) r2 "snmp: [{name: pdu-r2, address: \"$SNMP_PDU\", community: public, profile: vertiv-geist, role: pdu_output, interval: 5s}]"
+	mgmt_agent demo-mgmt $((port + 2)) "" ups:ups_output "modbus: [{name: facility, address: \"$MODBUS_FACILITY\", register_map: schneider-pm5000, role: facility_input, interval: 5s}]"
 fi
 
 agents=()
@@ -320,7 +328,7 @@ check_chain() {
 	(( end > CHAIN_START )) || { echo "demo: the run is too short to compare the chain's energies"; return 1; }
 	from=$(iso "$CHAIN_START")
 	to=$(iso "$end")
-	facility=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "facility_input" and r.meter =~ /^facility\/transfer_switch\//')
+	facility=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "facility_input" and r.meter =~ /^facility\/meter\//')
 	ups=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "ups_output" and r.meter =~ /^ups\/power_shelf\//')
 	pdu=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "pdu_output" and r.meter =~ /^pdu-[^\/]+\/rack_pdu\//')
 	bmc=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "it"')
@@ -357,9 +365,9 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 	[ "${n:-0}" -gt 0 ] || ok=false
 	if [ -s "$STATE/bmcs" ]; then
 		check_chain || ok=false
-		for role in pdu_output ups_output facility_input; do
-			n=$(flux_count "r._measurement == \"joules_redfish_equipment_power_watts\" and r.role == \"$role\"")
-			echo "demo: InfluxDB holds ${n:-0} equipment power points with role $role"
+		for m in redfish:pdu_output snmp:pdu_output redfish:ups_output modbus:facility_input; do
+			n=$(flux_count "r._measurement == \"joules_${m%%:*}_equipment_power_watts\" and r.role == \"${m#*:}\"")
+			echo "demo: InfluxDB holds ${n:-0} ${m%%:*} equipment power points with role ${m#*:}"
 			[ "${n:-0}" -gt 0 ] || ok=false
 		done
 	fi

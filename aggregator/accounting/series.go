@@ -52,11 +52,28 @@ func (a *Accountant) ReadsValues(measurement string) bool {
 
 var meterRole = []aggregator.Tag{{Key: "role", Value: "meter"}}
 
+// meterInputs are the equipment metrics of every meter protocol: a meter's
+// energy counter and its power, counted for the meter's role.
+var meterInputs = func() map[string]input {
+	m := map[string]input{}
+	for _, p := range schema.MeterProtocols {
+		m["joules_"+p+schema.MeterEnergySuffix] = inMeterEnergy
+		m["joules_"+p+schema.MeterPowerSuffix] = inMeterPower
+	}
+	return m
+}()
+
 // classify says what a point is for, from its measurement and, for a
 // Redfish reading, its role tag (looked up only then: most points are not
 // accounting's).
 func classify(measurement string, tags []aggregator.Tag) input {
 	role := func() string { return pointView{tags: tags}.tag("role") }
+	if in, ok := meterInputs[measurement]; ok {
+		if r := role(); r != "" && r != roleHost {
+			return in
+		}
+		return inNone
+	}
 	switch measurement {
 	case "joules_gpu_energy_joules_total":
 		return inGPUEnergy
@@ -74,14 +91,6 @@ func classify(measurement string, tags []aggregator.Tag) input {
 			return inBMCPower
 		}
 		return inMeterPower
-	case "joules_redfish_equipment_energy_joules_total":
-		if r := role(); r != "" && r != roleHost {
-			return inMeterEnergy
-		}
-	case "joules_redfish_equipment_power_watts":
-		if r := role(); r != "" && r != roleHost {
-			return inMeterPower
-		}
 	case "joules_work_total":
 		return inWork
 	case "joules_gpu_sm_activity_ratio", "joules_gpu_utilization_ratio":
@@ -106,8 +115,9 @@ type gpuKey struct {
 	GPU string
 }
 
-// meterKey names one meter: the BMC or power-equipment endpoint (bmc tag)
-// and, for power equipment, the item (equipment_type and equipment tags).
+// meterKey names one meter: the BMC or power-equipment endpoint (bmc tag;
+// an SNMP or Modbus meter's device tag) and, for power equipment, the item
+// (equipment_type and equipment tags).
 type meterKey struct {
 	Site, Hall, Rack, BMC, Type, Equipment, Role string
 }
@@ -235,7 +245,11 @@ func (e *entities) newSeries(in input, v pointView) *series {
 		if typ == "" {
 			typ = "chassis" // a meter that presents itself as a chassis
 		}
-		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, BMC: strings.Clone(v.tag("bmc")),
+		name := v.tag("bmc")
+		if name == "" {
+			name = v.tag(schema.TagDevice) // an SNMP or Modbus meter
+		}
+		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, BMC: strings.Clone(name),
 			Type: strings.Clone(typ), Equipment: strings.Clone(v.tag("equipment")), Role: strings.Clone(v.tag("role"))})
 	case inWork:
 		s.Entity = e.work(workKey{host, strings.Clone(v.tag(schema.TagGPU)), strings.Clone(v.tag(schema.TagUnit))})

@@ -320,6 +320,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		return err
 	}
 
+	meters, err := addMeters(logger, runner, cfg, counters)
+	for _, m := range meters {
+		defer m.Close()
+	}
+	if err != nil {
+		return err
+	}
+
 	if err := addWork(logger, runner, cfg, counters); err != nil {
 		return err
 	}

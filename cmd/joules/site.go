@@ -26,6 +26,7 @@ type siteCmd struct {
 	ups, facility         *string
 	pueFrom, pueTo        *string
 	serve                 bmcServer
+	meters                siteMeters
 }
 
 func newSiteCmd(sim *kingpin.CmdClause) *siteCmd {
@@ -43,6 +44,7 @@ func newSiteCmd(sim *kingpin.CmdClause) *siteCmd {
 	c.pueFrom = f("pue.from", "Print the model's PUE from this time (RFC 3339, or relative: -90s) to --pue.to, and exit.").String()
 	c.pueTo = f("pue.to", "End of --pue.from's range.").Default("now").String()
 	c.serve = addBMCServerFlags(c.cmd)
+	addSiteMeterFlags(c)
 	return c
 }
 
@@ -99,7 +101,7 @@ func (c *siteCmd) bmcs(m *sitemodel.Model) ([]string, map[string]redfishsim.Opti
 		add("facility", *c.facility, chainMeter{m, func(c sitemodel.Chain) (float64, float64) { return c.Facility, c.Facility }})
 	}
 	if len(specs) == 0 {
-		return nil, nil, fmt.Errorf("nothing to serve: give --bmc, --pdu, --ups or --facility")
+		return nil, nil, fmt.Errorf("nothing to serve: give --bmc, --pdu, --ups or --facility (the Redfish services; --snmp-pdu and --modbus-facility come beside them)")
 	}
 	return specs, opts, nil
 }
@@ -140,6 +142,10 @@ func (c *siteCmd) run(ctx context.Context, logger *slog.Logger, stdout, stderr i
 		"pue_ups_output_next_10m", fmt.Sprintf("%.3f", nextUPS), "pue_pdu_output_next_10m", fmt.Sprintf("%.3f", nextPDU),
 		"it_watts_now", fmt.Sprintf("%.0f", it), "facility_watts_now", fmt.Sprintf("%.0f", at.Facility),
 		"outdoor_celsius_now", fmt.Sprintf("%.1f", m.OutdoorCelsius(now)))
+	if err := c.meters.start(ctx, m, c, logger, stdout); err != nil {
+		fmt.Fprintf(stderr, "joules sim site: %v\n", err)
+		return 2
+	}
 	if err := c.serve.serve(ctx, logger, specs, opts, stdout); err != nil {
 		fmt.Fprintf(stderr, "joules sim site: %v\n", err)
 		return 1

@@ -44,7 +44,10 @@ type Sources struct {
 	Node    NodeSource      `yaml:"node"`
 	NVML    NVMLSource      `yaml:"nvml"`
 	Redfish []RedfishSource `yaml:"redfish"`
-	Work    WorkSource      `yaml:"work"`
+	// SNMP and Modbus are facility and PDU meters polled by this agent.
+	SNMP   []SNMPSource   `yaml:"snmp"`
+	Modbus []ModbusSource `yaml:"modbus"`
+	Work   WorkSource     `yaml:"work"`
 }
 
 // WorkSource configures the counters of useful work: local metrics
@@ -240,6 +243,9 @@ var agentSections = map[string]string{
 	"NodeSource":         "sources.node",
 	"NVMLSource":         "sources.nvml",
 	"RedfishSource":      "a sources.redfish entry",
+	"SNMPSource":         "a sources.snmp entry",
+	"SNMPv3":             "a sources.snmp v3 block",
+	"ModbusSource":       "a sources.modbus entry",
 	"WorkSource":         "sources.work",
 	"WorkTarget":         "a sources.work.scrape entry",
 	"WorkMetric":         "a sources.work.scrape metrics entry",
@@ -312,6 +318,12 @@ func LoadAgent(path, hostname string) (Agent, error) {
 			r.Role.Value = "host"
 		}
 	}
+	for i := range cfg.Sources.SNMP {
+		cfg.Sources.SNMP[i].defaults()
+	}
+	for i := range cfg.Sources.Modbus {
+		cfg.Sources.Modbus[i].defaults()
+	}
 	if w := &cfg.Sources.Work; w.Interval.Duration == 0 {
 		w.Interval.Duration = time.Second
 	}
@@ -369,6 +381,12 @@ func (c Agent) Validate() error {
 	bmcs := map[string]bool{}
 	for _, r := range c.Sources.Redfish {
 		errs = append(errs, r.validate(bmcs))
+	}
+	for _, s := range c.Sources.SNMP {
+		errs = append(errs, s.validate(bmcs))
+	}
+	for _, m := range c.Sources.Modbus {
+		errs = append(errs, m.validate(bmcs))
 	}
 	errs = append(errs, c.Exporters.Stream.validate("exporters.stream", true), c.Exporters.Influx.validate("exporters.influx", false))
 	w := c.Sources.Work

@@ -120,6 +120,18 @@ const (
 	RoleITInput       = "it_input"
 )
 
+// Meter inputs: the agent's equipment metrics that accounting counts for a
+// meter's role, whichever protocol read them (joules_<protocol><suffix>).
+const (
+	MeterEnergySuffix = "_equipment_energy_joules_total"
+	MeterPowerSuffix  = "_equipment_power_watts"
+	// TagDevice names an SNMP or Modbus meter, as tag bmc names a Redfish one.
+	TagDevice = "device"
+)
+
+// MeterProtocols are the protocols whose equipment metrics are meters.
+var MeterProtocols = []string{"redfish", "snmp", "modbus"}
+
 // ITMeterHosts is the it_meter of a PUE whose IT energy is the hosts' own.
 const ITMeterHosts = "hosts"
 

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/joules-energy/joules/internal/sitemodel"
+	"github.com/joules-energy/joules/meter/metersim"
+)
+
+// siteMeters are the meters of `joules sim site` served over SNMP and
+// Modbus, as real PDUs and facility meters are, in place of Redfish ones.
+type siteMeters struct {
+	snmpPDUs       *[]string
+	modbusFacility *string
+}
+
+func addSiteMeterFlags(c *siteCmd) {
+	f := c.cmd.Flag
+	c.meters.snmpPDUs = f("snmp-pdu", "Serve rack RACK's PDU over SNMP v2c (community public) as a Vertiv Geist rPDU (the vertiv-geist profile), as RACK=HOST:PORT: its power and energy are the PDU's output. Repeatable; not with --pdu for the same rack.").Strings()
+	c.meters.modbusFacility = f("modbus-facility", "Serve the facility meter over Modbus TCP at HOST:PORT as a Schneider PM5000 (the schneider-pm5000 register map); not with --facility.").String()
+}
+
+// chainValue is one point of the chain's power (W) and energy (J) as functions of time.
+func chainValue(m *sitemodel.Model, pick func(sitemodel.Chain) float64) (power, energy func(time.Time) float64) {
+	return func(t time.Time) float64 { return pick(m.At(t)) }, func(t time.Time) float64 { return pick(m.Energy(t)) }
+}
+
+// start serves the meters until ctx ends; it returns once each listens.
+func (s siteMeters) start(ctx context.Context, m *sitemodel.Model, c *siteCmd, logger *slog.Logger, stdout io.Writer) error {
+	racks := map[string]bool{}
+	for _, r := range m.Site().Racks {
+		racks[r.Name] = true
+	}
+	for _, p := range *c.pdus {
+		rack, _, _ := strings.Cut(p, "=")
+		for _, q := range *s.snmpPDUs {
+			if r, _, _ := strings.Cut(q, "="); r == rack {
+				return fmt.Errorf("rack %s has a PDU from --pdu and --snmp-pdu: give it one", rack)
+			}
+		}
+	}
+	for _, p := range *s.snmpPDUs {
+		rack, addr, ok := strings.Cut(p, "=")
+		if !ok || addr == "" || !racks[rack] {
+			return fmt.Errorf("--snmp-pdu %q: write it RACK=HOST:PORT with RACK one of the --host racks", p)
+		}
+		power, energy := chainValue(m, func(c sitemodel.Chain) float64 { return c.PDUOutput[rack] })
+		agent, err := metersim.NewSNMPAgent(addr, "public", metersim.GeistPDU(power, energy), logger)
+		if err != nil {
+			return fmt.Errorf("--snmp-pdu %s: %w", p, err)
+		}
+		go func() {
+			if err := agent.Serve(ctx); err != nil {
+				logger.Error("SNMP PDU stopped", "rack", rack, "err", err)
+			}
+		}()
+		logger.Info("SIMULATED SNMP PDU", "name", "pdu-"+rack, "address", agent.Addr(), "profile", "vertiv-geist")
+		fmt.Fprintf(stdout, "pdu-%s snmp://%s\n", rack, agent.Addr())
+	}
+	if addr := *s.modbusFacility; addr != "" {
+		if *c.facility != "" {
+			return fmt.Errorf("the facility meter comes from --facility and --modbus-facility: give one")
+		}
+		power, energy := chainValue(m, func(c sitemodel.Chain) float64 { return c.Facility })
+		srv, err := metersim.NewModbusServer(addr, metersim.PM5000(power, energy))
+		if err != nil {
+			return fmt.Errorf("--modbus-facility %s: %w", addr, err)
+		}
+		context.AfterFunc(ctx, func() { _ = srv.Stop() })
+		logger.Info("SIMULATED Modbus facility meter", "name", "facility", "address", srv.Addr(), "register_map", "schneider-pm5000")
+		fmt.Fprintf(stdout, "facility modbus://%s\n", srv.Addr())
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package metersim
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/joules-energy/joules/internal/testenv"
+	"github.com/joules-energy/joules/meter"
+	"github.com/joules-energy/joules/modbus"
+	"github.com/joules-energy/joules/snmp"
+)
+
+func values(readings []meter.Reading) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range readings {
+		out[string(r.Quantity)+"/"+r.Row] = r.Value
+	}
+	return out
+}
+
+func TestTheSimulatedGeistPDUReadsAsTheProfileSays(t *testing.T) {
+	const watts, joules = 5000.0, 7.2e9 // 2,000,000 Wh
+	agent, err := NewSNMPAgent("127.0.0.1:0", "demo", GeistPDU(func(time.Time) float64 { return watts }, func(time.Time) float64 { return joules }), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agent.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p, err := snmp.ShippedProfile("vertiv-geist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := snmp.NewDevice(snmp.Config{Address: agent.Addr(), Community: "demo", Timeout: time.Second}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	readings, problems, err := dev.Read(ctx)
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("err %v, problems %v", err, problems)
+	}
+	got := values(readings)
+	for key, want := range map[string]float64{
+		"power/1": 5000, "energy/1": 2e6 * 3600, "power_factor/1": 0.99,
+		"phase_power/1": 1600, "phase_power/2": 1650, "phase_power/3": 1750,
+		"phase_energy/1": 640000 * 3600, "phase_energy/2": 660000 * 3600, "phase_energy/3": 700000 * 3600,
+	} {
+		if math.Abs(got[key]-want) > 1e-6 {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	wrong, _ := snmp.NewDevice(snmp.Config{Address: agent.Addr(), Community: "public", Timeout: 200 * time.Millisecond}, p)
+	defer wrong.Close()
+	if _, _, err := wrong.Read(ctx); meter.Reason(err) != "timeout" {
+		t.Errorf("a wrong community: %v, want no answer", err)
+	}
+}
+
+func TestTheSimulatedPM5000ReadsAsItsMapSays(t *testing.T) {
+	const watts, joules = 40000.0, 1e10
+	srv, err := NewModbusServer(testenv.FreeAddr(t), PM5000(func(time.Time) float64 { return watts }, func(time.Time) float64 { return joules }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	m, err := modbus.ShippedMap("schneider-pm5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := modbus.NewDevice(modbus.Config{Address: srv.Addr(), Timeout: time.Second}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	readings, problems, err := dev.Read(context.Background())
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("err %v, problems %v", err, problems)
+	}
+	got := values(readings)
+	wh := math.Floor(joules / 3600)
+	for key, want := range map[string]float64{
+		"power/1": 40000, "energy/1": wh * 3600,
+		"phase_power/1": float64(float32(40.0/3)) * 1000, "phase_voltage/2": 230, "phase_current/3": float64(float32(40000.0 / 3 / 230)),
+	} {
+		if math.Abs(got[key]-want) > 1e-9*want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+}
