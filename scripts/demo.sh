@@ -111,6 +111,7 @@ for h in "${hosts[@]}"; do read -r host rack _ <<<"$h"; SITE_ARGS+=(--host "$hos
 # model.
 SNMP_PDU=127.0.0.1:18161
 MODBUS_FACILITY=127.0.0.1:18502
+rm -f "$STATE/bmcs" # a DEMO_DIR used before keeps the last run's endpoints
 if [ -d "$SHARED/redfish" ]; then
 	echo joules-demo > "$STATE/bmc.pass"
 	mockups=()
