@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/joules-energy/joules/internal/testenv"
+	"github.com/joules-energy/joules/meter/metersim"
 	"github.com/joules-energy/joules/redfish/redfishsim"
 )
 
@@ -22,8 +23,9 @@ import (
 // the values that must change here substituted (addresses, and the paths
 // systemd would provide): the aggregator from examples/aggregator.yml
 // writing to a real InfluxDB, and an agent from each node example streaming
-// to it; the GPU node's BMC and the management node's meters are Redfish
-// simulators, its inference server a vLLM-shaped endpoint. Each agent's
+// to it; the GPU node's BMC and the management node's UPS and PDU are
+// Redfish simulators, its switchgear meter a Modbus server and its SNMP v3
+// PDU a real snmpd, the inference server a vLLM-shaped endpoint. Each agent's
 // endpoints must pass --config.probe, and its points must reach InfluxDB.
 func TestExamplesEndToEnd(t *testing.T) {
 	shared := testenv.SharedTestdata(t)
@@ -112,19 +114,37 @@ func TestExamplesEndToEnd(t *testing.T) {
 	t.Run("management-node", func(t *testing.T) {
 		write(t, filepath.Join(agentCreds, "meters.pass"), "meters-pass-3390\n")
 		write(t, filepath.Join(etc, "meters-ca.pem"), string(caPEM))
-		meters := map[string]string{"feed-h2": "facility_input", "ups-h2": "ups_output", "pdu-r14-a": "pdu_output"}
+		write(t, filepath.Join(agentCreds, "snmp.auth"), "snmp-auth-5521\n")
+		write(t, filepath.Join(agentCreds, "snmp.priv"), "snmp-priv-7734\n")
+		// The APC rack PDU's recorded power and energy, over SNMP v3 from a real snmpd.
+		pdu := testenv.StartSNMPD(t, testenv.SNMPv3User{Name: "joules-ro", AuthProto: "SHA", AuthKey: "snmp-auth-5521", PrivProto: "AES", PrivKey: "snmp-priv-7734"},
+			map[string]int64{"1.3.6.1.4.1.318.1.1.26.4.3.1.5.1": 27, "1.3.6.1.4.1.318.1.1.26.4.3.1.9.1": 19677})
+		// The switchgear meter: 180 kW, as a Schneider PM5000 lays it out.
+		feed, err := metersim.NewModbusServer(testenv.FreeAddr(t), metersim.PM5000(
+			func(time.Time) float64 { return 180e3 }, func(time.Time) float64 { return 3.6e12 }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { feed.Stop() })
+		meters := map[string]string{"ups-h2": "ups_output", "pdu-r14-a": "pdu_output"}
 		cfg := substitute(t, root, "examples/management-node.yml", with(map[string]string{
-			"https://10.40.0.10": bmc("feed-h2", "dmtf-public-pdu", "meters-pass-3390"),
+			"10.40.0.10:502":     feed.Addr(),
+			"10.40.15.2":         pdu.Addr,
 			"https://10.40.0.11": bmc("ups-h2", "dmtf-public-pdu", "meters-pass-3390"),
 			"https://10.40.14.2": bmc("pdu-r14-a", "dmtf-public-pdu", "meters-pass-3390"),
 		}))
-		probeOK(t, bin, cfg, []string{"exporters.stream", "sources.redfish feed-h2", "sources.redfish ups-h2", "sources.redfish pdu-r14-a"}, token, "meters-pass-3390")
+		probeOK(t, bin, cfg, []string{"exporters.stream", "sources.redfish ups-h2", "sources.redfish pdu-r14-a", "sources.modbus feed-h2", "sources.snmp pdu-r15-a"},
+			token, "meters-pass-3390", "snmp-auth-5521", "snmp-priv-7734")
 		startAgent(t, bin, cfg)
 		for name, role := range meters {
 			where := fmt.Sprintf(`site='dc1' AND hall='h2' AND host='mgmt-h2' AND bmc='%s' AND role='%s'`, name, role)
 			waitValue(t, db, `SELECT last(value) FROM "joules_redfish_up" WHERE `+where, 1)
 			waitRows(t, db, `SELECT count(value) FROM "joules_redfish_equipment_power_watts" WHERE `+where)
 		}
+		where := `site='dc1' AND hall='h2' AND host='mgmt-h2'`
+		waitValue(t, db, `SELECT last(value) FROM "joules_modbus_equipment_power_watts" WHERE `+where+` AND device='feed-h2' AND role='facility_input'`, 180e3)
+		waitValue(t, db, `SELECT last(value) FROM "joules_snmp_equipment_power_watts" WHERE `+where+` AND device='pdu-r15-a' AND role='pdu_output'`, 270)
+		waitValue(t, db, `SELECT last(value) FROM "joules_snmp_equipment_energy_joules_total" WHERE `+where+` AND device='pdu-r15-a' AND method='counter'`, 19677*360000)
 		waitValue(t, db, `SELECT last(value) FROM "joules_stream_up" WHERE host='mgmt-h2' AND target='stream'`, 1)
 	})
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/joules-energy/joules/collector"
 	"github.com/joules-energy/joules/internal/config"
@@ -16,53 +19,96 @@ import (
 // max_power_watts: above any feed a site has.
 const defaultMeterWatts = 100e6
 
+// meterDevice is one configured SNMP or Modbus device, ready to poll.
+type meterDevice struct {
+	protocol, name, address, role, equipment string
+	maxWatts                                 float64
+	interval                                 time.Duration
+	dev                                      meter.Device
+	err                                      error // the entry could not be made a device
+}
+
+// meterDevices makes a device of every sources.snmp and sources.modbus
+// entry; one that cannot be made carries its error.
+func meterDevices(cfg config.Agent) []meterDevice {
+	var out []meterDevice
+	for _, s := range cfg.Sources.SNMP {
+		d := meterDevice{protocol: "snmp", name: s.Name.Value, address: s.Address.Value, role: s.Role.Value, maxWatts: s.MaxPowerWatts, interval: s.Interval.Duration}
+		profile, err := s.LoadProfile()
+		var conn snmp.Config
+		if err == nil {
+			conn, err = s.SNMPConfig()
+		}
+		if err == nil {
+			d.equipment = profile.EquipmentType
+			d.dev, err = snmp.NewDevice(conn, profile)
+		}
+		d.err = err
+		out = append(out, d)
+	}
+	for _, m := range cfg.Sources.Modbus {
+		d := meterDevice{protocol: "modbus", name: m.Name.Value, address: m.Address.Value, role: m.Role.Value, maxWatts: m.MaxPowerWatts, interval: m.Interval.Duration}
+		regs, err := m.LoadMap()
+		if err == nil {
+			d.equipment = regs.EquipmentType
+			d.dev, err = modbus.NewDevice(modbus.Config{Address: m.Address.Value, UnitID: uint8(m.UnitID), Timeout: m.Timeout.Duration}, regs)
+		}
+		d.err = err
+		out = append(out, d)
+	}
+	return out
+}
+
 // addMeters registers one source per SNMP device and Modbus meter: each
 // polled on its own, so a hung meter delays nothing else.
 func addMeters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store) ([]*meter.Source, error) {
 	var sources []*meter.Source
-	add := func(protocol, name, role, equipment string, maxWatts float64, interval config.Duration, dev meter.Device) error {
+	for _, d := range meterDevices(cfg) {
+		if d.err != nil {
+			return sources, fmt.Errorf("sources.%s %q: %w", d.protocol, d.name, d.err)
+		}
+		maxWatts := d.maxWatts
 		if maxWatts <= 0 {
 			maxWatts = defaultMeterWatts
 		}
-		src := meter.NewSource(meter.Config{Protocol: protocol, Name: name, Role: role, EquipmentType: equipment, MaxWatts: maxWatts,
-			Interval: interval.Duration, Counters: counters, Logger: logger.With("collector", protocol, "device", name)}, dev)
+		src := meter.NewSource(meter.Config{Protocol: d.protocol, Name: d.name, Role: d.role, EquipmentType: d.equipment, MaxWatts: maxWatts,
+			Interval: d.interval, Counters: counters, Logger: logger.With("collector", d.protocol, "device", d.name)}, d.dev)
 		sources = append(sources, src)
 		// The poll's deadline is the interval: a hung meter is given up on in
 		// time for its last good values to be published, stale.
-		return runner.Add(collector.Registration{Name: protocol, Target: name, Interval: interval.Duration,
-			Timeout: interval.Duration, StaleAfter: 30 * interval.Duration, Source: src})
-	}
-	for _, s := range cfg.Sources.SNMP {
-		profile, err := s.LoadProfile()
-		if err != nil {
-			return sources, fmt.Errorf("sources.snmp %q: %w", s.Name.Value, err)
-		}
-		conn, err := s.SNMPConfig()
-		if err != nil {
-			return sources, fmt.Errorf("sources.snmp %q: %w", s.Name.Value, err)
-		}
-		dev, err := snmp.NewDevice(conn, profile)
-		if err != nil {
-			return sources, fmt.Errorf("sources.snmp %q: %w", s.Name.Value, err)
-		}
-		if err := add("snmp", s.Name.Value, s.Role.Value, profile.EquipmentType, s.MaxPowerWatts, s.Interval, dev); err != nil {
+		if err := runner.Add(collector.Registration{Name: d.protocol, Target: d.name, Interval: d.interval,
+			Timeout: d.interval, StaleAfter: 30 * d.interval, Source: src}); err != nil {
 			return sources, err
 		}
-		logger.Info("SNMP meter", "device", s.Name.Value, "address", s.Address.Value, "profile", profile.Name, "role", s.Role.Value, "version", s.Version.Value)
-	}
-	for _, m := range cfg.Sources.Modbus {
-		regs, err := m.LoadMap()
-		if err != nil {
-			return sources, fmt.Errorf("sources.modbus %q: %w", m.Name.Value, err)
-		}
-		dev, err := modbus.NewDevice(modbus.Config{Address: m.Address.Value, UnitID: uint8(m.UnitID), Timeout: m.Timeout.Duration}, regs)
-		if err != nil {
-			return sources, fmt.Errorf("sources.modbus %q: %w", m.Name.Value, err)
-		}
-		if err := add("modbus", m.Name.Value, m.Role.Value, regs.EquipmentType, m.MaxPowerWatts, m.Interval, dev); err != nil {
-			return sources, err
-		}
-		logger.Info("Modbus meter", "device", m.Name.Value, "address", m.Address.Value, "register_map", regs.Name, "role", m.Role.Value)
+		logger.Info("meter", "protocol", d.protocol, "device", d.name, "address", d.address, "role", d.role, "equipment_type", d.equipment)
 	}
 	return sources, nil
+}
+
+// probeMeter polls a device once, as the agent will: what it read, or why not.
+func probeMeter(ctx context.Context, d meterDevice) (string, error) {
+	if d.err != nil {
+		return "", d.err
+	}
+	defer d.dev.Close()
+	ctx, cancel := context.WithTimeout(ctx, d.interval)
+	defer cancel()
+	readings, problems, err := d.dev.Read(ctx)
+	if err != nil {
+		return "", err
+	}
+	var power []string
+	for _, r := range readings {
+		if r.Quantity == meter.Power {
+			power = append(power, fmt.Sprintf("%s %g W", r.Row, r.Value))
+		}
+	}
+	if len(power) == 0 {
+		return "", fmt.Errorf("answered, but gave no power reading of its profile or register map (%d readings, %d problems): is it the right profile?", len(readings), len(problems))
+	}
+	found := fmt.Sprintf("%d readings; power: %s", len(readings), strings.Join(power, ", "))
+	if len(problems) > 0 {
+		found += fmt.Sprintf("; %d not read, first %s: %v", len(problems), problems[0].Reading, problems[0].Err)
+	}
+	return found, nil
 }

@@ -65,8 +65,12 @@ func probe(ctx context.Context, out io.Writer, cfg config.Agent) int {
 		found, err := redfish.Probe(ctx, redfishConfig(r, "", nil), r.Password)
 		report(fmt.Sprintf("sources.redfish %s", r.Name.Value), r.Endpoint.Value, found, err)
 	}
-	if writers == 0 && len(cfg.Sources.Redfish) == 0 {
-		fmt.Fprintln(out, "no writer and no BMC configured: nothing to probe")
+	for _, m := range meterDevices(cfg) {
+		found, err := probeMeter(ctx, m)
+		report("sources."+m.protocol+" "+m.name, m.address, found, err)
+	}
+	if writers == 0 && len(cfg.Sources.Redfish) == 0 && len(cfg.Sources.SNMP) == 0 && len(cfg.Sources.Modbus) == 0 {
+		fmt.Fprintln(out, "no writer, BMC or meter configured: nothing to probe")
 	}
 	if failed > 0 {
 		fmt.Fprintf(out, "%d endpoint(s) failed\n", failed)

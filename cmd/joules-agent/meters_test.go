@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/joules-energy/joules/internal/testenv"
+	"github.com/joules-energy/joules/meter/metersim"
+)
+
+// TestMetersOverSNMPAndModbus runs the built agent against a real SNMP
+// agent replaying the recording of an APC rack PDU (snmpsimd), a user's
+// profile from a file, and a Modbus TCP meter, and reads what it serves.
+func TestMetersOverSNMPAndModbus(t *testing.T) {
+	shared := testenv.SharedTestdata(t)
+	data := t.TempDir()
+	rec, err := os.ReadFile(filepath.Join(shared, "snmp", "apc_ap8959eu3.snmprec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(data, "rack12.snmprec"), rec, 0o644)
+	snmpd := testenv.StartSNMPSim(t, data, "rack12")
+
+	// 42 kW and 1.5e10 J, as a Schneider PM5000 lays them out.
+	modbus, err := metersim.NewModbusServer(testenv.FreeAddr(t), metersim.PM5000(
+		func(time.Time) float64 { return 42000 }, func(time.Time) float64 { return 1.5e10 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer modbus.Stop()
+
+	// The user's own profile: the same PDU's device power, in its unit.
+	profile := writeFile(t, "my-pdu.yml", "name: my-pdu\nequipment_type: rack_pdu\nreadings:\n"+
+		"  - {reading: power, oid: 1.3.6.1.4.1.318.1.1.26.4.3.1.5.1, unit: 0.01 kW, scale: 10}\n")
+	community := writeFile(t, "community", "rack12\n")
+	cfg := `labels: {site: dc1, hall: h1, host: mgmt}
+sources:
+  nvml: {enabled: false}
+  node: {enabled: false}
+  snmp:
+    - {name: pdu-apc, address: "` + snmpd.Addr + `", community_file: ` + community + `, profile: apc-rpdu2, role: pdu_output, interval: 2s, timeout: 1s}
+    - {name: pdu-mine, address: "` + snmpd.Addr + `", community_file: ` + community + `, profile_file: ` + profile + `, role: pdu_output, interval: 2s, timeout: 1s}
+  modbus:
+    - {name: main, address: "` + modbus.Addr() + `", register_map: schneider-pm5000, role: facility_input, interval: 2s, timeout: 1s}
+`
+	file := writeFile(t, "agent.yml", cfg)
+	if out, err := exec.Command(agentBin, "--config.check", "--config.file="+file).CombinedOutput(); err != nil ||
+		strings.Contains(string(out), "rack12\n") && !strings.Contains(string(out), "community_file") {
+		t.Fatalf("--config.check: %v\n%s", err, out)
+	}
+	a := startAgent(t, "--config.file="+file)
+	body := a.scrapeWhen(t, func(b string) bool {
+		return strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-apc"`) && strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-mine"`) &&
+			strings.Contains(b, `joules_modbus_equipment_power_watts{device="main"`)
+	})
+	// rPDU2DeviceStatusPower.1 = 27 (0.01 kW), rPDU2DeviceStatusEnergy.1 = 19677 (0.1 kWh).
+	for _, c := range []struct {
+		name     string
+		want     float64
+		matchers []string
+	}{
+		{"joules_snmp_equipment_power_watts", 270, []string{`device="pdu-apc"`, `equipment="1"`, `equipment_type="rack_pdu"`, `role="pdu_output"`, `site="dc1"`}},
+		{"joules_snmp_equipment_energy_joules_total", 19677 * 360000, []string{`device="pdu-apc"`, `method="counter"`}},
+		{"joules_snmp_phase_voltage_volts", 231, []string{`device="pdu-apc"`, `phase="1"`}},
+		{"joules_snmp_equipment_power_watts", 270, []string{`device="pdu-mine"`}},
+		{"joules_modbus_equipment_power_watts", 42000, []string{`device="main"`, `equipment_type="meter"`, `role="facility_input"`}},
+		{"joules_modbus_equipment_energy_joules_total", 4166666 * 3600, []string{`device="main"`, `method="counter"`}},
+		{"joules_snmp_up", 1, []string{`device="pdu-apc"`}},
+		{"joules_modbus_up", 1, []string{`device="main"`}},
+		{"joules_source_up", 1, []string{`source="snmp"`, `target="pdu-apc"`}},
+		{"joules_source_up", 1, []string{`source="modbus"`, `target="main"`}},
+	} {
+		if got := metricValue(t, body, c.name, c.matchers...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.matchers, got, c.want)
+		}
+	}
+	// The user's profile has no energy counter: its power is integrated,
+	// from 0 at the first poll.
+	if got := metricValue(t, body, "joules_snmp_equipment_energy_joules_total", `device="pdu-mine"`, `method="integrated"`); got < 0 {
+		t.Errorf("integrated energy %v", got)
+	}
+	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
