@@ -184,7 +184,7 @@ func accountingConfig(ac config.Accounting) accounting.Config {
 		Bounds:     accounting.Bounds{GPUWatts: ac.Bounds.GPUWatts, HostWatts: ac.Bounds.HostWatts, CPUWatts: ac.Bounds.CPUWatts, MeterWatts: ac.Bounds.MeterWatts},
 		PowerFeeds: ac.PowerFeeds, MeterCheck: ac.MeterCheck}
 	for _, m := range ac.Meters {
-		c.Meters = append(c.Meters, accounting.Meter{BMC: m.BMC, Site: m.Site, Hall: m.Hall, Equipment: m.Equipment, MaxWatts: m.MaxWatts,
+		c.Meters = append(c.Meters, accounting.Meter{BMC: m.MeterName(), Site: m.Site, Hall: m.Hall, Equipment: m.Equipment, MaxWatts: m.MaxWatts,
 			Feeds: accounting.Feeds{Site: m.Feeds.Site, Hall: m.Feeds.Hall, Racks: m.Feeds.Racks, Feed: m.Feeds.Feed}})
 	}
 	return c

@@ -98,12 +98,21 @@ type Bounds struct {
 
 // AccountingMeter is what the configuration says of one meter.
 type AccountingMeter struct {
-	BMC       string        `yaml:"bmc"` // the meter's name in the agent's redfish entry
+	BMC       string        `yaml:"bmc"`    // the meter's name in the agent's redfish entry
+	Device    string        `yaml:"device"` // or in its snmp or modbus entry
 	Site      string        `yaml:"site"`
 	Hall      string        `yaml:"hall"`
 	Equipment string        `yaml:"equipment"`
 	Feeds     AccountingFed `yaml:"feeds"`
 	MaxWatts  float64       `yaml:"max_watts"`
+}
+
+// MeterName is the meter's name as its samples carry it: bmc or device.
+func (m AccountingMeter) MeterName() string {
+	if m.BMC != "" {
+		return m.BMC
+	}
+	return m.Device
 }
 
 // AccountingFed is what a meter is upstream of.
@@ -222,9 +231,13 @@ func (c Aggregator) Validate() error {
 			errs = append(errs, fmt.Errorf("accounting.meter_check %g must be in [0, 1): the share IT meters may read below the hosts they feed (0.1: 10 %%)", a.MeterCheck))
 		}
 		for i, m := range a.Meters {
-			if m.BMC == "" {
-				errs = append(errs, fmt.Errorf("accounting.meters[%d]: bmc is required: the meter's name in the agent's redfish entry", i))
+			switch {
+			case m.BMC == "" && m.Device == "":
+				errs = append(errs, fmt.Errorf("accounting.meters[%d]: bmc or device is required: the meter's name in the agent's redfish entry (bmc), or its snmp or modbus entry (device)", i))
+			case m.BMC != "" && m.Device != "":
+				errs = append(errs, fmt.Errorf("accounting.meters[%d]: give bmc (a Redfish meter) or device (an SNMP or Modbus one), not both", i))
 			}
+			m.BMC = m.MeterName()
 			if m.MaxWatts < 0 {
 				errs = append(errs, fmt.Errorf("accounting.meters[%d] (%s): max_watts must be positive", i, m.BMC))
 			}

@@ -109,3 +109,25 @@ func TestMeterEntryErrorsNameTheEntryAndWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+func TestAccountingMetersNameAnSNMPOrModbusMeterByDevice(t *testing.T) {
+	for _, c := range []struct {
+		meters, want string
+	}{
+		{"[{device: pdu-r3a, feeds: {racks: [r3]}}]", ""},
+		{"[{bmc: pdu-r1a, device: pdu-r3a}]", "give bmc (a Redfish meter) or device (an SNMP or Modbus one), not both"},
+		{"[{hall: h1}]", "bmc or device is required"},
+	} {
+		tokens := filepath.Join(t.TempDir(), "tokens")
+		os.WriteFile(tokens, []byte("a-token\n"), 0o600)
+		cfg, err := LoadAggregator(writeConfig(t, "tokens_file: "+tokens+"\ninflux: {url: \"http://127.0.0.1:8086\"}\naccounting:\n  meters: "+c.meters+"\n"))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.meters, err)
+		case c.want == "" && cfg.Accounting.Meters[0].MeterName() != "pdu-r3a":
+			t.Errorf("%s: name %q", c.meters, cfg.Accounting.Meters[0].MeterName())
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: err %v, want %q", c.meters, err, c.want)
+		}
+	}
+}
