@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,13 @@ func TestMetersOverSNMPAndModbus(t *testing.T) {
 	}
 	defer modbus.Stop()
 
+	// A PDU that never answers: it reads what it is sent and says nothing.
+	hung, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+
 	// The user's own profile: the same PDU's device power, in its unit.
 	profile := writeFile(t, "my-pdu.yml", "name: my-pdu\nequipment_type: rack_pdu\nreadings:\n"+
 		"  - {reading: power, oid: 1.3.6.1.4.1.318.1.1.26.4.3.1.5.1, unit: 0.01 kW, scale: 10}\n")
@@ -45,6 +53,7 @@ sources:
   snmp:
     - {name: pdu-apc, address: "` + snmpd.Addr + `", community_file: ` + community + `, profile: apc-rpdu2, role: pdu_output, interval: 2s, timeout: 1s}
     - {name: pdu-mine, address: "` + snmpd.Addr + `", community_file: ` + community + `, profile_file: ` + profile + `, role: pdu_output, interval: 2s, timeout: 1s}
+    - {name: pdu-hung, address: "` + hung.LocalAddr().String() + `", profile: apc-rpdu2, role: pdu_output, interval: 2s, timeout: 500ms}
   modbus:
     - {name: main, address: "` + modbus.Addr() + `", register_map: schneider-pm5000, role: facility_input, interval: 2s, timeout: 1s}
 `
@@ -56,7 +65,7 @@ sources:
 	a := startAgent(t, "--config.file="+file)
 	body := a.scrapeWhen(t, func(b string) bool {
 		return strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-apc"`) && strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-mine"`) &&
-			strings.Contains(b, `joules_modbus_equipment_power_watts{device="main"`)
+			strings.Contains(b, `joules_modbus_equipment_power_watts{device="main"`) && strings.Contains(b, `joules_snmp_poll_errors_total{device="pdu-hung"`)
 	})
 	// rPDU2DeviceStatusPower.1 = 27 (0.01 kW), rPDU2DeviceStatusEnergy.1 = 19677 (0.1 kWh).
 	for _, c := range []struct {
@@ -74,6 +83,9 @@ sources:
 		{"joules_modbus_up", 1, []string{`device="main"`}},
 		{"joules_source_up", 1, []string{`source="snmp"`, `target="pdu-apc"`}},
 		{"joules_source_up", 1, []string{`source="modbus"`, `target="main"`}},
+		// The hung PDU is down, for want of an answer; the others are not held up.
+		{"joules_snmp_up", 0, []string{`device="pdu-hung"`}},
+		{"joules_source_up", 0, []string{`source="snmp"`, `target="pdu-hung"`}},
 	} {
 		if got := metricValue(t, body, c.name, c.matchers...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.matchers, got, c.want)
@@ -83,6 +95,9 @@ sources:
 	// from 0 at the first poll.
 	if got := metricValue(t, body, "joules_snmp_equipment_energy_joules_total", `device="pdu-mine"`, `method="integrated"`); got < 0 {
 		t.Errorf("integrated energy %v", got)
+	}
+	if got := metricValue(t, body, "joules_snmp_poll_errors_total", `device="pdu-hung"`, `reason="timeout"`); got < 1 {
+		t.Errorf("the hung PDU's timeouts: %v", got)
 	}
 	promtool := testenv.Tool(t, "promtool", "apt-get install -y prometheus")
 	check := exec.Command(promtool, "check", "metrics")
