@@ -2,8 +2,8 @@
 # The whole pipeline on this one machine: InfluxDB, the aggregator, and a
 # simulated site demo-dc, hall h1: three GPU hosts in racks r1 and r2 (eight
 # simulated H200s, a simulated vLLM server and a simulated BMC each), a PDU
-# per rack (pdu_output; r1's on Redfish, r2's on SNMP), a UPS (ups_output)
-# and the facility meter (facility_input, on Modbus TCP), read by the hosts' agents and by management agents, all
+# per rack (pdu_output; r1's on Redfish, r2's on SNMP), a UPS (ups_output,
+# on SNMP) and the facility meter (facility_input, on Modbus TCP), read by the hosts' agents and by management agents, all
 # streaming to the aggregator. Every simulated reading (GPUs, BMCs, PDUs,
 # UPS, facility meter, token counters) comes from one site model, computed
 # alike by each process from the site's seed and the wall clock, so the
@@ -103,13 +103,16 @@ racks=(r1 r2)
 SITE_ARGS=(--site "$SITE" --server "$SERVER")
 for h in "${hosts[@]}"; do read -r host rack _ <<<"$h"; SITE_ARGS+=(--host "$host=$rack"); done
 
-# Redfish: each host's BMC, rack r1's PDU and the UPS (the DMTF power
-# shelf: its summary is the UPS output, its mains the input). Rack r2's PDU
-# speaks SNMP (a Vertiv Geist rPDU, read with the vertiv-geist profile) and
-# the facility meter Modbus TCP (a Schneider PM5000, read with the
-# schneider-pm5000 register map), as in most buildings. All from the site
-# model.
+# Redfish: each host's BMC and rack r1's PDU. Rack r2's PDU and the UPS
+# speak SNMP (a Vertiv Geist rPDU and a UPS on the standard UPS-MIB, read
+# with the vertiv-geist and ups-mib profiles) and the facility meter Modbus
+# TCP (a Schneider PM5000, read with the schneider-pm5000 register map), as
+# in most buildings: the PUE comes out of SNMP and Modbus meters. All from
+# the site model. UPS-MIB has no energy counter, so the UPS's power is
+# integrated: it is polled every second, as often as the model's power
+# changes.
 SNMP_PDU=127.0.0.1:18161
+SNMP_UPS=127.0.0.1:18162
 MODBUS_FACILITY=127.0.0.1:18502
 rm -f "$STATE/bmcs" # a DEMO_DIR used before keeps the last run's endpoints
 if [ -d "$SHARED/redfish" ]; then
@@ -118,7 +121,7 @@ if [ -d "$SHARED/redfish" ]; then
 	for h in "${hosts[@]}"; do read -r host _ _ _ _ _ _ bmc <<<"$h"; mockups+=(--bmc "$host=$SHARED/redfish/$bmc"); done
 	mockups+=(--pdu "r1=$SHARED/redfish/dmtf-public-pdu" --snmp-pdu "r2=$SNMP_PDU")
 	"$BIN/joules" sim site "${SITE_ARGS[@]}" "${mockups[@]}" \
-		--ups "$SHARED/redfish/dmtf-public-power-shelf" --modbus-facility "$MODBUS_FACILITY" \
+		--snmp-ups "$SNMP_UPS" --modbus-facility "$MODBUS_FACILITY" \
 		--tls --tls.ca-out "$STATE/bmc-ca.pem" --listen-address 127.0.0.1:18000 \
 		--password-file "$STATE/bmc.pass" --endpoints-out "$STATE/bmcs" >"$STATE/sim.log" 2>&1 & pids+=($!)
 	for _ in $(seq 150); do [ -s "$STATE/bmcs" ] && break; sleep 0.1; done
@@ -199,7 +202,8 @@ if [ -s "$STATE/bmcs" ]; then
 	port=$MGMT_PORT
 	mgmt_agent demo-mgmt-r1 "$port" r1 pdu-r1:pdu_output
 	mgmt_agent demo-mgmt-r2 $((port + 1)) r2 "snmp: [{name: pdu-r2, address: \"$SNMP_PDU\", community: public, profile: vertiv-geist, role: pdu_output, interval: 5s}]"
-	mgmt_agent demo-mgmt $((port + 2)) "" ups:ups_output "modbus: [{name: facility, address: \"$MODBUS_FACILITY\", register_map: schneider-pm5000, role: facility_input, interval: 5s}]"
+	mgmt_agent demo-mgmt $((port + 2)) "" "snmp: [{name: ups, address: \"$SNMP_UPS\", community: public, profile: ups-mib, role: ups_output, interval: 1s}]" \
+		"modbus: [{name: facility, address: \"$MODBUS_FACILITY\", register_map: schneider-pm5000, role: facility_input, interval: 5s}]"
 fi
 
 agents=()
@@ -227,6 +231,7 @@ all from one site model; samples say simulated="true" where they are), site $SIT
   aggregator         http://127.0.0.1:9561/health   (metrics: /metrics)
   InfluxDB (Flux)    http://127.0.0.1:18086          bucket joules/autogen
   simulated BMCs     $( [ -s "$STATE/bmcs" ] && tr '\n' ' ' < "$STATE/bmcs" )
+  simulated meters   $( [ -s "$STATE/bmcs" ] && echo "pdu-r2 snmp://$SNMP_PDU (vertiv-geist) ups snmp://$SNMP_UPS (ups-mib) facility modbus://$MODBUS_FACILITY (schneider-pm5000)" )
   site model PUE     $(model_pue -10m now | tr '\n' ' ')(the last 10 minutes; facility over UPS output, and over PDU output)
   logs and config    $STATE
 Ctrl-C stops everything.
@@ -330,7 +335,7 @@ check_chain() {
 	from=$(iso "$CHAIN_START")
 	to=$(iso "$end")
 	facility=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "facility_input" and r.meter =~ /^facility\/meter\//')
-	ups=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "ups_output" and r.meter =~ /^ups\/power_shelf\//')
+	ups=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "ups_output" and r.meter =~ /^ups\/ups\//')
 	pdu=$(window_sum "$from" "$to" 'r.scope == "meter" and r.kind == "pdu_output" and r.meter =~ /^pdu-[^\/]+\/rack_pdu\//')
 	bmc=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "it"')
 	gpu=$(window_sum "$from" "$to" 'r.scope == "host" and r.kind == "gpu"')
@@ -366,7 +371,7 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 	[ "${n:-0}" -gt 0 ] || ok=false
 	if [ -s "$STATE/bmcs" ]; then
 		check_chain || ok=false
-		for m in redfish:pdu_output snmp:pdu_output redfish:ups_output modbus:facility_input; do
+		for m in redfish:pdu_output snmp:pdu_output snmp:ups_output modbus:facility_input; do
 			n=$(flux_count "r._measurement == \"joules_${m%%:*}_equipment_power_watts\" and r.role == \"${m#*:}\"")
 			echo "demo: InfluxDB holds ${n:-0} ${m%%:*} equipment power points with role ${m#*:}"
 			[ "${n:-0}" -gt 0 ] || ok=false

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -16,12 +17,14 @@ import (
 // Modbus, as real PDUs and facility meters are, in place of Redfish ones.
 type siteMeters struct {
 	snmpPDUs       *[]string
+	snmpUPS        *string
 	modbusFacility *string
 }
 
 func addSiteMeterFlags(c *siteCmd) {
 	f := c.cmd.Flag
 	c.meters.snmpPDUs = f("snmp-pdu", "Serve rack RACK's PDU over SNMP v2c (community public) as a Vertiv Geist rPDU (the vertiv-geist profile), as RACK=HOST:PORT: its power and energy are the PDU's output. Repeatable; not with --pdu for the same rack.").Strings()
+	c.meters.snmpUPS = f("snmp-ups", "Serve the UPS over SNMP v2c (community public) on the standard UPS-MIB (the ups-mib profile) at HOST:PORT: its output and input power, three lines; not with --ups.").String()
 	c.meters.modbusFacility = f("modbus-facility", "Serve the facility meter over Modbus TCP at HOST:PORT as a Schneider PM5000 (the schneider-pm5000 register map); not with --facility.").String()
 }
 
@@ -61,6 +64,26 @@ func (s siteMeters) start(ctx context.Context, m *sitemodel.Model, c *siteCmd, l
 		}()
 		logger.Info("SIMULATED SNMP PDU", "name", "pdu-"+rack, "address", agent.Addr(), "profile", "vertiv-geist")
 		fmt.Fprintf(stdout, "pdu-%s snmp://%s\n", rack, agent.Addr())
+	}
+	if addr := *s.snmpUPS; addr != "" {
+		if *c.ups != "" {
+			return fmt.Errorf("the UPS comes from --ups and --snmp-ups: give one")
+		}
+		output, _ := chainValue(m, func(c sitemodel.Chain) float64 { return c.UPSOutput })
+		input, _ := chainValue(m, func(c sitemodel.Chain) float64 { return c.UPSInput })
+		// Rated at twice today's load, in whole 10 kW: the load reads about half.
+		rated := math.Ceil(2*output(time.Now())/10e3) * 10e3
+		agent, err := metersim.NewSNMPAgent(addr, "public", metersim.UPSMIB(output, input, rated), logger)
+		if err != nil {
+			return fmt.Errorf("--snmp-ups %s: %w", addr, err)
+		}
+		go func() {
+			if err := agent.Serve(ctx); err != nil {
+				logger.Error("SNMP UPS stopped", "err", err)
+			}
+		}()
+		logger.Info("SIMULATED SNMP UPS", "name", "ups", "address", agent.Addr(), "profile", "ups-mib", "rated_watts", rated)
+		fmt.Fprintf(stdout, "ups snmp://%s\n", agent.Addr())
 	}
 	if addr := *s.modbusFacility; addr != "" {
 		if *c.facility != "" {

@@ -92,3 +92,29 @@ func TestTheSimulatedPM5000ReadsAsItsMapSays(t *testing.T) {
 		}
 	}
 }
+
+func TestTheSimulatedUPSReadsAsUPSMIBSays(t *testing.T) {
+	agent, err := NewSNMPAgent("127.0.0.1:0", "demo", UPSMIB(func(time.Time) float64 { return 30000 }, func(time.Time) float64 { return 31500 }, 100000), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agent.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	p, _ := snmp.ShippedProfile("ups-mib")
+	dev, _ := snmp.NewDevice(snmp.Config{Address: agent.Addr(), Community: "demo", Timeout: time.Second}, p)
+	defer dev.Close()
+	readings, problems, err := dev.Read(ctx)
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("err %v, problems %v", err, problems)
+	}
+	got := values(readings)
+	// 10 kW a line, 30 % of a third of 100 kW; 10000 / 230 A in tenths.
+	for key, want := range map[string]float64{"power/1": 30000, "ups_output_power/2": 10000, "ups_input_power/3": 10500, "ups_load/1": 0.30,
+		"phase_voltage/1": 230, "phase_current/3": math.Round(10000*10/230.0) / 10} {
+		if math.Abs(got[key]-want) > 1e-9*want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+}

@@ -198,3 +198,28 @@ func GeistPDU(power, energy func(time.Time) float64) []Object {
 	}
 	return objects
 }
+
+// UPSMIB lays a three-phase UPS out on the standard UPS-MIB (RFC 1628, the
+// snmp package's ups-mib profile): output power (W), load, voltage and
+// current per line from the output power at t, input true power per line
+// from the input power, the lines sharing both alike.
+func UPSMIB(output, input func(time.Time) float64, ratedWatts float64) []Object {
+	const in, out = "1.3.6.1.2.1.33.1.3.3.1.", "1.3.6.1.2.1.33.1.4.4.1."
+	line := func(f func(time.Time) float64, scale float64) func(time.Time) any {
+		return func(t time.Time) any { return int(math.Round(f(t) / 3 * scale)) }
+	}
+	objects := []Object{
+		{OID: "1.3.6.1.2.1.1.1.0", Type: gosnmp.OctetString, Value: func(time.Time) any { return "SIMULATED UPS (joules demo)" }},
+		{OID: "1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: func(t time.Time) any { return uint32(t.Unix() % (1 << 31)) }},
+	}
+	for i := 1; i <= 3; i++ {
+		n := strconv.Itoa(i)
+		objects = append(objects,
+			Object{OID: in + "5." + n, Type: gosnmp.Integer, Value: line(input, 1)},
+			Object{OID: out + "2." + n, Type: gosnmp.Integer, Value: func(time.Time) any { return 230 }},
+			Object{OID: out + "3." + n, Type: gosnmp.Integer, Value: line(output, 10.0/230)},
+			Object{OID: out + "4." + n, Type: gosnmp.Integer, Value: line(output, 1)},
+			Object{OID: out + "5." + n, Type: gosnmp.Integer, Value: line(output, 3*100/ratedWatts)})
+	}
+	return objects
+}
