@@ -18,7 +18,7 @@ NFPM_VERSION := v2.45.2
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
 ARCH ?= amd64
 
-.PHONY: all build test test-short lint bench bench-agent bench-pipeline demo golden package clean fuzz soak
+.PHONY: all build test test-short lint bench bench-agent bench-meters bench-pipeline demo golden package clean fuzz soak
 
 all: build
 
@@ -70,7 +70,8 @@ lint:
 # FUZZTIME=5m fuzzes each that long instead. Crashers land in the package's
 # testdata/fuzz and become regression tests of `make test`.
 FUZZ_TARGETS := aggregator:FuzzIngest:50000x aggregator:FuzzQuickParse:50000x aggregator/accounting:FuzzAccounting:50000x internal/config:FuzzLoadAgent:12000x \
-	redfish:FuzzBMCResource:1300x collector:FuzzRAPLZones:60000x nvml:FuzzParseCgroup:50000x
+	redfish:FuzzBMCResource:1300x collector:FuzzRAPLZones:60000x nvml:FuzzParseCgroup:50000x \
+	snmp:FuzzParseProfile:20000x modbus:FuzzParseMap:20000x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; budget=$${FUZZTIME:-$${rest#*:}}; \
@@ -93,6 +94,7 @@ soak: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(MAKE) --no-print-directory bench-agent
+	$(MAKE) --no-print-directory bench-meters
 	$(MAKE) --no-print-directory bench-pipeline
 
 # The aggregator as shipped against Telegraf's influxdb_v2_listener with
@@ -106,6 +108,14 @@ bench-pipeline: build
 bench-agent: build
 	$(GO) run ./scripts/bench-agent -agent $(BIN)/joules-agent
 	$(GO) run ./scripts/bench-agent -goal -agent $(BIN)/joules-agent -joules $(BIN)/joules
+
+# The agent polling 100 simulated SNMP PDUs every 10 s (snmpsimd serving the
+# shared recordings of real PDUs), against the same agent without meters and
+# against Telegraf's inputs.snmp reading the same OIDs. Needs snmpsimd
+# (apt-get install snmpsim); Telegraf is built once into the user's cache
+# folder (several minutes), never into the repository.
+bench-meters: build
+	$(GO) run ./scripts/bench-meters -agent $(BIN)/joules-agent
 
 # Regenerate golden files after an intended change of output.
 golden: build

@@ -270,9 +270,13 @@ func number(p gosnmp.SnmpPDU) (float64, error) {
 		f, _ := new(big.Float).SetInt(gosnmp.ToBigInt(p.Value)).Float64()
 		return f, nil
 	case gosnmp.OpaqueFloat:
-		return float64(p.Value.(float32)), nil
+		if f, ok := p.Value.(float32); ok {
+			return float64(f), nil
+		}
 	case gosnmp.OpaqueDouble:
-		return p.Value.(float64), nil
+		if f, ok := p.Value.(float64); ok {
+			return f, nil
+		}
 	case gosnmp.OctetString:
 		b, _ := p.Value.([]byte)
 		f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
