@@ -7,18 +7,12 @@
 package modbus
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path"
-	"slices"
 	"strings"
 
 	mb "github.com/simonvetter/modbus"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/joules-energy/joules/meter"
 )
@@ -144,22 +138,14 @@ func regType(table string) mb.RegType {
 	return mb.HOLDING_REGISTER
 }
 
+var shippedMaps = meter.DataFiles{FS: shipped, Dir: "maps", Kind: "modbus register map", FileKey: "register_map_file"}
+
 // ShippedMaps lists the names of the maps inside the agent, sorted.
-func ShippedMaps() []string {
-	entries, _ := fs.ReadDir(shipped, "maps")
-	var names []string
-	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yml"))
-	}
-	return names
-}
+func ShippedMaps() []string { return shippedMaps.Names() }
 
 // ShippedMap returns the map of that name inside the agent.
 func ShippedMap(name string) (*Map, error) {
-	if !slices.Contains(ShippedMaps(), name) {
-		return nil, fmt.Errorf("modbus register map %q is not one the agent ships (%s): name one of them, or give register_map_file", name, strings.Join(ShippedMaps(), ", "))
-	}
-	raw, err := shipped.ReadFile(path.Join("maps", name+".yml"))
+	raw, err := shippedMaps.Read(name)
 	if err != nil {
 		return nil, err
 	}
@@ -168,26 +154,15 @@ func ShippedMap(name string) (*Map, error) {
 
 // LoadMap reads a user's register map file.
 func LoadMap(file string) (*Map, error) {
-	raw, err := os.ReadFile(file)
+	raw, err := meter.ReadFile("modbus register map", file)
 	if err != nil {
-		return nil, fmt.Errorf("modbus register map: %w", err)
+		return nil, err
 	}
 	return ParseMap(raw, file)
 }
 
 // ParseMap decodes and validates a register map; where names it in errors.
-func ParseMap(raw []byte, where string) (*Map, error) {
-	var m Map
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	return &m, nil
-}
+func ParseMap(raw []byte, where string) (*Map, error) { return meter.Parse[Map](raw, where) }
 
 // Validate reports every problem of the map at once, and fills in the
 // defaults (the readings' table, word and byte order from the map's).

@@ -6,18 +6,11 @@
 package snmp
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path"
-	"slices"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/joules-energy/joules/meter"
 )
@@ -55,22 +48,14 @@ type Reading struct {
 // what names the reading in problems and logs: quantity@OID.
 func (r *Reading) what() string { return string(r.Reading) + "@" + r.OID }
 
+var profiles = meter.DataFiles{FS: shipped, Dir: "profiles", Kind: "snmp profile", FileKey: "profile_file"}
+
 // Shipped lists the names of the profiles inside the agent, sorted.
-func Shipped() []string {
-	entries, _ := fs.ReadDir(shipped, "profiles")
-	var names []string
-	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yml"))
-	}
-	return names
-}
+func Shipped() []string { return profiles.Names() }
 
 // ShippedProfile returns the profile of that name inside the agent.
 func ShippedProfile(name string) (*Profile, error) {
-	if !slices.Contains(Shipped(), name) {
-		return nil, fmt.Errorf("snmp profile %q is not one the agent ships (%s): name one of them, or give profile_file", name, strings.Join(Shipped(), ", "))
-	}
-	raw, err := shipped.ReadFile(path.Join("profiles", name+".yml"))
+	raw, err := profiles.Read(name)
 	if err != nil {
 		return nil, err
 	}
@@ -79,25 +64,16 @@ func ShippedProfile(name string) (*Profile, error) {
 
 // LoadProfile reads a user's profile file.
 func LoadProfile(file string) (*Profile, error) {
-	raw, err := os.ReadFile(file)
+	raw, err := meter.ReadFile("snmp profile", file)
 	if err != nil {
-		return nil, fmt.Errorf("snmp profile: %w", err)
+		return nil, err
 	}
 	return ParseProfile(raw, file)
 }
 
 // ParseProfile decodes and validates a profile; where names it in errors.
 func ParseProfile(raw []byte, where string) (*Profile, error) {
-	var p Profile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	return &p, nil
+	return meter.Parse[Profile](raw, where)
 }
 
 // Validate reports every problem of the profile at once.
