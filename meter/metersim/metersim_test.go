@@ -20,16 +20,23 @@ func values(readings []meter.Reading) map[string]float64 {
 	return out
 }
 
-func TestTheSimulatedGeistPDUReadsAsTheProfileSays(t *testing.T) {
-	const watts, joules = 5000.0, 7.2e9 // 2,000,000 Wh
-	agent, err := NewSNMPAgent("127.0.0.1:0", "demo", GeistPDU(func(time.Time) float64 { return watts }, func(time.Time) float64 { return joules }), nil)
+// serve runs an SNMP agent with community demo until the test ends.
+func serve(t *testing.T, objects []Object) (*SNMPAgent, context.Context) {
+	t.Helper()
+	agent, err := NewSNMPAgent("127.0.0.1:0", "demo", objects, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- agent.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+	return agent, ctx
+}
+
+func TestTheSimulatedGeistPDUReadsAsTheProfileSays(t *testing.T) {
+	const watts, joules = 5000.0, 7.2e9 // 2,000,000 Wh
+	agent, ctx := serve(t, GeistPDU(func(time.Time) float64 { return watts }, func(time.Time) float64 { return joules }))
 
 	p, err := snmp.ShippedProfile("vertiv-geist")
 	if err != nil {
@@ -94,14 +101,7 @@ func TestTheSimulatedPM5000ReadsAsItsMapSays(t *testing.T) {
 }
 
 func TestTheSimulatedUPSReadsAsUPSMIBSays(t *testing.T) {
-	agent, err := NewSNMPAgent("127.0.0.1:0", "demo", UPSMIB(func(time.Time) float64 { return 30000 }, func(time.Time) float64 { return 31500 }, 100000), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agent.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	agent, ctx := serve(t, UPSMIB(func(time.Time) float64 { return 30000 }, func(time.Time) float64 { return 31500 }, 100000))
 	p, _ := snmp.ShippedProfile("ups-mib")
 	dev, _ := snmp.NewDevice(snmp.Config{Address: agent.Addr(), Community: "demo", Timeout: time.Second}, p)
 	defer dev.Close()
