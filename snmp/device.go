@@ -60,7 +60,15 @@ type Device struct {
 	client   *gosnmp.GoSNMP
 	open     bool
 	requests atomic.Int64
+	now      func() time.Time
+	// absent holds the columns a walk found empty, until when they are
+	// not walked again: a PDU without outlet metering would otherwise cost
+	// two requests a column on every poll.
+	absent map[string]time.Time
 }
+
+// recheckAbsent is how long an empty column is left alone.
+const recheckAbsent = time.Hour
 
 // NewDevice returns the device; the socket opens on the first poll.
 func NewDevice(cfg Config, p *Profile) (*Device, error) {
@@ -92,21 +100,29 @@ func NewDevice(cfg Config, p *Profile) (*Device, error) {
 			c.MsgFlags = gosnmp.NoAuthNoPriv
 		case "authNoPriv", "authPriv":
 			c.MsgFlags = gosnmp.AuthNoPriv
-			usm.AuthenticationProtocol = authProtocols[cfg.V3.AuthProtocol]
+			auth, ok := authProtocols[cfg.V3.AuthProtocol]
+			if !ok {
+				return nil, fmt.Errorf("v3 auth_protocol %q is not one of %s", cfg.V3.AuthProtocol, strings.Join(AuthProtocols, ", "))
+			}
+			usm.AuthenticationProtocol = auth
 			usm.AuthenticationPassphrase = cfg.V3.AuthPassword
 			if cfg.V3.SecurityLevel == "authPriv" {
 				c.MsgFlags = gosnmp.AuthPriv
-				usm.PrivacyProtocol = privProtocols[cfg.V3.PrivProtocol]
+				priv, ok := privProtocols[cfg.V3.PrivProtocol]
+				if !ok {
+					return nil, fmt.Errorf("v3 priv_protocol %q is not one of %s", cfg.V3.PrivProtocol, strings.Join(PrivProtocols, ", "))
+				}
+				usm.PrivacyProtocol = priv
 				usm.PrivacyPassphrase = cfg.V3.PrivPassword
 			}
 		default:
-			return nil, fmt.Errorf("security_level %q is not one of %s", cfg.V3.SecurityLevel, strings.Join(Levels, ", "))
+			return nil, fmt.Errorf("v3 security_level %q is not one of %s", cfg.V3.SecurityLevel, strings.Join(Levels, ", "))
 		}
 		c.SecurityParameters = usm
 	default:
 		return nil, fmt.Errorf("version %q is not 2c or 3", cfg.Version)
 	}
-	d := &Device{profile: p, client: c}
+	d := &Device{profile: p, client: c, now: time.Now, absent: map[string]time.Time{}}
 	c.OnSent = func(*gosnmp.GoSNMP) { d.requests.Add(1) }
 	return d, nil
 }
@@ -158,11 +174,19 @@ func (d *Device) Read(ctx context.Context) ([]meter.Reading, []meter.Problem, er
 		if rows, ok := walks[oid]; ok {
 			return rows, nil
 		}
+		if until, ok := d.absent[oid]; ok && d.now().Before(until) {
+			return nil, nil
+		}
 		rows, err := d.client.BulkWalkAll(oid)
 		if err != nil {
 			return nil, pollError(err)
 		}
 		walks[oid] = rows
+		if len(rows) == 0 {
+			d.absent[oid] = d.now().Add(recheckAbsent)
+		} else {
+			delete(d.absent, oid)
+		}
 		return rows, nil
 	}
 	var readings []meter.Reading

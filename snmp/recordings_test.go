@@ -191,6 +191,35 @@ func TestOutletsAddUpAsRecorded(t *testing.T) {
 	}
 }
 
+// An APC PDU without outlet metering: the first poll walks its three
+// outlet columns and finds them empty (two requests each: the GETBULK, and
+// the GET gosnmp sends when a walk leaves its column at once); later polls
+// leave them alone for an hour and send one GETBULK for each of the six
+// device and phase columns.
+func TestEmptyColumnsAreNotWalkedOnEveryPoll(t *testing.T) {
+	agent := serveRecordings(t, "apc_ap8959eu3")
+	p, _ := ShippedProfile("apc-rpdu2")
+	dev, err := NewDevice(Config{Address: agent.Addr, Community: "apc_ap8959eu3"}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	clock := time.Unix(1_800_000_000, 0)
+	dev.now = func() time.Time { return clock }
+	var sent []int64
+	for _, step := range []time.Duration{0, 10 * time.Second, time.Hour} {
+		clock = clock.Add(step)
+		before := dev.Requests()
+		if _, _, err := dev.Read(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, dev.Requests()-before)
+	}
+	if want := []int64{6 + 3*2, 6, 6 + 3*2}; !slices.Equal(sent, want) {
+		t.Errorf("requests per poll %v, want %v (the empty columns walked again after an hour)", sent, want)
+	}
+}
+
 func ExampleShipped() {
 	fmt.Println(strings.Join(Shipped(), "\n"))
 	// Output:

@@ -87,6 +87,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = checkWriters(*configFile, cfg)
 	}
+	if err == nil {
+		err = checkMeters(*configFile, cfg)
+	}
 	if code, done := config.Report(stdout, stderr, "joules-agent", *webFlags.WebConfigFile, err, *configCheck || *configProbe, cfg.Effective); done {
 		if code == 0 && *configProbe {
 			code = probe(context.Background(), stdout, cfg)

