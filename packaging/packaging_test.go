@@ -272,7 +272,7 @@ func TestExampleConfigurations(t *testing.T) {
 		dir := t.TempDir()
 		text := paths.ReplaceAllStringFunc(string(raw), func(p string) string {
 			local := filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "_"))
-			os.WriteFile(local, []byte("secret\n"), 0o600)
+			os.WriteFile(local, []byte("a-secret-of-16ch\n"), 0o600) // SNMP v3 keys need 8 characters at least
 			return local
 		})
 		path := filepath.Join(dir, filepath.Base(f))
