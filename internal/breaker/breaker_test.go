@@ -8,8 +8,10 @@ import (
 func TestOpensAfterThresholdAndBacksOffDoublingToMax(t *testing.T) {
 	b := Breaker{Threshold: 3, Base: 30 * time.Second, Max: 2 * time.Minute}
 	now := time.Unix(1_700_000_000, 0)
-	if b.Fail(now) || b.Fail(now) {
-		t.Fatal("opened before the third failure")
+	for i := range 2 {
+		if b.Fail(now) {
+			t.Fatalf("opened on failure %d of a threshold of 3", i+1)
+		}
 	}
 	if !b.Fail(now) {
 		t.Fatal("did not open on the third failure")
