@@ -22,10 +22,7 @@ type Registration struct {
 	// StaleAfter is how long the last good samples stay in the snapshot after
 	// collections start failing; defaults to three intervals.
 	StaleAfter time.Duration
-	// Offset delays the first collection, so that many sources of one
-	// interval (a hundred PDUs) do not all poll at the same instant.
-	Offset time.Duration
-	Source Source
+	Source     Source
 }
 
 // Runner drives each registered source on its own goroutine and cadence and
@@ -121,15 +118,6 @@ type collectResult struct {
 
 func (r *Runner) loop(ctx context.Context, s *sourceState) {
 	logger := r.logger.With("collector", s.reg.Name, "target", s.reg.Target) // "source" is promslog's code location
-	if s.reg.Offset > 0 {
-		wait := time.NewTimer(s.reg.Offset)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return
-		case <-wait.C:
-		}
-	}
 	ticker := time.NewTicker(s.reg.Interval)
 	defer ticker.Stop()
 

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/joules-energy/joules/internal/testenv"
@@ -335,42 +334,4 @@ func TestRunnerInternsLabelSetsAcrossCollections(t *testing.T) {
 	if got := fmt.Sprint(third[0].Labels); got != want {
 		t.Errorf("labels after re-merge = %s, want %s", got, want)
 	}
-}
-
-func TestRunnerOffsetDelaysTheFirstCollectionThenKeepsTheInterval(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		start := time.Now()
-		var mu sync.Mutex
-		calls := map[string][]time.Duration{}
-		src := func(name string) Source {
-			return SourceFunc(func(context.Context) ([]Sample, error) {
-				mu.Lock()
-				defer mu.Unlock()
-				calls[name] = append(calls[name], time.Since(start))
-				return nil, nil
-			})
-		}
-		r := NewRunner(discardLogger(), nil)
-		for _, reg := range []Registration{
-			{Name: "a", Interval: 10 * time.Second, Source: src("a")},
-			{Name: "b", Interval: 10 * time.Second, Offset: 4 * time.Second, Source: src("b")},
-		} {
-			if err := r.Add(reg); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { r.Run(ctx); close(done) }()
-		time.Sleep(25 * time.Second)
-		cancel()
-		<-done
-		s := time.Second
-		want := map[string][]time.Duration{"a": {0, 10 * s, 20 * s}, "b": {4 * s, 14 * s, 24 * s}}
-		for name, w := range want {
-			if got := calls[name]; fmt.Sprint(got) != fmt.Sprint(w) {
-				t.Errorf("%s collected at %v, want %v", name, got, w)
-			}
-		}
-	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strings"
 	"time"
@@ -132,24 +131,12 @@ func addMeters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, 
 		// The poll's deadline is the interval: a hung meter is given up on in
 		// time for its last good values to be published, stale.
 		if err := runner.Add(collector.Registration{Name: d.protocol, Target: d.name, Interval: d.interval,
-			Timeout: d.interval, StaleAfter: 30 * d.interval, Offset: phase(d.protocol+"/"+d.name, d.interval), Source: src}); err != nil {
+			Timeout: d.interval, StaleAfter: 30 * d.interval, Source: src}); err != nil {
 			return sources, err
 		}
 		logger.Info("meter", "protocol", d.protocol, "device", d.name, "address", d.address, "role", d.role, "equipment_type", d.equipment)
 	}
 	return sources, nil
-}
-
-// phase is a meter's offset within its interval, fixed by its name: a
-// hundred PDUs at 10 s poll spread over the 10 s, not all at once, and each
-// keeps its phase across restarts.
-func phase(name string, interval time.Duration) time.Duration {
-	if interval <= 0 {
-		return 0
-	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return time.Duration(h.Sum64() % uint64(interval))
 }
 
 // probeMeter polls a device once, as the agent will: what it read, or why not.
