@@ -15,6 +15,8 @@ func FuzzLoadAgent(f *testing.F) {
 		"labels: {site: dc1}\nsources: {node: {interval: 1s, collectors: [netdev]}}\n",
 		"sources:\n  redfish:\n    - {name: b, endpoint: https://x, role: host}\n",
 		"sources: {nvml: {interval: 50ms}}\n",
+		"sources:\n  snmp:\n    - {name: p, address: 10.0.0.2, profile: apc-rpdu2, role: pdu_output, version: 3, v3: {username: u}}\n",
+		"sources:\n  modbus:\n    - {name: m, address: \"10.0.0.3:502\", register_map: schneider-pm5000, role: facility_input, unit_id: 7}\n",
 		"exporters: {stream: {url: http://a:1, token_env: NOPE}}\n",
 		"labels: [1, 2]\n",
 		"{{{{",
