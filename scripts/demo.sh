@@ -104,13 +104,15 @@ SITE_ARGS=(--site "$SITE" --server "$SERVER")
 for h in "${hosts[@]}"; do read -r host rack _ <<<"$h"; SITE_ARGS+=(--host "$host=$rack"); done
 
 # Redfish: each host's BMC and rack r1's PDU. Rack r2's PDU and the UPS
-# speak SNMP (a Vertiv Geist rPDU and a UPS on the standard UPS-MIB, read
-# with the vertiv-geist and ups-mib profiles) and the facility meter Modbus
-# TCP (a Schneider PM5000, read with the schneider-pm5000 register map), as
-# in most buildings: the PUE comes out of SNMP and Modbus meters. All from
-# the site model. UPS-MIB has no energy counter, so the UPS's power is
-# integrated: it is polled every second, as often as the model's power
-# changes.
+# speak SNMP (a Raritan PX2 and a UPS on the standard UPS-MIB, read with
+# the raritan-pdu2 and ups-mib profiles) and the facility meter Modbus TCP
+# (a Schneider PM5000, read with the schneider-pm5000 register map), as in
+# most buildings: the PUE comes out of SNMP and Modbus meters. All from the
+# site model. Neither the PX2 (without its energy sensor) nor UPS-MIB has
+# an energy counter, so their power is integrated: they are polled every
+# second, as often as the model's power changes. (A PDU's counter in whole
+# Wh would be coarser than the demo's half-minute checks: one Wh is 3.6 kJ,
+# a few per cent of a rack PDU's energy in 20 s, more than its losses.)
 SNMP_PDU=127.0.0.1:18161
 SNMP_UPS=127.0.0.1:18162
 MODBUS_FACILITY=127.0.0.1:18502
@@ -201,7 +203,7 @@ mgmt=()
 if [ -s "$STATE/bmcs" ]; then
 	port=$MGMT_PORT
 	mgmt_agent demo-mgmt-r1 "$port" r1 pdu-r1:pdu_output
-	mgmt_agent demo-mgmt-r2 $((port + 1)) r2 "snmp: [{name: pdu-r2, address: \"$SNMP_PDU\", community: public, profile: vertiv-geist, role: pdu_output, interval: 5s}]"
+	mgmt_agent demo-mgmt-r2 $((port + 1)) r2 "snmp: [{name: pdu-r2, address: \"$SNMP_PDU\", community: public, profile: raritan-pdu2, role: pdu_output, interval: 1s}]"
 	mgmt_agent demo-mgmt $((port + 2)) "" "snmp: [{name: ups, address: \"$SNMP_UPS\", community: public, profile: ups-mib, role: ups_output, interval: 1s}]" \
 		"modbus: [{name: facility, address: \"$MODBUS_FACILITY\", register_map: schneider-pm5000, role: facility_input, interval: 5s}]"
 fi
@@ -231,7 +233,7 @@ all from one site model; samples say simulated="true" where they are), site $SIT
   aggregator         http://127.0.0.1:9561/health   (metrics: /metrics)
   InfluxDB (Flux)    http://127.0.0.1:18086          bucket joules/autogen
   simulated BMCs     $( [ -s "$STATE/bmcs" ] && tr '\n' ' ' < "$STATE/bmcs" )
-  simulated meters   $( [ -s "$STATE/bmcs" ] && echo "pdu-r2 snmp://$SNMP_PDU (vertiv-geist) ups snmp://$SNMP_UPS (ups-mib) facility modbus://$MODBUS_FACILITY (schneider-pm5000)" )
+  simulated meters   $( [ -s "$STATE/bmcs" ] && echo "pdu-r2 snmp://$SNMP_PDU (raritan-pdu2) ups snmp://$SNMP_UPS (ups-mib) facility modbus://$MODBUS_FACILITY (schneider-pm5000)" )
   site model PUE     $(model_pue -10m now | tr '\n' ' ')(the last 10 minutes; facility over UPS output, and over PDU output)
   logs and config    $STATE
 Ctrl-C stops everything.

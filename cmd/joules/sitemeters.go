@@ -23,7 +23,7 @@ type siteMeters struct {
 
 func addSiteMeterFlags(c *siteCmd) {
 	f := c.cmd.Flag
-	c.meters.snmpPDUs = f("snmp-pdu", "Serve rack RACK's PDU over SNMP v2c (community public) as a Vertiv Geist rPDU (the vertiv-geist profile), as RACK=HOST:PORT: its power and energy are the PDU's output. Repeatable; not with --pdu for the same rack.").Strings()
+	c.meters.snmpPDUs = f("snmp-pdu", "Serve rack RACK's PDU over SNMP v2c (community public) as a Raritan PX2 without an energy sensor (the raritan-pdu2 profile; the agent integrates its power), as RACK=HOST:PORT: its power is the PDU's output. Repeatable; not with --pdu for the same rack.").Strings()
 	c.meters.snmpUPS = f("snmp-ups", "Serve the UPS over SNMP v2c (community public) on the standard UPS-MIB (the ups-mib profile) at HOST:PORT: its output and input power, three lines; not with --ups.").String()
 	c.meters.modbusFacility = f("modbus-facility", "Serve the facility meter over Modbus TCP at HOST:PORT as a Schneider PM5000 (the schneider-pm5000 register map); not with --facility.").String()
 }
@@ -52,8 +52,8 @@ func (s siteMeters) start(ctx context.Context, m *sitemodel.Model, c *siteCmd, l
 		if !ok || addr == "" || !racks[rack] {
 			return fmt.Errorf("--snmp-pdu %q: write it RACK=HOST:PORT with RACK one of the --host racks", p)
 		}
-		power, energy := chainValue(m, func(c sitemodel.Chain) float64 { return c.PDUOutput[rack] })
-		agent, err := metersim.NewSNMPAgent(addr, "public", metersim.GeistPDU(power, energy), logger)
+		power, _ := chainValue(m, func(c sitemodel.Chain) float64 { return c.PDUOutput[rack] })
+		agent, err := metersim.NewSNMPAgent(addr, "public", metersim.RaritanPDU(power, 12), logger)
 		if err != nil {
 			return fmt.Errorf("--snmp-pdu %s: %w", p, err)
 		}
@@ -62,7 +62,7 @@ func (s siteMeters) start(ctx context.Context, m *sitemodel.Model, c *siteCmd, l
 				logger.Error("SNMP PDU stopped", "rack", rack, "err", err)
 			}
 		}()
-		logger.Info("SIMULATED SNMP PDU", "name", "pdu-"+rack, "address", agent.Addr(), "profile", "vertiv-geist")
+		logger.Info("SIMULATED SNMP PDU", "name", "pdu-"+rack, "address", agent.Addr(), "profile", "raritan-pdu2")
 		fmt.Fprintf(stdout, "pdu-%s snmp://%s\n", rack, agent.Addr())
 	}
 	if addr := *s.snmpUPS; addr != "" {

@@ -34,11 +34,9 @@ func serve(t *testing.T, objects []Object) (*SNMPAgent, context.Context) {
 	return agent, ctx
 }
 
-func TestTheSimulatedGeistPDUReadsAsTheProfileSays(t *testing.T) {
-	const watts, joules = 5000.0, 7.2e9 // 2,000,000 Wh
-	agent, ctx := serve(t, GeistPDU(func(time.Time) float64 { return watts }, func(time.Time) float64 { return joules }))
-
-	p, err := snmp.ShippedProfile("vertiv-geist")
+func TestTheSimulatedRaritanPDUReadsAsTheProfileSays(t *testing.T) {
+	agent, ctx := serve(t, RaritanPDU(func(time.Time) float64 { return 4600 }, 4))
+	p, err := snmp.ShippedProfile("raritan-pdu2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,14 +50,17 @@ func TestTheSimulatedGeistPDUReadsAsTheProfileSays(t *testing.T) {
 		t.Fatalf("err %v, problems %v", err, problems)
 	}
 	got := values(readings)
+	// 4600 W at 230 V is 20 A (20000 in thousandths); each of 4 outlets 1150 W, 5 A.
 	for key, want := range map[string]float64{
-		"power/1": 5000, "energy/1": 2e6 * 3600, "power_factor/1": 0.99,
-		"phase_power/1": 1600, "phase_power/2": 1650, "phase_power/3": 1750,
-		"phase_energy/1": 640000 * 3600, "phase_energy/2": 660000 * 3600, "phase_energy/3": 700000 * 3600,
+		"power/1.1": 4600, "phase_current/1.1": 20, "phase_voltage/1.1": 230,
+		"outlet_power/1": 1150, "outlet_power/4": 1150, "outlet_current/2": 5,
 	} {
-		if math.Abs(got[key]-want) > 1e-6 {
+		if math.Abs(got[key]-want) > 1e-9 {
 			t.Errorf("%s = %v, want %v", key, got[key], want)
 		}
+	}
+	if _, ok := got["energy/1.1"]; ok {
+		t.Error("the simulated PX2 has no energy sensor, yet one was read")
 	}
 	wrong, _ := snmp.NewDevice(snmp.Config{Address: agent.Addr(), Community: "public", Timeout: 200 * time.Millisecond}, p)
 	defer wrong.Close()

@@ -172,29 +172,40 @@ func parseOID(oid string) ([]uint32, error) {
 	return arcs, nil
 }
 
-// GeistPDU lays a PDU out as a Vertiv Geist does (VERTIV-V5-MIB, the snmp
-// package's vertiv-geist profile): total real power (W) and energy (Wh)
-// of PDU 1 from power W and energy J at t, shared by three phases.
-func GeistPDU(power, energy func(time.Time) float64) []Object {
-	const total, phase = "1.3.6.1.4.1.21239.5.2.3.1.1.", "1.3.6.1.4.1.21239.5.2.3.2.1."
-	wh := func(share float64) func(time.Time) any {
-		return func(t time.Time) any { return uint32(uint64(energy(t)*share/3600) % (1 << 32)) }
-	}
-	watts := func(share float64) func(time.Time) any {
-		return func(t time.Time) any { return uint32(math.Round(power(t) * share)) }
+// RaritanPDU lays a PDU out as a Raritan PX2 without an energy sensor
+// does (PDU2-MIB, the snmp package's raritan-pdu2 profile): inlet 1.1's
+// active power (W), current and voltage from power W at t, and outlets
+// sharing the power, each value an integer with its decimal digits beside
+// it. With no activeEnergy the agent integrates the power.
+func RaritanPDU(power func(time.Time) float64, outlets int) []Object {
+	const (
+		inletValue, inletDigits   = "1.3.6.1.4.1.13742.6.5.2.3.1.4.1.1.", "1.3.6.1.4.1.13742.6.3.3.4.1.7.1.1."
+		outletValue, outletDigits = "1.3.6.1.4.1.13742.6.5.4.3.1.4.1.", "1.3.6.1.4.1.13742.6.3.5.4.1.7.1."
+		current, voltage, active  = "1", "4", "5"
+		volts                     = 230.0
+	)
+	fixed := func(v any) func(time.Time) any { return func(time.Time) any { return v } }
+	scaled := func(share, scale float64) func(time.Time) any {
+		return func(t time.Time) any { return uint32(math.Round(power(t) * share * scale)) }
 	}
 	objects := []Object{
-		{OID: "1.3.6.1.2.1.1.1.0", Type: gosnmp.OctetString, Value: func(time.Time) any { return "SIMULATED Geist rPDU (joules demo)" }},
+		{OID: "1.3.6.1.2.1.1.1.0", Type: gosnmp.OctetString, Value: fixed("SIMULATED Raritan PX2 (joules demo)")},
 		{OID: "1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: func(t time.Time) any { return uint32(t.Unix() % (1 << 31)) }},
-		{OID: total + "9.1", Type: gosnmp.Gauge32, Value: watts(1)},
-		{OID: total + "11.1", Type: gosnmp.Gauge32, Value: func(time.Time) any { return uint32(99) }},
-		{OID: total + "12.1", Type: gosnmp.Gauge32, Value: wh(1)},
+		{OID: inletDigits + current, Type: gosnmp.Gauge32, Value: fixed(uint32(3))},
+		{OID: inletDigits + voltage, Type: gosnmp.Gauge32, Value: fixed(uint32(0))},
+		{OID: inletDigits + active, Type: gosnmp.Gauge32, Value: fixed(uint32(0))},
+		{OID: inletValue + current, Type: gosnmp.Gauge32, Value: scaled(1, 1000/volts)},
+		{OID: inletValue + voltage, Type: gosnmp.Gauge32, Value: fixed(uint32(volts))},
+		{OID: inletValue + active, Type: gosnmp.Gauge32, Value: scaled(1, 1)},
 	}
-	for i, share := range []float64{0.32, 0.33, 0.35} {
-		n := strconv.Itoa(i + 1)
+	for o := 1; o <= outlets; o++ {
+		n := strconv.Itoa(o) + "."
+		share := 1 / float64(outlets)
 		objects = append(objects,
-			Object{OID: phase + "12." + n, Type: gosnmp.Gauge32, Value: watts(share)},
-			Object{OID: phase + "15." + n, Type: gosnmp.Gauge32, Value: wh(share)})
+			Object{OID: outletDigits + n + current, Type: gosnmp.Gauge32, Value: fixed(uint32(3))},
+			Object{OID: outletDigits + n + active, Type: gosnmp.Gauge32, Value: fixed(uint32(0))},
+			Object{OID: outletValue + n + current, Type: gosnmp.Gauge32, Value: scaled(share, 1000/volts)},
+			Object{OID: outletValue + n + active, Type: gosnmp.Gauge32, Value: scaled(share, 1)})
 	}
 	return objects
 }
