@@ -23,16 +23,17 @@ type Quantity string
 // own (a PDU unit's input, a UPS's output, a meter's total): the ones
 // accounting counts for the meter's role. The others describe it.
 const (
-	Power          Quantity = "power"           // W
-	Energy         Quantity = "energy"          // J, a counter
-	PowerFactor    Quantity = "power_factor"    // ratio
-	OutletPower    Quantity = "outlet_power"    // W
-	OutletEnergy   Quantity = "outlet_energy"   // J, a counter
-	OutletCurrent  Quantity = "outlet_current"  // A
-	PhasePower     Quantity = "phase_power"     // W
-	PhaseEnergy    Quantity = "phase_energy"    // J, a counter
-	PhaseCurrent   Quantity = "phase_current"   // A
-	PhaseVoltage   Quantity = "phase_voltage"   // V
+	Power          Quantity = "power"          // W
+	Energy         Quantity = "energy"         // J, a counter
+	PowerFactor    Quantity = "power_factor"   // ratio
+	OutletPower    Quantity = "outlet_power"   // W
+	OutletEnergy   Quantity = "outlet_energy"  // J, a counter
+	OutletCurrent  Quantity = "outlet_current" // A
+	PhasePower     Quantity = "phase_power"    // W
+	PhaseEnergy    Quantity = "phase_energy"   // J, a counter
+	PhaseCurrent   Quantity = "phase_current"  // A
+	PhaseVoltage   Quantity = "phase_voltage"  // V
+	PhasePF        Quantity = "phase_power_factor"
 	UPSInputPower  Quantity = "ups_input_power" // W
 	UPSOutputPower Quantity = "ups_output_power"
 	UPSLoad        Quantity = "ups_load" // ratio of the rated output
@@ -57,6 +58,7 @@ var quantities = map[Quantity]quantity{
 	PhaseEnergy:    {"phase_energy_joules_total", "phase", "Energy of a phase from its counter, continued across resets and wraps.", true},
 	PhaseCurrent:   {"phase_current_amps", "phase", "Current of a phase.", false},
 	PhaseVoltage:   {"phase_voltage_volts", "phase", "Voltage of a phase.", false},
+	PhasePF:        {"phase_power_factor_ratio", "phase", "Power factor of a phase.", false},
 	UPSInputPower:  {"ups_input_power_watts", "line", "Active power into a UPS, by input line.", false},
 	UPSOutputPower: {"ups_output_power_watts", "line", "Active power out of a UPS, by output line.", false},
 	UPSLoad:        {"ups_load_ratio", "line", "Load of a UPS output line as a share of its rating (1 = full load).", false},
@@ -84,6 +86,9 @@ type Reading struct {
 	// wraps to zero (a 32-bit register's range times its unit); 0 when it
 	// does not wrap in practice.
 	Wrap float64
+	// Resolution is, for a counter, its unit in J (a step of one unit is
+	// always allowed, however low the meter's power bound).
+	Resolution float64
 }
 
 // Spec is what a profile says of one reading, whatever the protocol: the

@@ -1,9 +1,6 @@
 package meter
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 // Row is one raw value of a reading: the row it names and the device's number.
 type Row struct {
@@ -29,14 +26,11 @@ func (s *Spec) Build(what string, rows []Row) ([]Reading, []Problem) {
 			n++
 			continue
 		}
-		out = append(out, Reading{Quantity: s.Reading, Row: r.Name, Value: v, Wrap: s.Wrap()})
+		out = append(out, Reading{Quantity: s.Reading, Row: r.Name, Value: v, Wrap: s.Wrap(), Resolution: s.Scale})
 	}
 	if s.Sum && n > 0 && n == len(rows) {
 		// A sum with a row missing would read low: published only whole.
-		out = append(out, Reading{Quantity: s.Reading, Row: s.Row, Value: sum})
+		out = append(out, Reading{Quantity: s.Reading, Row: s.Row, Value: sum, Resolution: s.Scale})
 	}
 	return out, problems
 }
-
-// ParseRaw reads a device's number given as text.
-func ParseRaw(text string) (float64, error) { return strconv.ParseFloat(text, 64) }

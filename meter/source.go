@@ -64,7 +64,7 @@ type Config struct {
 	// glitch, not counted.
 	MaxWatts float64
 	// Interval is the poll interval; power is integrated across gaps of at
-	// most three of them.
+	// most three of them (a longer one starts a new epoch).
 	Interval time.Duration
 	Counters *energy.Store
 	Logger   *slog.Logger
@@ -85,6 +85,7 @@ type Source struct {
 	logged     map[[2]string]bool
 	reqsBefore int64
 	pollReqs   int64
+	hasCounter map[string]bool // rows whose energy counter has been read
 }
 
 // NewSource returns the source of one meter read through dev.
@@ -96,11 +97,15 @@ func NewSource(cfg Config, dev Device) *Source {
 		cfg.Counters = energy.NewMemoryStore()
 	}
 	return &Source{cfg: cfg, dev: dev, now: time.Now, breakr: breaker.New(),
-		errCounts: map[string]float64{}, problems: map[[2]string]float64{}, logged: map[[2]string]bool{}}
+		errCounts: map[string]float64{}, problems: map[[2]string]float64{}, logged: map[[2]string]bool{}, hasCounter: map[string]bool{}}
 }
 
-// Close closes the device's connection.
-func (s *Source) Close() error { return s.dev.Close() }
+// Close closes the device's connection, once no poll is using it.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dev.Close()
+}
 
 // ErrCircuitOpen says the meter is left alone for a while after repeated failures.
 var ErrCircuitOpen = errors.New("circuit open after repeated failures; the meter is left alone until the backoff ends")
@@ -124,6 +129,12 @@ func (s *Source) Collect(ctx context.Context) ([]collector.Sample, error) {
 		defer cancel()
 	}
 	readings, problems, err := s.dev.Read(ctx)
+	if err == nil && len(readings) == 0 && len(problems) > 0 {
+		// Answered, but nothing of its profile: the wrong profile, or a
+		// card that has not started its tables. Not a meter that is up.
+		err = &PollError{Reason: "no_readings", Err: fmt.Errorf("the device answered but gave no reading of its profile (%d not read, first %s: %v): is it the right profile?",
+			len(problems), problems[0].Reading, problems[0].Err)}
+	}
 	reqs := s.dev.Requests()
 	s.pollReqs, s.reqsBefore = reqs-s.reqsBefore, reqs
 	if err != nil {
@@ -153,11 +164,10 @@ func (s *Source) Collect(ctx context.Context) ([]collector.Sample, error) {
 func (s *Source) samples(readings []Reading, now time.Time) []collector.Sample {
 	prefix := "joules_" + s.cfg.Protocol + "_"
 	keyPrefix := s.cfg.Protocol + "/" + s.cfg.Name + "/"
-	maxGap := 3 * max(s.cfg.Interval, 10*time.Second)
-	counted := map[string]bool{}
+	maxGap := 3 * s.cfg.Interval
 	for _, r := range readings {
 		if r.Quantity == Energy {
-			counted[r.Row] = true
+			s.hasCounter[r.Row] = true
 		}
 	}
 	out := make([]collector.Sample, 0, len(readings)+4)
@@ -177,14 +187,17 @@ func (s *Source) samples(readings []Reading, now time.Time) []collector.Sample {
 		q := quantities[r.Quantity]
 		if !q.counter {
 			add(q, r.Value, r.Row)
-			if r.Quantity == Power && !counted[r.Row] {
+			// A row that has shown a counter is never integrated: a poll
+			// whose counter was unreadable leaves a gap in its series, not
+			// a second series of another method.
+			if r.Quantity == Power && !s.hasCounter[r.Row] {
 				j, epoch := s.cfg.Counters.Integrate(keyPrefix+"power/"+r.Row, r.Value, now, maxGap, s.cfg.MaxWatts)
 				add(quantities[Energy], j, r.Row, collector.Label{Name: "method", Value: "integrated"}, collector.Label{Name: "epoch", Value: epoch})
 			}
 			continue
 		}
 		total, epoch, _ := s.cfg.Counters.Counter(keyPrefix+string(r.Quantity)+"/"+r.Row, r.Value, "", now,
-			energy.Bound{MaxWatts: s.cfg.MaxWatts, Wrap: r.Wrap})
+			energy.Bound{MaxWatts: s.cfg.MaxWatts, Wrap: r.Wrap, Resolution: r.Resolution})
 		extra := []collector.Label{{Name: "epoch", Value: epoch}}
 		if r.Quantity == Energy {
 			extra = append(extra, collector.Label{Name: "method", Value: "counter"})
@@ -217,7 +230,7 @@ func (s *Source) status(now time.Time, up bool) []collector.Sample {
 	add("poll_requests", "Requests the last poll sent.", collector.Gauge, float64(s.pollReqs))
 	add("requests_total", "Requests sent to the meter.", collector.Counter, float64(s.reqsBefore))
 	for _, reason := range sortedKeys(s.errCounts) {
-		add("poll_errors_total", "Failed polls, by reason (timeout, connection, auth, protocol).", collector.Counter, s.errCounts[reason],
+		add("poll_errors_total", "Failed polls, by reason (timeout, connection, auth, protocol, no_readings).", collector.Counter, s.errCounts[reason],
 			collector.Label{Name: "reason", Value: reason})
 	}
 	keys := make([][2]string, 0, len(s.problems))

@@ -244,3 +244,67 @@ func TestSpecScalesChecksAndSums(t *testing.T) {
 		t.Errorf("wrap %v", w)
 	}
 }
+
+func TestAMeterThatGivesNothingOfItsProfileIsDown(t *testing.T) {
+	c := &clock{time.Unix(1_700_000_000, 0)}
+	none := []Problem{{Reading: "power@1.2.3", Reason: ReasonMissing, Err: errors.New("no such object")}}
+	s := newTestSource(&fakeDevice{polls: []fakePoll{{problems: none}}}, c)
+	out, err := s.Collect(context.Background())
+	if Reason(err) != "no_readings" {
+		t.Fatalf("err %v, want reason no_readings", err)
+	}
+	if u, _ := find(out, "joules_snmp_up"); u.Value != 0 {
+		t.Error("a meter that read nothing of its profile is up")
+	}
+}
+
+// A row whose counter is unreadable for one poll keeps one series: its
+// power is not integrated into a second one for that poll.
+func TestARowWithACounterIsNeverIntegrated(t *testing.T) {
+	c := &clock{time.Unix(1_700_000_000, 0)}
+	dev := &fakeDevice{polls: []fakePoll{
+		{readings: []Reading{{Quantity: Energy, Row: "1", Value: 1e6}, {Quantity: Power, Row: "1", Value: 500}}},
+		{readings: []Reading{{Quantity: Power, Row: "1", Value: 500}}},
+	}}
+	s := newTestSource(dev, c)
+	for range 2 {
+		out, err := s.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := find(out, "joules_snmp_equipment_energy_joules_total", "method", "integrated"); ok {
+			t.Fatal("a row with a counter was integrated")
+		}
+		c.t = c.t.Add(10 * time.Second)
+	}
+}
+
+// Power is integrated across up to three intervals; a longer gap is left
+// out and starts a new epoch.
+func TestAGapOfMoreThanThreeIntervalsIsNotIntegrated(t *testing.T) {
+	c := &clock{time.Unix(1_700_000_000, 0)}
+	p := fakePoll{readings: []Reading{{Quantity: Power, Row: "1", Value: 100}}}
+	s := NewSource(Config{Protocol: "snmp", Name: "ups", Role: "ups_output", EquipmentType: "ups", MaxWatts: 1e4, Interval: time.Second,
+		Counters: energy.NewMemoryStore()}, &fakeDevice{polls: []fakePoll{p}})
+	s.now = c.now
+	var joules []float64
+	var epochs []string
+	for _, step := range []time.Duration{0, 3 * time.Second, 4 * time.Second} {
+		c.t = c.t.Add(step)
+		out, err := s.Collect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := find(out, "joules_snmp_equipment_energy_joules_total", "method", "integrated")
+		joules = append(joules, e.Value)
+		for _, l := range e.Labels {
+			if l.Name == "epoch" {
+				epochs = append(epochs, l.Value)
+			}
+		}
+	}
+	// 3 s at 100 W counted; the 4 s gap is not.
+	if joules[1] != 300 || joules[2] != 300 || epochs[0] != epochs[1] || epochs[1] == epochs[2] {
+		t.Errorf("energy %v, epochs %v: want 0, 300, 300 J and a new epoch after the 4 s gap", joules, epochs)
+	}
+}

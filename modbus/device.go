@@ -232,6 +232,7 @@ func (d *Device) Read(ctx context.Context) ([]meter.Reading, []meter.Problem, er
 		got, bad := r.Build(r.what(), []meter.Row{{Name: r.Row, Raw: raw}})
 		for j := range got {
 			got[j].Wrap *= factor // the counter wraps at its raw range times its scale factor
+			got[j].Resolution *= factor
 		}
 		readings = append(readings, got...)
 		problems = append(problems, bad...)

@@ -63,8 +63,11 @@ type Device struct {
 	now      func() time.Time
 	// absent holds the columns a walk found empty, until when they are
 	// not walked again: a PDU without outlet metering would otherwise cost
-	// two requests a column on every poll.
-	absent map[string]time.Time
+	// two requests a column on every poll. Only columns that optional
+	// readings alone use: a required one (power, on a card still booting)
+	// is walked every poll.
+	absent   map[string]time.Time
+	optional map[string]bool // column → only optional readings use it
 }
 
 // recheckAbsent is how long an empty column is left alone.
@@ -76,7 +79,7 @@ func NewDevice(cfg Config, p *Profile) (*Device, error) {
 	if h, ps, err := net.SplitHostPort(cfg.Address); err == nil {
 		n, err := strconv.ParseUint(ps, 10, 16)
 		if err != nil {
-			return nil, fmt.Errorf("address %q: port %q is not a number", cfg.Address, ps)
+			return nil, fmt.Errorf("address %q: port %q is not a port number: %w", cfg.Address, ps, err)
 		}
 		host, port = h, uint16(n)
 	}
@@ -122,7 +125,20 @@ func NewDevice(cfg Config, p *Profile) (*Device, error) {
 	default:
 		return nil, fmt.Errorf("version %q is not 2c or 3", cfg.Version)
 	}
-	d := &Device{profile: p, client: c, now: time.Now, absent: map[string]time.Time{}}
+	d := &Device{profile: p, client: c, now: time.Now, absent: map[string]time.Time{}, optional: map[string]bool{}}
+	for _, r := range p.Readings {
+		if !r.Walk {
+			continue
+		}
+		for _, oid := range []string{r.OID, r.DecimalsOID} {
+			if oid == "" {
+				continue
+			}
+			oid = dotted(oid)
+			only, seen := d.optional[oid]
+			d.optional[oid] = r.Optional && (only || !seen)
+		}
+	}
 	c.OnSent = func(*gosnmp.GoSNMP) { d.requests.Add(1) }
 	return d, nil
 }
@@ -182,7 +198,7 @@ func (d *Device) Read(ctx context.Context) ([]meter.Reading, []meter.Problem, er
 			return nil, pollError(err)
 		}
 		walks[oid] = rows
-		if len(rows) == 0 {
+		if len(rows) == 0 && d.optional[oid] {
 			d.absent[oid] = d.now().Add(recheckAbsent)
 		} else {
 			delete(d.absent, oid)
@@ -221,12 +237,14 @@ func (d *Device) Read(ctx context.Context) ([]meter.Reading, []meter.Problem, er
 			}
 			arcs, _ := parseIndex(r.Index)
 			prefix := dotted(r.OID) + "."
+			matched := 0
 			for _, p := range pdus {
 				index := strings.TrimPrefix(p.Name, prefix)
 				name, ok := rowName(arcs, index)
 				if !ok {
 					continue
 				}
+				matched++
 				v, err := number(p)
 				if err != nil {
 					report(r, fmt.Errorf("row %s: %w", index, err))
@@ -244,6 +262,11 @@ func (d *Device) Read(ctx context.Context) ([]meter.Reading, []meter.Problem, er
 			}
 			if len(rows) == 0 {
 				report(r, fmt.Errorf("no rows under %s%s: %w", r.OID, indexNote(r.Index), errMissing))
+				continue
+			}
+			if r.Sum && len(rows) < matched {
+				// A sum of the lines that read would be too low: none.
+				report(r, fmt.Errorf("%d of %d rows under %s unreadable: no sum: %w", matched-len(rows), matched, r.OID, errMissing))
 				continue
 			}
 		}

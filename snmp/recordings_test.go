@@ -69,10 +69,11 @@ var recordings = []struct {
 	{file: "eatonpdu_2", profile: "eaton-epdu", want: []want{
 		{meter.Power, "0.1", 1584},
 		{meter.Energy, "0.1", 8185493 * 3600.0},
+		{meter.PowerFactor, "0.1", 0.946}, // inputTotalPowerFactor.0.1 = 946 (thousandths)
 		{meter.PhasePower, "1.1", 1589},
 		{meter.OutletPower, "1", 80}, {meter.OutletPower, "2", 142},
 		{meter.OutletEnergy, "1", 785621 * 3600.0},
-	}, problems: []string{"power_factor@1.3.6.1.4.1.534.6.6.7.3.4.1.7: out_of_range"}, absent: []meter.Quantity{meter.PowerFactor}},
+	}, problems: []string{"phase_power_factor@1.3.6.1.4.1.534.6.6.7.3.4.1.7: out_of_range"}, absent: []meter.Quantity{meter.PhasePF}},
 	{file: "vertiv-pdu_mg02e4w1", profile: "vertiv-geist", want: []want{
 		{meter.Power, "1", 1017},
 		{meter.Energy, "1", 8483906 * 3600.0},

@@ -49,7 +49,7 @@ func snmpDevice(s config.SNMPSource) (meter.Device, string, error) {
 	}
 	v := s.V3
 	dev, err := snmp.NewDevice(snmp.Config{Address: s.Address.Value, Version: s.Version.Value, Community: community,
-		Timeout: s.Timeout.Duration, Retries: s.Retries,
+		Timeout: s.Timeout.Duration, Retries: *s.Retries,
 		V3: snmp.V3{Username: v.Username, SecurityLevel: v.SecurityLevel, AuthProtocol: v.AuthProtocol, AuthPassword: auth,
 			PrivProtocol: v.PrivProtocol, PrivPassword: priv, ContextName: v.ContextName}}, profile)
 	if err != nil {

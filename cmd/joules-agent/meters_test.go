@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,13 +60,14 @@ sources:
 `
 	file := writeFile(t, "agent.yml", cfg)
 	if out, err := exec.Command(agentBin, "--config.check", "--config.file="+file).CombinedOutput(); err != nil ||
-		strings.Contains(string(out), "rack12\n") && !strings.Contains(string(out), "community_file") {
-		t.Fatalf("--config.check: %v\n%s", err, out)
+		strings.Contains(string(out), "rack12") || !strings.Contains(string(out), "community_file") {
+		t.Fatalf("--config.check must pass, name the community file and never show the community: %v\n%s", err, out)
 	}
 	a := startAgent(t, "--config.file="+file)
 	body := a.scrapeWhen(t, func(b string) bool {
 		return strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-apc"`) && strings.Contains(b, `joules_snmp_equipment_power_watts{device="pdu-mine"`) &&
-			strings.Contains(b, `joules_modbus_equipment_power_watts{device="main"`) && strings.Contains(b, `joules_snmp_poll_errors_total{device="pdu-hung"`)
+			strings.Contains(b, `joules_modbus_equipment_power_watts{device="main"`) && strings.Contains(b, `joules_snmp_poll_errors_total{device="pdu-hung"`) &&
+			integratedAbove(b, "pdu-mine", 0)
 	})
 	// rPDU2DeviceStatusPower.1 = 27 (0.01 kW), rPDU2DeviceStatusEnergy.1 = 19677 (0.1 kWh).
 	for _, c := range []struct {
@@ -91,9 +93,9 @@ sources:
 			t.Errorf("%s%v = %v, want %v", c.name, c.matchers, got, c.want)
 		}
 	}
-	// The user's profile has no energy counter: its power is integrated,
-	// from 0 at the first poll.
-	if got := metricValue(t, body, "joules_snmp_equipment_energy_joules_total", `device="pdu-mine"`, `method="integrated"`); got < 0 {
+	// The user's profile has no energy counter: its power is integrated
+	// (the exposition was awaited until it rose above 0).
+	if got := metricValue(t, body, "joules_snmp_equipment_energy_joules_total", `device="pdu-mine"`, `method="integrated"`); got <= 0 {
 		t.Errorf("integrated energy %v", got)
 	}
 	if got := metricValue(t, body, "joules_snmp_poll_errors_total", `device="pdu-hung"`, `reason="timeout"`); got < 1 {
@@ -105,6 +107,20 @@ sources:
 	if out, err := check.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// integratedAbove says whether the exposition has device's integrated
+// energy above min.
+func integratedAbove(body, device string, min float64) bool {
+	for _, line := range strings.Split(body, "\n") {
+		m := sampleLine.FindStringSubmatch(line)
+		if m == nil || m[1] != "joules_snmp_equipment_energy_joules_total" || !strings.Contains(m[2], `device="`+device+`"`) || !strings.Contains(m[2], `method="integrated"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		return err == nil && v > min
+	}
+	return false
 }
 
 // TestConfigCheckNamesABadProfileOrRegisterMap: --config.check loads every

@@ -21,7 +21,7 @@ type SNMPSource struct {
 	V3            SNMPv3   `yaml:"v3"`
 	Interval      Duration `yaml:"interval"`
 	Timeout       Duration `yaml:"timeout"` // one request
-	Retries       int      `yaml:"retries"`
+	Retries       *int     `yaml:"retries"` // after a request times out (default 1; 0: none)
 	Role          String   `yaml:"role"`
 	// Profile names a shipped profile; ProfileFile is the user's own.
 	Profile       String  `yaml:"profile"`
@@ -68,8 +68,9 @@ func (s *SNMPSource) defaults() {
 	if s.Version.Value == "" {
 		s.Version.Value = "2c"
 	}
-	if s.Retries == 0 {
-		s.Retries = 1
+	if s.Retries == nil {
+		one := 1
+		s.Retries = &one
 	}
 	if s.Version.Value == "3" {
 		if s.V3.SecurityLevel == "" {
@@ -131,6 +132,9 @@ func meterCommon(section string, name, address, role String, interval, timeout D
 func (s SNMPSource) validate(names map[string]bool) error {
 	errs := meterCommon("sources.snmp", s.Name, s.Address, s.Role, s.Interval, s.Timeout, s.MaxPowerWatts, names)
 	at := lineOf(s.Name.Line)
+	if r := *s.Retries; r < 0 || r > 5 {
+		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: retries %d must be 0 to 5: each retry waits another timeout within the interval", at, s.Name.Value, r))
+	}
 	switch {
 	case s.Profile.Value != "" && s.ProfileFile != "":
 		errs = append(errs, fmt.Errorf("%s: sources.snmp %q: give profile or profile_file, not both", at, s.Name.Value))

@@ -19,7 +19,7 @@ func TestSNMPAndModbusEntriesGetTheirDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := cfg.Sources.SNMP[0]
-	if s.Interval.Duration != 10*time.Second || s.Timeout.Duration != 2*time.Second || s.Version.Value != "2c" || s.Retries != 1 {
+	if s.Interval.Duration != 10*time.Second || s.Timeout.Duration != 2*time.Second || s.Version.Value != "2c" || *s.Retries != 1 {
 		t.Errorf("snmp defaults: %+v", s)
 	}
 	if community, _, _, err := s.Secrets(); err != nil || community != "public" {
@@ -77,6 +77,7 @@ func TestMeterEntryErrorsNameTheEntryAndWhatToDo(t *testing.T) {
     - {name: ups, address: 10.0.0.24, profile: ups-mib, role: ups_output, version: 3, v3: {username: u, auth_password_file: `+short+`, priv_password_file: `+short+`}}
     - {name: ups-2, address: 10.0.0.25, profile: ups-mib, role: ups_output, version: 3, v3: {security_level: authPriv}}
     - {name: pdu-5, address: 10.0.0.26, profile: sentry4, role: pdu_output, version: 1}
+    - {name: pdu-6, address: 10.0.0.27, profile: sentry4, role: pdu_output, retries: 9}
   modbus:
     - {name: m1, address: 10.0.0.30, role: facility_input, unit_id: 300}
     - {name: m2, address: 10.0.0.31, register_map: schneider-pm5000, role: facility_input, interval: 10s, timeout: 10s}
@@ -94,6 +95,7 @@ func TestMeterEntryErrorsNameTheEntryAndWhatToDo(t *testing.T) {
 		`v3.username is required for version 3`,
 		`v3.auth_password_file is required at authPriv`,
 		`version "1" must be 2c or 3`,
+		`sources.snmp "pdu-6": retries 9 must be 0 to 5`,
 		`unit_id 300 must be 0 to 255`,
 		`sources.modbus "m1": register_map is required`,
 		`timeout (10s, one request) must be positive and below the interval (10s)`,

@@ -75,6 +75,10 @@ type Bound struct {
 	// A drop that the rest of the range and the new value explain within
 	// the bound is a wrap, counted.
 	Wrap float64
+	// Resolution is the counter's unit in J (0.1 kWh is 360 kJ): a coarse
+	// counter rises a whole unit at once, which a low MaxWatts over a short
+	// step would otherwise take for a glitch, losing every step.
+	Resolution float64
 }
 
 // MaxJoules is the most a step of dt seconds may count.
@@ -82,7 +86,7 @@ func (b Bound) MaxJoules(dt float64) float64 {
 	if b.MaxWatts <= 0 {
 		return math.Inf(1)
 	}
-	return b.MaxWatts * (max(dt, 0) + LagSeconds)
+	return b.MaxWatts*(max(dt, 0)+LagSeconds) + b.Resolution
 }
 
 func (b Bound) dip() float64 {
@@ -198,7 +202,7 @@ func (tr *Track) allow(dt float64, b Bound) float64 {
 	if b.MaxWatts <= 0 {
 		return math.Inf(1)
 	}
-	return min(b.lag(), max(0, tr.Budget)) + b.MaxWatts*max(dt, 0)
+	return min(b.lag(), max(0, tr.Budget)) + b.MaxWatts*max(dt, 0) + b.Resolution
 }
 
 func (b Bound) lag() float64 {

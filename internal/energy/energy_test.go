@@ -326,10 +326,38 @@ func TestAWrapIsCountedOnlyWhereTheCounterWraps(t *testing.T) {
 	if s := tr.Update(90, 21e9, b); s.Event != Held || s.Joules != 0 {
 		t.Errorf("dip %+v, want held", s)
 	}
-	// Without Wrap the same drop from near the top is no wrap.
+	// Without Wrap the same drop from near the top is no wrap but a
+	// restart from zero: the 100 J since are counted, not 636.
 	var plain Track
 	plain.Update(65000, 1e9, Bound{MaxWatts: 100})
-	if s := plain.Update(100, 11e9, Bound{MaxWatts: 100}); s.Joules == 636 {
-		t.Errorf("a counter without a wrap was taken to wrap: %+v", s)
+	if s := plain.Update(100, 11e9, Bound{MaxWatts: 100}); s.Event != Reset || s.Joules != 100 {
+		t.Errorf("a counter without a wrap: %+v, want a reset counting 100 J", s)
+	}
+}
+
+// A counter in 0.1 kWh under a 16 A PDU's rating: one unit (360 kJ) is
+// more than 3680 W can draw in 10 s and the lag budget, yet it is what the
+// counter shows when it ticks over.
+func TestACoarseCounterIsCountedAUnitAtATime(t *testing.T) {
+	const unit = 360e3
+	for _, c := range []struct {
+		name string
+		b    Bound
+		want float64
+	}{
+		{"with its resolution", Bound{MaxWatts: 3680, Resolution: unit}, 2 * unit},
+		{"without", Bound{MaxWatts: 3680}, 0},
+	} {
+		var tr Track
+		var counted float64
+		tr.Update(0, 0, c.b)
+		// 2 kW: a unit every 180 s, polled every 10 s for 400 s.
+		for s := int64(10); s <= 400; s += 10 {
+			v := unit * float64(2000*s/int64(unit))
+			counted += tr.Update(v, s*1e9, c.b).Joules
+		}
+		if counted != c.want {
+			t.Errorf("%s: counted %v J, want %v J", c.name, counted, c.want)
+		}
 	}
 }
