@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/joules-energy/joules/internal/procstat"
 )
 
 // goalOptions is the shape of DESIGN.md's agent budget.
@@ -172,7 +174,7 @@ func runGoal(o goalOptions) error {
 	hangingCPU := burstCPU
 
 	fmt.Printf("`%s`, %s: joules-agent with %s plus one simulated BMC (%s over HTTPS, every 10 s), streaming to an in-process write sink (%.0f lines/s), scraped every %s for %s; then %d scrapes 20 ms apart, healthy and with the BMC hanging. Load average at the end: %s.\n\n",
-		command(), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst, loadAvg())
+		command(), time.Now().Format("2006-01-02"), filepath.Base(o.config), filepath.Base(o.mockup), linesPerSec, o.scrapeEvery, o.steady, o.burst, procstat.LoadAvg())
 	fmt.Println("| figure | joules-agent | budget | met |")
 	fmt.Println("|---|---|---|---|")
 	fmt.Printf("| CPU (of one core) | %.2f %% | 0.5 %% | %s |\n", cpuPct, yes(cpuPct <= 0.5))
@@ -300,39 +302,11 @@ type mem struct{ rss, anon, file int64 }
 
 func memory(pid int) (mem, error) {
 	var m mem
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	var err error
+	if m.rss, err = procstat.StatusKiB(pid, "VmRSS"); err != nil {
 		return m, err
 	}
-	m.rss = kbField(string(status), "VmRSS:")
-	m.file = kbField(string(status), "RssFile:")
-	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return m, err
-	}
-	m.anon = kbField(string(rollup), "Anonymous:")
-	return m, nil
-}
-
-func kbField(text, key string) int64 {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// loadAvg is the machine's 1, 5 and 15 minute load averages.
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
+	m.file, _ = procstat.StatusKiB(pid, "RssFile")
+	m.anon, err = procstat.AnonKiB(pid)
+	return m, err
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/joules-energy/joules/internal/procstat"
 	"github.com/joules-energy/joules/snmp"
 )
 
@@ -187,7 +188,7 @@ func report(o options, devs []device, base, agent result, peer *result, peerRows
 		kinds = append(kinds, fmt.Sprintf("%s (%s)", k.profile, k.recording))
 	}
 	fmt.Printf("`%s`, %s, %d cores (%s), load average at the end %s.\n\n", command(), time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		runtime.NumCPU(), cpuModel(), loadAvg())
+		runtime.NumCPU(), cpuModel(), procstat.LoadAvg())
 	fmt.Printf("%d simulated PDUs (%s, in turn), served by %d snmpsimd processes, each polled every %s (timeout 2s, 1 retry), %s warm-up then %s measured per process; the agents' /metrics read every %s throughout.\n\n",
 		o.devices, strings.Join(kinds, ", "), len(sims.addrs), o.interval, o.warmup, o.duration, o.poll)
 

@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/joules-energy/joules/internal/procstat"
 )
 
 func main() {
@@ -337,28 +339,16 @@ func scrape(u string) map[string]float64 {
 }
 
 func cpuTime(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * time.Second / 100
+	d, _ := procstat.CPUTime(pid)
+	return d
 }
 
-func rssMiB(pid int) float64 { return statusMiB(pid, "VmRSS:") }
+func rssMiB(pid int) float64 { return statusMiB(pid, "VmRSS") }
 
-// statusMiB reads a size in kB from /proc/PID/status, in MiB.
+// statusMiB reads a size from /proc/PID/status, in MiB.
 func statusMiB(pid int, field string) float64 {
-	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(l, field); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	kib, _ := procstat.StatusKiB(pid, field)
+	return float64(kib) / 1024
 }
 
 // soakSample is the aggregator's state at one moment of a soak.

@@ -336,4 +336,4 @@ func fetchProfile(u, path string) error {
 }
 
 // peakRSSMiB is the process's peak resident set (VmHWM).
-func peakRSSMiB(pid int) float64 { return statusMiB(pid, "VmHWM:") }
+func peakRSSMiB(pid int) float64 { return statusMiB(pid, "VmHWM") }
