@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -61,7 +62,7 @@ type Config struct {
 	Role          string // what the meter feeds: facility_input, ups_output, pdu_output, it_input
 	EquipmentType string // rack_pdu, ups, meter: from the profile
 	// MaxWatts bounds an energy step: more than this over the step is a
-	// glitch, not counted.
+	// glitch, not counted (default energy.DefaultMeterWatts).
 	MaxWatts float64
 	// Interval is the poll interval; power is integrated across gaps of at
 	// most three of them (a longer one starts a new epoch).
@@ -95,6 +96,9 @@ func NewSource(cfg Config, dev Device) *Source {
 	}
 	if cfg.Counters == nil {
 		cfg.Counters = energy.NewMemoryStore()
+	}
+	if cfg.MaxWatts <= 0 {
+		cfg.MaxWatts = energy.DefaultMeterWatts
 	}
 	return &Source{cfg: cfg, dev: dev, now: time.Now, breakr: breaker.New(),
 		errCounts: map[string]float64{}, problems: map[[2]string]float64{}, logged: map[[2]string]bool{}, hasCounter: map[string]bool{}}
@@ -229,7 +233,7 @@ func (s *Source) status(now time.Time, up bool) []collector.Sample {
 	add("circuit_open", "Whether polling is suspended after repeated failures (1) or not (0).", collector.Gauge, b2f(open))
 	add("poll_requests", "Requests the last poll sent.", collector.Gauge, float64(s.pollReqs))
 	add("requests_total", "Requests sent to the meter.", collector.Counter, float64(s.reqsBefore))
-	for _, reason := range sortedKeys(s.errCounts) {
+	for _, reason := range slices.Sorted(maps.Keys(s.errCounts)) {
 		add("poll_errors_total", "Failed polls, by reason (timeout, connection, auth, protocol, no_readings).", collector.Counter, s.errCounts[reason],
 			collector.Label{Name: "reason", Value: reason})
 	}
@@ -255,13 +259,4 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-func sortedKeys(m map[string]float64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

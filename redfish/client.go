@@ -73,7 +73,7 @@ func (c *Config) defaults() {
 		c.Counters = energy.NewMemoryStore()
 	}
 	if c.MaxWatts <= 0 {
-		c.MaxWatts = defaultMeterWatts
+		c.MaxWatts = energy.DefaultMeterWatts
 	}
 }
 

@@ -63,12 +63,9 @@ func (p *poller) get(ctx context.Context, path string, v any) (bool, error) {
 	return false, err
 }
 
-// Defaults that bound energy steps where the BMC reports no capacity: a
-// host above any server made, a meter above any feed a BMC reports.
-const (
-	defaultHostWatts  = 20_000
-	defaultMeterWatts = 100e6
-)
+// defaultHostWatts bounds a host's energy steps where the BMC reports no
+// capacity: above any server made.
+const defaultHostWatts = 20_000
 
 // bound is what the chassis or meter being read can draw.
 func (p *poller) bound() energy.Bound {

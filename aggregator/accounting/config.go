@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/joules-energy/joules/internal/energy"
 )
 
 // Config says how accounting windows work. Zero fields take the defaults.
@@ -109,7 +111,7 @@ func (c *Config) defaults() {
 		b.CPUWatts = 1000
 	}
 	if b.MeterWatts <= 0 {
-		b.MeterWatts = 100e6
+		b.MeterWatts = energy.DefaultMeterWatts
 	}
 	if c.MeterCheck <= 0 {
 		c.MeterCheck = 0.1

@@ -87,19 +87,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = checkWriters(*configFile, cfg)
 	}
+	var meters []meterDevice // made once: checked here, then probed or polled
 	if err == nil {
-		err = checkMeters(*configFile, cfg)
+		meters = meterDevices(cfg)
+		err = checkMeters(*configFile, meters)
 	}
 	if code, done := config.Report(stdout, stderr, "joules-agent", *webFlags.WebConfigFile, err, *configCheck || *configProbe, cfg.Effective); done {
 		if code == 0 && *configProbe {
-			code = probe(context.Background(), stdout, cfg)
+			code = probe(context.Background(), stdout, cfg, meters)
 		}
 		return code
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, logger, cfg, collectors, app, *metricsPath, *debugPprof, webFlags); err != nil {
+	if err := serve(ctx, logger, cfg, collectors, meters, app, *metricsPath, *debugPprof, webFlags); err != nil {
 		logger.Error("agent stopped", "err", err)
 		return 1
 	}
@@ -278,7 +280,7 @@ func addWriters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent)
 	return writers, nil
 }
 
-func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, app *kingpin.Application,
+func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collectors []string, meters []meterDevice, app *kingpin.Application,
 	metricsPath string, debugPprof bool, webFlags *web.FlagConfig) error {
 	logger.Info("starting joules-agent", "version", version.Info(), "labels", cfg.Labels)
 	runner := collector.NewRunner(logger, cfg.Labels)
@@ -323,8 +325,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		return err
 	}
 
-	meters, err := addMeters(logger, runner, cfg, counters)
-	for _, m := range meters {
+	meterSources, err := addMeters(logger, runner, meters, counters)
+	for _, m := range meterSources {
 		defer m.Close()
 	}
 	if err != nil {

@@ -16,10 +16,6 @@ import (
 	"github.com/joules-energy/joules/snmp"
 )
 
-// defaultMeterWatts bounds a meter's energy steps when its entry gives no
-// max_power_watts: above any feed a site has.
-const defaultMeterWatts = 100e6
-
 // meterDevice is one configured SNMP or Modbus device, ready to poll.
 type meterDevice struct {
 	protocol, name, address, role, equipment string
@@ -78,20 +74,19 @@ func modbusDevice(m config.ModbusSource) (meter.Device, string, error) {
 	return dev, regs.EquipmentType, nil
 }
 
-// checkMeters makes every meter's device, so that --config.check names a
-// profile or register map that does not load, and what is wrong in it.
-func checkMeters(file string, cfg config.Agent) error {
+// checkMeters says which meters' devices could not be made, so that
+// --config.check names a profile or register map that does not load, and
+// what is wrong in it.
+func checkMeters(file string, meters []meterDevice) error {
 	var errs []error
-	for _, d := range meterDevices(cfg) {
+	for _, d := range meters {
 		if d.err != nil {
 			err := fmt.Errorf("line %d: sources.%s %q: %w", d.line, d.protocol, d.name, d.err)
 			if file != "" {
 				err = fmt.Errorf("%s: %w", file, err)
 			}
 			errs = append(errs, err)
-			continue
 		}
-		d.dev.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -115,17 +110,13 @@ func meterDevices(cfg config.Agent) []meterDevice {
 
 // addMeters registers one source per SNMP device and Modbus meter: each
 // polled on its own, so a hung meter delays nothing else.
-func addMeters(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store) ([]*meter.Source, error) {
+func addMeters(logger *slog.Logger, runner *collector.Runner, meters []meterDevice, counters *energy.Store) ([]*meter.Source, error) {
 	var sources []*meter.Source
-	for _, d := range meterDevices(cfg) {
+	for _, d := range meters {
 		if d.err != nil {
 			return sources, fmt.Errorf("sources.%s %q: %w", d.protocol, d.name, d.err)
 		}
-		maxWatts := d.maxWatts
-		if maxWatts <= 0 {
-			maxWatts = defaultMeterWatts
-		}
-		src := meter.NewSource(meter.Config{Protocol: d.protocol, Name: d.name, Role: d.role, EquipmentType: d.equipment, MaxWatts: maxWatts,
+		src := meter.NewSource(meter.Config{Protocol: d.protocol, Name: d.name, Role: d.role, EquipmentType: d.equipment, MaxWatts: d.maxWatts,
 			Interval: d.interval, Counters: counters, Logger: logger.With("collector", d.protocol, "device", d.name)}, d.dev)
 		sources = append(sources, src)
 		// The poll's deadline is the interval: a hung meter is given up on in

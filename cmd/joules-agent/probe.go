@@ -34,7 +34,7 @@ func checkWriters(file string, cfg config.Agent) error {
 // will reach it, and prints one line each: what answered, or what to
 // change. It returns the exit code: 1 when any endpoint fails. Secrets are
 // read and sent, never printed.
-func probe(ctx context.Context, out io.Writer, cfg config.Agent) int {
+func probe(ctx context.Context, out io.Writer, cfg config.Agent, meters []meterDevice) int {
 	fmt.Fprintln(out, "# endpoint probe")
 	failed := 0
 	report := func(what, url, found string, err error) {
@@ -65,7 +65,7 @@ func probe(ctx context.Context, out io.Writer, cfg config.Agent) int {
 		found, err := redfish.Probe(ctx, redfishConfig(r, "", nil), r.Password)
 		report(fmt.Sprintf("sources.redfish %s", r.Name.Value), r.Endpoint.Value, found, err)
 	}
-	for _, m := range meterDevices(cfg) {
+	for _, m := range meters {
 		found, err := probeMeter(ctx, m)
 		report("sources."+m.protocol+" "+m.name, m.address, found, err)
 	}

@@ -61,6 +61,10 @@ func (e Event) String() string {
 // little each step is still caught.
 const LagSeconds = 30
 
+// DefaultMeterWatts bounds the energy steps of a meter whose rating is not
+// configured: above any feed a site has.
+const DefaultMeterWatts = 100e6
+
 // Bound is what physics allows one counter.
 type Bound struct {
 	// MaxWatts is the most the device can draw (a GPU's power limit, a
