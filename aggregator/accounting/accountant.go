@@ -60,6 +60,7 @@ type Accountant struct {
 	pending      []aggregator.Point // derived points not yet handed to the output
 	checkpointed time.Time
 	watermark    int64                // the newest accounting point's time, unix ns
+	progress     int64                // in a cluster: every window ending then or before is published, unix ns
 	pended       map[*series]struct{} // series holding a point (series.PendT)
 	stats        Stats
 	key          []byte

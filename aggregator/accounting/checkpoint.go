@@ -34,6 +34,7 @@ type state struct {
 	Watermark int64
 	Released  [nLevels]int64 // per level, the latest end of a window let go
 	Pending   []pendingPoint
+	Progress  int64 // in a cluster, what the partition published
 }
 
 // pendingPoint is a derived point not yet handed to the output.
@@ -53,12 +54,12 @@ type pendingField struct {
 	B    bool
 }
 
-// Save writes the state to path atomically (a temporary file, fsync,
-// rename), so a crash leaves the old checkpoint or the new one.
-func (a *Accountant) Save(path string) error {
+// MarshalState encodes everything accounting needs to go on: the
+// checkpoint a file or, in a cluster, the state store holds.
+func (a *Accountant) MarshalState() ([]byte, time.Time, error) {
 	a.mu.Lock()
 	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Entities: a.ents,
-		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark}
+		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark, Progress: a.progress}
 	for i, lv := range a.levels {
 		st.Windows[i] = lv.windows
 		st.Released[i] = lv.Released
@@ -85,13 +86,23 @@ func (a *Accountant) Save(path string) error {
 	err := gob.NewEncoder(&buf).Encode(&st)
 	a.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("encode accounting state: %w", err)
+		return nil, time.Time{}, fmt.Errorf("encode accounting state: %w", err)
 	}
-	if err := fsutil.WriteAtomic(path, buf.Bytes()); err != nil {
+	return buf.Bytes(), st.Saved, nil
+}
+
+// Save writes the state to path atomically (a temporary file, fsync,
+// rename), so a crash leaves the old checkpoint or the new one.
+func (a *Accountant) Save(path string) error {
+	raw, saved, err := a.MarshalState()
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteAtomic(path, raw); err != nil {
 		return err
 	}
 	a.mu.Lock()
-	a.checkpointed = st.Saved
+	a.checkpointed = saved
 	a.mu.Unlock()
 	return nil
 }
@@ -109,21 +120,31 @@ func (a *Accountant) Load(path string) error {
 	if err != nil {
 		return fmt.Errorf("read accounting state: %w", err)
 	}
-	var st state
-	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&st); err != nil || st.Version != stateVersion {
-		if err == nil {
-			err = fmt.Errorf("version %d, this aggregator reads %d", st.Version, stateVersion)
-		}
+	if err := a.UnmarshalState(raw); err != nil {
 		aside, rerr := fsutil.MoveAside(path, a.now())
 		if rerr != nil {
 			return fmt.Errorf("accounting state %s is unreadable (%v) and cannot be moved aside: %w; remove it to start accounting afresh", path, err, rerr)
 		}
 		return fmt.Errorf("accounting state %s is unreadable (%w): moved to %s, accounting starts afresh", path, err, aside)
 	}
+	return nil
+}
+
+// UnmarshalState restores a state MarshalState encoded; on an error the
+// accountant is left as it was.
+func (a *Accountant) UnmarshalState(raw []byte) error {
+	var st state
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&st); err != nil {
+		return err
+	}
+	if st.Version != stateVersion {
+		return fmt.Errorf("version %d, this aggregator reads %d", st.Version, stateVersion)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reset()
 	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
+	a.progress = st.Progress
 	for _, s := range a.series {
 		if s.PendT != 0 {
 			a.pended[s] = struct{}{}

@@ -16,9 +16,31 @@ import (
 func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := now.UnixNano()
-	a.releaseDue(n)
 	var e emitter
+	a.closeWindows(now.UnixNano(), func(lv *level, w *window) { a.emitWindow(&e, lv, a.derive(lv, w)) })
+	return e.out
+}
+
+// emitWindow turns a derived window into points, keeps its PUE for the
+// rolling values and its results for /metrics.
+func (a *Accountant) emitWindow(e *emitter, lv *level, r *windowResult) {
+	e.window(r)
+	for _, p := range r.PUEs {
+		for _, rp := range a.roll(lv.id, r.Start.UnixNano(), lv.size, p) {
+			e.pue(rp.pueResult, rp.Res)
+			a.latest.setPUE(p.Key, rp.Res, rp.pueResult)
+		}
+	}
+	if lv.id == levelWindow {
+		a.latest.window(r)
+	}
+}
+
+// closeWindows hands each window whose grace has passed, and each that
+// late points changed since, to done; lets go of those older than
+// MaxLateness; and forgets what is too old to matter. Call with a.mu held.
+func (a *Accountant) closeWindows(n int64, done func(*level, *window)) {
+	a.releaseDue(n)
 	for _, lv := range a.levels {
 		for _, ws := range slices.Sorted(maps.Keys(lv.windows)) {
 			w := lv.windows[ws]
@@ -27,17 +49,7 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 				if w.Written {
 					a.stats.Revisions++
 				}
-				r := a.derive(lv, w)
-				e.window(r)
-				for _, p := range r.PUEs {
-					for _, rp := range a.roll(lv.id, w.Start, lv.size, p) {
-						e.pue(rp.pueResult, rp.Res)
-						a.latest.setPUE(p.Key, rp.Res, rp.pueResult)
-					}
-				}
-				if lv.id == levelWindow {
-					a.latest.window(r)
-				}
+				done(lv, w)
 				w.Written, w.Dirty = true, false
 			}
 			if w.Written && end+int64(a.cfg.MaxLateness) < min(n, a.watermark) {
@@ -47,7 +59,6 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 		}
 	}
 	a.prune(n)
-	return e.out
 }
 
 // prune forgets what is too old to matter.
