@@ -401,6 +401,20 @@ func (o *Output) Alive() bool {
 	return time.Since(time.Unix(0, o.beat.Load())) < 30*time.Second
 }
 
+// Mark is a position in the output: every write that returned before it
+// was taken lies below it.
+func (o *Output) Mark() uint64 {
+	_, next := o.spool.Bounds()
+	return next
+}
+
+// Delivered says whether every write below mark has left the spool: sent
+// to InfluxDB, or dead-lettered or dropped and counted so.
+func (o *Output) Delivered(mark uint64) bool {
+	first, _ := o.spool.Bounds()
+	return first >= mark
+}
+
 // SpoolStats is the output spool's state.
 func (o *Output) SpoolStats() spool.Stats { return o.spool.Stats() }
 

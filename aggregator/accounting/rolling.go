@@ -2,6 +2,8 @@ package accounting
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/joules-energy/joules/internal/schema"
@@ -53,7 +55,10 @@ func rollup(sk scopeKey, windows map[int64]pueResult, from, to, size int64) pueR
 	r := pueResult{Key: sk, Category: 3}
 	n := float64((to - from) / size)
 	got := 0
-	for ws, x := range windows {
+	// In time order: a sum of floats depends on its order, and the same
+	// windows must give the same value in every process.
+	for _, ws := range slices.Sorted(maps.Keys(windows)) {
+		x := windows[ws]
 		if ws < from || ws >= to || !x.OK {
 			continue
 		}

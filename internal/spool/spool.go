@@ -432,6 +432,14 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
+// Bounds returns the index of the oldest batch held and the index the
+// next append gets: every batch below first is acknowledged (or dropped).
+func (s *Spool) Bounds() (first, next uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first, s.next
+}
+
 // Close closes the log.
 func (s *Spool) Close() error {
 	s.mu.Lock()

@@ -1,0 +1,273 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+	"go.uber.org/goleak"
+
+	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/aggregator/accounting"
+	"github.com/joules-energy/joules/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*stream).internalLoop"))
+}
+
+// memOut is an output in memory: raw lines, or derived points by key
+// (the last write of a key wins, as in InfluxDB).
+type memOut struct {
+	mu      sync.Mutex
+	lines   map[string]int // raw line → times written
+	derived map[string]string
+	n       uint64
+}
+
+func newMemOut() *memOut { return &memOut{lines: map[string]int{}, derived: map[string]string{}} }
+
+func (o *memOut) WriteLines(lines []byte, _ int, _ lineprotocol.Precision, _ time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for l := range bytes.SplitSeq(bytes.TrimSpace(lines), []byte{'\n'}) {
+		o.lines[string(l)]++
+	}
+	o.n++
+	return nil
+}
+
+func (o *memOut) Write(points []aggregator.Point) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k, v := range keyed(points) {
+		o.derived[k] = v
+	}
+	o.n++
+	return nil
+}
+
+func (o *memOut) Mark() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n
+}
+
+func (o *memOut) Delivered(uint64) bool { return true }
+
+func (o *memOut) derivedCopy() map[string]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.derived)
+}
+
+func (o *memOut) rawCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.lines)
+}
+
+// keyed maps each point's measurement, tags and time to its fields.
+func keyed(points []aggregator.Point) map[string]string {
+	out := map[string]string{}
+	for _, p := range points {
+		var k, v strings.Builder
+		k.WriteString(p.Measurement)
+		for _, t := range p.Tags {
+			fmt.Fprintf(&k, ",%s=%s", t.Key, t.Value)
+		}
+		fmt.Fprintf(&k, " %d", p.Time.UnixNano())
+		for _, f := range p.Fields {
+			fmt.Fprintf(&v, "%s=%v ", f.Key, f.Value.Interface())
+		}
+		out[k.String()] = v.String()
+	}
+	return out
+}
+
+var testAccounting = accounting.Config{Window: time.Minute, Grace: 2 * time.Second, MaxLateness: time.Hour,
+	Meters: []accounting.Meter{{BMC: "ups", Site: "s1"}}}
+
+// recorded is a site's agents' lines over minutes: hosts with BMC
+// counters and GPUs, a UPS and a facility meter, every 10 s, ending
+// before now so that every window can close.
+func recorded(sites []string, hosts int, from time.Time, minutes int) [][]byte {
+	var batches [][]byte
+	for s := range minutes * 6 {
+		at := from.Add(time.Duration(s) * 10 * time.Second)
+		sec := at.Sub(from).Seconds()
+		var b bytes.Buffer
+		for _, site := range sites {
+			for h := range hosts {
+				host := fmt.Sprintf("%s-n%02d", site, h)
+				rack := fmt.Sprintf("r%d", h%3)
+				w := 2000 + 100*float64(h)
+				fmt.Fprintf(&b, "joules_redfish_host_energy_joules_total,bmc=%s-bmc,chassis=1,hall=h1,host=%s,method=counter,rack=%s,role=host,site=%s value=%g %d\n", host, host, rack, site, 5e6+w*sec, at.UnixNano())
+				for g := range 2 {
+					fmt.Fprintf(&b, "joules_gpu_energy_joules_total,gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d value=%g %d\n", g, host, rack, site, host, g, 1e6+(300+float64(g)*20)*sec, at.UnixNano())
+				}
+			}
+			fmt.Fprintf(&b, "joules_redfish_equipment_energy_joules_total,bmc=ups,equipment=1,equipment_type=ups,host=%s-mgmt,method=counter,role=ups_output,site=%s value=%g %d\n", site, site, 1e8+float64(hosts)*2600*sec, at.UnixNano())
+			fmt.Fprintf(&b, "joules_modbus_equipment_energy_joules_total,device=facility,equipment=main,equipment_type=meter,host=%s-mgmt,method=counter,role=facility_input,site=%s value=%g %d\n", site, site, 2e8+float64(hosts)*3500*sec, at.UnixNano())
+		}
+		batches = append(batches, b.Bytes())
+	}
+	return batches
+}
+
+// oneProcess is what a single aggregator derives from the batches.
+func oneProcess(t *testing.T, batches [][]byte, now time.Time) (map[string]string, int) {
+	t.Helper()
+	a, err := accounting.New(testAccounting, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, b := range batches {
+		var d aggregator.Decoder
+		points, n, _, err := d.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += n
+		a.Process(points)
+	}
+	return keyed(a.Tick(now)), lines
+}
+
+// tier is a tier on a NATS cluster, built member by member.
+type tier struct {
+	t      *testing.T
+	nats   *testenv.NATSCluster
+	cfg    Config
+	ctx    context.Context
+	raw    *memOut
+	derive *memOut
+	stops  []func()
+}
+
+func newTier(t *testing.T, nats *testenv.NATSCluster, partitions int) *tier {
+	cfg := Config{URLs: nats.URLs(), Partitions: partitions, Replicas: 3, Lease: 3 * time.Second, RollupWait: time.Minute,
+		CheckpointEvery: time.Second, Accounting: testAccounting, Logger: slog.New(slog.DiscardHandler)}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &tier{t: t, nats: nats, cfg: cfg, ctx: ctx, raw: newMemOut(), derive: newMemOut()}
+	t.Cleanup(func() {
+		for _, s := range slices.Backward(tr.stops) {
+			s()
+		}
+		cancel()
+	})
+	return tr
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+func (tr *tier) conn(name string) *Conn {
+	cfg := tr.cfg
+	cfg.Name = name
+	c, err := Connect(tr.ctx, cfg)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.stops = append(tr.stops, c.Close)
+	return c
+}
+
+// ingest starts an ingest replica and returns its write URL.
+func (tr *tier) ingest(name string) (*httptest.Server, *Publisher) {
+	pub := NewPublisher(tr.conn(name))
+	in := aggregator.NewIngest([]string{"tok"}, aggregator.Limits{}, pub, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(in)
+	tr.stops = append(tr.stops, srv.Close)
+	return srv, pub
+}
+
+// run starts a goroutine member and returns a function that stops it.
+func (tr *tier) run(f func(ctx context.Context)) func() {
+	ctx, cancel := context.WithCancel(tr.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	stop := func() {
+		cancel()
+		<-done
+	}
+	tr.stops = append(tr.stops, stop)
+	return stop
+}
+
+func (tr *tier) worker(name string) (*Worker, func()) {
+	w := NewWorker(tr.conn(name), tr.raw)
+	return w, tr.run(w.Run)
+}
+
+func (tr *tier) rollup(name string) (*Rollup, func()) {
+	r := NewRollup(tr.conn(name), tr.derive)
+	return r, tr.run(r.Run)
+}
+
+func post(t *testing.T, url string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/api/v2/write?precision=ns", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Token tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// sameAs waits until the tier has derived every key one process did, then
+// compares the values.
+func (tr *tier) sameAs(want map[string]string, within time.Duration) {
+	tr.t.Helper()
+	testenv.WaitFor(tr.t, within, fmt.Sprintf("the tier to derive the %d points one process does", len(want)), func() bool {
+		got := tr.derive.derivedCopy()
+		for k := range want {
+			if _, ok := got[k]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	got := tr.derive.derivedCopy()
+	diffs := 0
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got[k] != want[k] {
+			if diffs < 5 {
+				tr.t.Errorf("%s\n one process: %s\n        tier: %s", k, want[k], got[k])
+			}
+			diffs++
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			if diffs < 5 {
+				tr.t.Errorf("the tier derived a point one process does not: %s %s", k, got[k])
+			}
+			diffs++
+		}
+	}
+	if diffs > 0 {
+		tr.t.Fatalf("%d derived points differ from one process's %d", diffs, len(want))
+	}
+}

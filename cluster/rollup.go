@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/aggregator/accounting"
+)
+
+// DerivedOutput is where the roll-up writes derived points.
+type DerivedOutput interface {
+	aggregator.Sink
+	Mark() uint64
+	Delivered(mark uint64) bool
+}
+
+// Rollup is a candidate for the tier's one roll-up: while it holds the
+// roll-up lease it reads the partials stream after its checkpoint, derives
+// each window once every partition has published it (accounting.Rollup),
+// writes the derived points and checkpoints; the others wait for the lease.
+type Rollup struct {
+	c   *Conn
+	out DerivedOutput
+	log *slog.Logger
+
+	mu      sync.Mutex
+	current *accounting.Rollup // while leading
+
+	Leading                     atomic.Bool
+	Partials, Derived, Elected  atomic.Int64
+	Checkpoints, Fenced, Errors atomic.Int64
+}
+
+// NewRollup returns a roll-up candidate writing to out.
+func NewRollup(c *Conn, out DerivedOutput) *Rollup {
+	return &Rollup{c: c, out: out, log: c.cfg.Logger.With("role", "rollup")}
+}
+
+// Current is the roll-up's accounting while this member leads, else nil.
+func (r *Rollup) Current() *accounting.Rollup {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
+}
+
+// Run competes for the roll-up lease until ctx ends.
+func (r *Rollup) Run(ctx context.Context) {
+	every := r.c.cfg.Lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var (
+		l      *lease
+		cancel context.CancelFunc
+		done   chan error
+	)
+	stop := func(release bool) {
+		if cancel == nil {
+			return
+		}
+		cancel()
+		if err := <-done; err != nil {
+			r.log.Warn("roll-up stopped", "err", err)
+		}
+		cancel, done = nil, nil
+		r.Leading.Store(false)
+		if release {
+			cctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			r.c.release(cctx, l)
+			c()
+		}
+		l = nil
+	}
+	for {
+		cctx, c := context.WithTimeout(ctx, every)
+		switch {
+		case l == nil:
+			if nl, ok, err := r.c.acquire(cctx, rollupKey); err == nil && ok {
+				l = nl
+				r.Elected.Add(1)
+				lctx, lcancel := context.WithCancel(ctx)
+				cancel, done = lcancel, make(chan error, 1)
+				r.Leading.Store(true)
+				go func() { done <- r.lead(lctx, l) }()
+			}
+		default:
+			select {
+			case err := <-done:
+				r.Errors.Add(1)
+				r.log.Warn("roll-up stopped; it starts again from its checkpoint", "err", err)
+				cancel, done = nil, nil
+				r.Leading.Store(false)
+				if errors.Is(err, errFenced) {
+					l = nil
+					break
+				}
+				lctx, lcancel := context.WithCancel(ctx)
+				cancel, done = lcancel, make(chan error, 1)
+				r.Leading.Store(true)
+				go func() { done <- r.lead(lctx, l) }()
+			default:
+				if err := r.c.renew(cctx, l); err != nil {
+					r.log.Warn("roll-up lease lost", "err", err)
+					stop(false)
+				}
+			}
+		}
+		c()
+		select {
+		case <-ctx.Done():
+			stop(true)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lead is the roll-up's work while it holds the lease.
+func (r *Rollup) lead(ctx context.Context, l *lease) error {
+	cfg := r.c.cfg
+	cp, err := r.c.load(ctx, rollupKey)
+	if err != nil {
+		return err
+	}
+	roll, err := accounting.NewRollup(cfg.Accounting, cfg.Partitions, cfg.RollupWait, r.log)
+	if err != nil {
+		return err
+	}
+	if cp.state != nil {
+		if err := roll.UnmarshalState(cp.state); err != nil {
+			r.log.Error("roll-up checkpoint unreadable: windows open at it are derived from what follows it only", "err", err)
+		}
+	}
+	r.mu.Lock()
+	r.current = roll
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.current = nil
+		r.mu.Unlock()
+	}()
+	r.log.Info("roll-up elected", "from_seq", cp.meta.Seq, "generation", l.gen, "previous", cp.meta.Owner)
+	seq := cp.meta.Seq
+	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if seq > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	cons, err := r.c.js.OrderedConsumer(ctx, cfg.name(partialsStream), cc)
+	if err != nil {
+		return fmt.Errorf("roll-up consumer: %w", err)
+	}
+	progressPrefix := lower(cfg.Prefix) + ".progress."
+	var (
+		pending  *pendingSave
+		lastTick time.Time
+		lastSave = time.Now()
+		caughtUp bool
+	)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("read partials: %w", err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			caughtUp = md.NumPending == 0
+			if md.Sequence.Stream <= seq {
+				continue
+			}
+			seq = md.Sequence.Stream
+			if p, ok := strings.CutPrefix(msg.Subject(), progressPrefix); ok {
+				part, err1 := strconv.Atoi(p)
+				t, err2 := strconv.ParseInt(string(msg.Data()), 10, 64)
+				if err1 == nil && err2 == nil {
+					roll.Progress(part, t)
+				}
+				continue
+			}
+			p, err := accounting.UnmarshalPartial(msg.Data())
+			if err == nil {
+				err = roll.Add(p)
+			}
+			if err != nil {
+				r.log.Error("a partial is not usable: skipped", "subject", msg.Subject(), "err", err)
+				continue
+			}
+			r.Partials.Add(1)
+		}
+		if got == 0 {
+			caughtUp = true
+		}
+		now := time.Now()
+		if caughtUp && now.Sub(lastTick) >= time.Second {
+			lastTick = now
+			if points := roll.Tick(now); len(points) > 0 {
+				if err := r.out.Write(points); err != nil {
+					return fmt.Errorf("the output refused derived points: %w", err)
+				}
+				r.Derived.Add(int64(len(points)))
+			}
+		}
+		if pending == nil && now.Sub(lastSave) >= cfg.CheckpointEvery {
+			state, err := roll.MarshalState()
+			if err != nil {
+				return err
+			}
+			pending = &pendingSave{state: state, seq: seq, mark: r.out.Mark()}
+		}
+		if pending != nil && r.out.Delivered(pending.mark) {
+			if cp, err = r.c.save(ctx, rollupKey, cp, pending.seq, l.gen, pending.state); err != nil {
+				if errors.Is(err, errFenced) {
+					r.Fenced.Add(1)
+				}
+				return err
+			}
+			r.Checkpoints.Add(1)
+			pending, lastSave = nil, now
+		}
+	}
+	state, err := roll.MarshalState()
+	if err != nil {
+		return err
+	}
+	mark := r.out.Mark()
+	deadline := time.Now().Add(5 * time.Second)
+	for !r.out.Delivered(mark) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !r.out.Delivered(mark) {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.c.save(sctx, rollupKey, cp, seq, l.gen, state); err != nil {
+		r.log.Warn("last roll-up checkpoint not written: the next roll-up reads again from the one before", "err", err)
+	}
+	return nil
+}

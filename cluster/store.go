@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errFenced says another member wrote a checkpoint since this one read
+// it: this one no longer owns what it checkpoints.
+var errFenced = errors.New("another member checkpointed since: ownership moved")
+
+// checkpointMeta is what the checkpoints bucket holds for a partition or
+// the roll-up; the state itself is an object in the state store.
+type checkpointMeta struct {
+	Seq    uint64    // the stream sequence the state holds every message up to
+	Object string    // the state's object
+	Gen    uint64    // the ownership generation that wrote it
+	Owner  string    // the member that wrote it
+	Saved  time.Time // when
+}
+
+type checkpoint struct {
+	meta  checkpointMeta
+	rev   uint64 // the bucket's revision of it; 0: none yet
+	state []byte
+}
+
+// load reads key's last checkpoint; none is a first start.
+func (c *Conn) load(ctx context.Context, key string) (checkpoint, error) {
+	e, err := c.metas.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return checkpoint{}, nil
+	}
+	if err != nil {
+		return checkpoint{}, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	var cp checkpoint
+	if err := json.Unmarshal(e.Value(), &cp.meta); err != nil {
+		return checkpoint{}, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	cp.rev = e.Revision()
+	if cp.state, err = c.states.GetBytes(ctx, cp.meta.Object); err != nil {
+		return checkpoint{}, fmt.Errorf("checkpoint %s: state object %s: %w", key, cp.meta.Object, err)
+	}
+	return cp, nil
+}
+
+// save writes a new checkpoint of key over prev, only if prev is still the
+// last one (errFenced otherwise), and returns it.
+func (c *Conn) save(ctx context.Context, key string, prev checkpoint, seq, gen uint64, state []byte) (checkpoint, error) {
+	meta := checkpointMeta{Seq: seq, Gen: gen, Owner: c.cfg.Name, Saved: time.Now().UTC()}
+	meta.Object = fmt.Sprintf("%s-%d-%d-%d", key, gen, seq, meta.Saved.UnixNano())
+	if _, err := c.states.PutBytes(ctx, meta.Object, state); err != nil {
+		return prev, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	raw, err := json.Marshal(meta)
+	if err != nil {
+		return prev, err
+	}
+	var rev uint64
+	if prev.rev == 0 {
+		rev, err = c.metas.Create(ctx, key, raw)
+	} else {
+		rev, err = c.metas.Update(ctx, key, raw, prev.rev)
+	}
+	if err != nil {
+		_ = c.states.Delete(ctx, meta.Object)
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return prev, errFenced
+		}
+		return prev, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	if prev.meta.Object != "" {
+		if err := c.states.Delete(ctx, prev.meta.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			c.cfg.Logger.Warn("old checkpoint state left in the store", "object", prev.meta.Object, "err", err)
+		}
+	}
+	return checkpoint{meta: meta, rev: rev, state: nil}, nil
+}

@@ -1,0 +1,383 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/aggregator/accounting"
+)
+
+// RawOutput is where a worker writes the raw points of its partitions:
+// the aggregator's durable output. A checkpoint covers only messages
+// whose points have left its spool, so a worker whose disk is lost with
+// it loses nothing: its successor writes them again (InfluxDB keeps one
+// point per series and time).
+type RawOutput interface {
+	WriteLines(lines []byte, n int, prec lineprotocol.Precision, oldest time.Time) error
+	Mark() uint64
+	Delivered(mark uint64) bool
+}
+
+// Worker takes a fair share of the partitions (their count over the live
+// workers, rounded up), in the order rendezvous hashing gives it, and
+// accounts for each: it reads the partition's raw points from the stream
+// after its checkpoint, writes them to the output, publishes each closed
+// window's partial and checkpoints state and position together.
+type Worker struct {
+	c   *Conn
+	out RawOutput
+	log *slog.Logger
+
+	mu    sync.Mutex
+	owned map[int]*partitionRun
+
+	Messages, Points, Checkpoints, Fenced, Takeovers, Released atomic.Int64
+}
+
+type partitionRun struct {
+	p       int
+	lease   *lease
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+	pending atomic.Uint64 // messages of the partition not yet read
+	age     atomic.Int64  // unix ns of the last checkpoint
+}
+
+// NewWorker returns a worker writing raw points to out.
+func NewWorker(c *Conn, out RawOutput) *Worker {
+	return &Worker{c: c, out: out, log: c.cfg.Logger.With("role", "worker"), owned: map[int]*partitionRun{}}
+}
+
+// Owned lists the partitions the worker holds now.
+func (w *Worker) Owned() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]int, 0, len(w.owned))
+	for p := range w.owned {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Run keeps the worker's share of partitions until ctx ends; it then stops
+// each, checkpoints it and gives its lease up, so successors start at once.
+func (w *Worker) Run(ctx context.Context) {
+	every := w.c.cfg.Lease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		w.balance(ctx)
+		select {
+		case <-ctx.Done():
+			w.mu.Lock()
+			runs := make([]*partitionRun, 0, len(w.owned))
+			for _, r := range w.owned {
+				runs = append(runs, r)
+			}
+			w.mu.Unlock()
+			for _, r := range runs {
+				w.stop(r, true)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) balance(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, w.c.cfg.Lease/3)
+	defer cancel()
+	cfg := w.c.cfg
+	if err := w.c.heartbeat(cctx, "worker"); err != nil {
+		w.log.Warn("cannot reach the leases bucket; partitions are kept while their leases last", "err", err)
+	}
+	members, err := w.c.members(cctx, "worker")
+	if err != nil {
+		return
+	}
+	n := max(1, len(members))
+	target := (cfg.Partitions + n - 1) / n
+	w.mu.Lock()
+	runs := make([]*partitionRun, 0, len(w.owned))
+	for _, r := range w.owned {
+		runs = append(runs, r)
+	}
+	w.mu.Unlock()
+	for _, r := range runs {
+		select {
+		case <-r.done:
+			// It stopped on its own: an error, or fenced by a successor.
+			w.log.Warn("partition stopped; taken up again if still held", "partition", r.p, "err", r.err)
+			w.forget(r)
+			if errors.Is(r.err, errFenced) {
+				continue
+			}
+			if err := w.c.renew(cctx, r.lease); err == nil {
+				w.start(ctx, r.p, r.lease)
+			}
+			continue
+		default:
+		}
+		if err := w.c.renew(cctx, r.lease); err != nil {
+			w.log.Warn("partition lease lost: stopping it", "partition", r.p, "err", err)
+			w.stop(r, false)
+		}
+	}
+	owned := len(w.Owned())
+	pref := preference(cfg.Name, cfg.Partitions)
+	if owned > target {
+		for i := len(pref) - 1; i >= 0 && owned > target; i-- {
+			w.mu.Lock()
+			r := w.owned[pref[i]]
+			w.mu.Unlock()
+			if r != nil {
+				w.log.Info("handing a partition over", "partition", r.p, "workers", n)
+				w.stop(r, true)
+				w.Released.Add(1)
+				owned--
+			}
+		}
+	}
+	for _, p := range pref {
+		if owned >= target || cctx.Err() != nil {
+			break
+		}
+		w.mu.Lock()
+		_, have := w.owned[p]
+		w.mu.Unlock()
+		if have {
+			continue
+		}
+		l, ok, err := w.c.acquire(cctx, partitionKey(p))
+		if err != nil || !ok {
+			continue
+		}
+		w.Takeovers.Add(1)
+		w.start(ctx, p, l)
+		owned++
+	}
+}
+
+func (w *Worker) start(ctx context.Context, p int, l *lease) {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &partitionRun{p: p, lease: l, cancel: cancel, done: make(chan struct{})}
+	r.age.Store(time.Now().UnixNano())
+	w.mu.Lock()
+	w.owned[p] = r
+	w.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		r.err = w.run(rctx, r)
+	}()
+}
+
+func (w *Worker) forget(r *partitionRun) {
+	w.mu.Lock()
+	if w.owned[r.p] == r {
+		delete(w.owned, r.p)
+	}
+	w.mu.Unlock()
+}
+
+// stop ends a partition's run (which checkpoints it) and, when asked and
+// the lease is still this member's, gives the lease up.
+func (w *Worker) stop(r *partitionRun, release bool) {
+	r.cancel()
+	<-r.done
+	w.forget(r)
+	if release {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		w.c.release(ctx, r.lease)
+		cancel()
+	}
+}
+
+// run accounts for one partition until ctx ends or it fails.
+func (w *Worker) run(ctx context.Context, r *partitionRun) error {
+	cfg := w.c.cfg
+	key := partitionKey(r.p)
+	log := w.log.With("partition", r.p)
+	cp, err := w.c.load(ctx, key)
+	if err != nil {
+		return err
+	}
+	acct, err := accounting.New(cfg.Accounting, log)
+	if err != nil {
+		return err
+	}
+	if cp.state != nil {
+		if err := acct.UnmarshalState(cp.state); err != nil {
+			// Not resumable: the partition starts afresh from where the
+			// checkpoint was, so the step of each series across it is lost.
+			log.Error("partition checkpoint unreadable: accounting starts afresh at its position", "object", cp.meta.Object, "err", err)
+		}
+	}
+	log.Info("partition taken", "from_seq", cp.meta.Seq, "generation", r.lease.gen, "previous_owner", cp.meta.Owner)
+	seq := cp.meta.Seq
+	cons, err := w.openRaw(ctx, r.p, seq)
+	if err != nil {
+		return err
+	}
+	dec := aggregator.Decoder{Reads: acct.ReadsValues}
+	var (
+		body      []byte
+		pending   *pendingSave
+		lastTick  time.Time
+		lastSave  = time.Now()
+		progress  int64
+		caughtUp  bool
+		published int64
+	)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("read partition %d: %w", r.p, err)
+		}
+		body = body[:0]
+		lines, got := 0, 0
+		var oldest time.Time
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			r.pending.Store(md.NumPending)
+			caughtUp = md.NumPending == 0
+			if md.Sequence.Stream <= seq {
+				continue
+			}
+			seq = md.Sequence.Stream
+			points, n, old, err := dec.Decode(msg.Data())
+			if err != nil {
+				log.Error("a message of the raw stream is not line protocol: skipped", "seq", seq, "err", err)
+				continue
+			}
+			acct.Process(points)
+			w.Messages.Add(1)
+			w.Points.Add(int64(n))
+			body = append(body, msg.Data()...)
+			if oldest.IsZero() || old.Before(oldest) {
+				oldest = old
+			}
+			lines += n
+		}
+		if got == 0 {
+			caughtUp = true
+			r.pending.Store(0)
+		}
+		if lines > 0 {
+			if err := w.out.WriteLines(body, lines, lineprotocol.Nanosecond, oldest); err != nil {
+				return fmt.Errorf("partition %d: the output refused raw points: %w", r.p, err)
+			}
+		}
+		now := time.Now()
+		// Windows close only once the backlog is read: a successor that
+		// replays one would otherwise write windows before their points.
+		if caughtUp && now.Sub(lastTick) >= time.Second {
+			lastTick = now
+			parts, prog := acct.TickPartials(now, r.p, r.lease.gen)
+			if err := w.publishPartials(ctx, parts); err != nil {
+				return err
+			}
+			published += int64(len(parts))
+			if prog != progress {
+				if _, err := w.c.js.Publish(ctx, cfg.progressSubject(r.p), []byte(strconv.FormatInt(prog, 10))); err != nil {
+					return fmt.Errorf("partition %d: progress: %w", r.p, err)
+				}
+				progress = prog
+			}
+		}
+		if pending == nil && now.Sub(lastSave) >= cfg.CheckpointEvery {
+			state, _, err := acct.MarshalState()
+			if err != nil {
+				return err
+			}
+			pending = &pendingSave{state: state, seq: seq, mark: w.out.Mark()}
+		}
+		if pending != nil && w.out.Delivered(pending.mark) {
+			if cp, err = w.c.save(ctx, key, cp, pending.seq, r.lease.gen, pending.state); err != nil {
+				if errors.Is(err, errFenced) {
+					w.Fenced.Add(1)
+				}
+				return err
+			}
+			w.Checkpoints.Add(1)
+			r.age.Store(now.UnixNano())
+			pending, lastSave = nil, now
+		}
+	}
+	// Stopping: one last checkpoint of everything read, once its points
+	// have left the spool (a successor reads again what this does not
+	// cover).
+	state, _, err := acct.MarshalState()
+	if err != nil {
+		return err
+	}
+	mark := w.out.Mark()
+	deadline := time.Now().Add(5 * time.Second)
+	for !w.out.Delivered(mark) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !w.out.Delivered(mark) {
+		log.Warn("the output has not sent the partition's last points: its successor reads them again from the last checkpoint")
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := w.c.save(sctx, key, cp, seq, r.lease.gen, state); err != nil {
+		log.Warn("last checkpoint of the partition not written: its successor reads again from the one before", "err", err)
+		return nil
+	}
+	w.Checkpoints.Add(1)
+	return nil
+}
+
+type pendingSave struct {
+	state []byte
+	seq   uint64
+	mark  uint64
+}
+
+func (w *Worker) openRaw(ctx context.Context, p int, seq uint64) (jetstream.Consumer, error) {
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.c.cfg.partitionFilter(p)}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if seq > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	cons, err := w.c.js.OrderedConsumer(ctx, w.c.cfg.name(rawStream), cc)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: consumer: %w", p, err)
+	}
+	return cons, nil
+}
+
+func (w *Worker) publishPartials(ctx context.Context, parts []*accounting.Partial) error {
+	for _, p := range parts {
+		raw, err := accounting.MarshalPartial(p)
+		if err != nil {
+			return err
+		}
+		if len(raw) > int(w.c.nc.MaxPayload()) {
+			return fmt.Errorf("partial %s is %d bytes, over the NATS servers' max_payload of %d: raise max_payload or cluster.partitions", p.Key(), len(raw), w.c.nc.MaxPayload())
+		}
+		if _, err := w.c.js.PublishMsg(ctx, &nats.Msg{Subject: w.c.cfg.partialSubject(p), Data: raw}); err != nil {
+			return fmt.Errorf("publish partial %s: %w", p.Key(), err)
+		}
+	}
+	return nil
+}
