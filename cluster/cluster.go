@@ -62,8 +62,8 @@ type Config struct {
 	Accounting accounting.Config
 	// Credentials: a .creds file, an nkey seed file, or a user and password.
 	CredsFile, NKeyFile, User, Password, Token string
-	TLS                                     *tls.Config
-	Logger                                  *slog.Logger
+	TLS                                        *tls.Config
+	Logger                                     *slog.Logger
 }
 
 func (c *Config) defaults() {

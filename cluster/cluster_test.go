@@ -176,7 +176,10 @@ func newTier(t *testing.T, nats *testenv.NATSCluster, partitions int) *tier {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func (tr *tier) conn(name string) *Conn {
 	cfg := tr.cfg
