@@ -13,6 +13,7 @@ type Collector struct {
 }
 
 // NewCollector returns a prometheus.Collector over ingest and output.
+// (in may be nil: a cluster member that takes no writes.)
 func NewCollector(in *Ingest, out *Output) *Collector { return &Collector{in: in, out: out} }
 
 var (
@@ -45,13 +46,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v int64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
-	counter(descRequests, c.in.Stats.Requests.Load())
-	counter(descPoints, c.in.Stats.Points.Load())
-	counter(descBadLines, c.in.Stats.BadLines.Load())
-	counter(descUnauth, c.in.Stats.Unauthorized.Load())
-	counter(descTooLarge, c.in.Stats.TooLarge.Load())
-	counter(descFailed, c.in.Stats.Failed.Load())
-	counter(descThrottled, c.in.Stats.Throttled.Load())
+	if c.in != nil { // a cluster member without the ingest role has none
+		counter(descRequests, c.in.Stats.Requests.Load())
+		counter(descPoints, c.in.Stats.Points.Load())
+		counter(descBadLines, c.in.Stats.BadLines.Load())
+		counter(descUnauth, c.in.Stats.Unauthorized.Load())
+		counter(descTooLarge, c.in.Stats.TooLarge.Load())
+		counter(descFailed, c.in.Stats.Failed.Load())
+		counter(descThrottled, c.in.Stats.Throttled.Load())
+	}
 	counter(descWritten, c.out.Written.Load())
 	counter(descRetries, c.out.Retries.Load())
 	counter(descDead, c.out.DeadLettered.Load())

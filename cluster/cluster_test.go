@@ -99,33 +99,6 @@ func keyed(points []aggregator.Point) map[string]string {
 var testAccounting = accounting.Config{Window: time.Minute, Grace: 2 * time.Second, MaxLateness: time.Hour,
 	Meters: []accounting.Meter{{BMC: "ups", Site: "s1"}}}
 
-// recorded is a site's agents' lines over minutes: hosts with BMC
-// counters and GPUs, a UPS and a facility meter, every 10 s, ending
-// before now so that every window can close.
-func recorded(sites []string, hosts int, from time.Time, minutes int) [][]byte {
-	var batches [][]byte
-	for s := range minutes * 6 {
-		at := from.Add(time.Duration(s) * 10 * time.Second)
-		sec := at.Sub(from).Seconds()
-		var b bytes.Buffer
-		for _, site := range sites {
-			for h := range hosts {
-				host := fmt.Sprintf("%s-n%02d", site, h)
-				rack := fmt.Sprintf("r%d", h%3)
-				w := 2000 + 100*float64(h)
-				fmt.Fprintf(&b, "joules_redfish_host_energy_joules_total,bmc=%s-bmc,chassis=1,hall=h1,host=%s,method=counter,rack=%s,role=host,site=%s value=%g %d\n", host, host, rack, site, 5e6+w*sec, at.UnixNano())
-				for g := range 2 {
-					fmt.Fprintf(&b, "joules_gpu_energy_joules_total,gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d value=%g %d\n", g, host, rack, site, host, g, 1e6+(300+float64(g)*20)*sec, at.UnixNano())
-				}
-			}
-			fmt.Fprintf(&b, "joules_redfish_equipment_energy_joules_total,bmc=ups,equipment=1,equipment_type=ups,host=%s-mgmt,method=counter,role=ups_output,site=%s value=%g %d\n", site, site, 1e8+float64(hosts)*2600*sec, at.UnixNano())
-			fmt.Fprintf(&b, "joules_modbus_equipment_energy_joules_total,device=facility,equipment=main,equipment_type=meter,host=%s-mgmt,method=counter,role=facility_input,site=%s value=%g %d\n", site, site, 2e8+float64(hosts)*3500*sec, at.UnixNano())
-		}
-		batches = append(batches, b.Bytes())
-	}
-	return batches
-}
-
 // oneProcess is what a single aggregator derives from the batches.
 func oneProcess(t *testing.T, batches [][]byte, now time.Time) (map[string]string, int) {
 	t.Helper()

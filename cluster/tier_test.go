@@ -15,7 +15,7 @@ func TestTierDerivesWhatOneProcessDoes(t *testing.T) {
 	nats := testenv.StartNATSCluster(t, "c", 3, nil)
 	now := time.Now()
 	from := now.Add(-12 * time.Minute).Truncate(time.Minute)
-	batches := recorded([]string{"s1"}, 12, from, 10)
+	batches := testenv.RecordedSite([]string{"s1"}, 12, from, 10)
 	want, lines := oneProcess(t, batches, now)
 
 	tr := newTier(t, nats, 8)

@@ -89,37 +89,31 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	if err != nil {
 		return err
 	}
-	// Accounting sees every raw point, so it runs before downsampling.
-	var processors []aggregator.Processor
-	var acct *accounting.Accountant
-	if ac := cfg.Accounting; ac.Enabled {
-		acct, err = accounting.New(accountingConfig(ac), logger.With("component", "accounting"))
-		if err != nil {
+	reg := exporters.NewRegistry("joules_aggregator")
+	var (
+		write http.Handler
+		acct  *accounting.Accountant
+		memb  *member
+	)
+	if cfg.Cluster.Enabled() {
+		// A member of a tier: accounting is the workers' and the roll-up's.
+		if memb, err = startMember(logger, cfg, tokens, out, reg); err != nil {
 			return err
 		}
-		if ac.StateFile != "" {
-			if err := acct.Load(ac.StateFile); err != nil {
-				logger.Error("accounting state", "err", err)
-			}
+		write = memb.write
+	} else {
+		var ingest *aggregator.Ingest
+		if ingest, acct, err = singleProcess(logger, cfg, tokens, out); err != nil {
+			return err
 		}
-		processors = append(processors, acct)
-		logger.Info("energy accounting on", "window", ac.Window.Duration, "grace", ac.Grace.Duration, "state_file", ac.StateFile)
-	}
-	if d := cfg.Downsample.Interval.Duration; d > 0 {
-		processors = append(processors, aggregator.NewDownsample(d))
-		logger.Info("downsampling raw points", "interval", d)
-	}
-	ingest := aggregator.NewIngest(tokens, aggregator.Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes,
-		MaxDecompressedBytes: cfg.Limits.MaxDecompressedBytes, MaxLineBytes: cfg.Limits.MaxLineBytes,
-		RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst}, out, logger.With("component", "ingest"), processors...)
-
-	reg := exporters.NewRegistry("joules_aggregator")
-	reg.MustRegister(aggregator.NewCollector(ingest, out))
-	if acct != nil {
-		reg.MustRegister(acct)
+		reg.MustRegister(aggregator.NewCollector(ingest, out))
+		if acct != nil {
+			reg.MustRegister(acct)
+		}
+		write = ingest
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/v2/write", ingest)
+	mux.Handle("/api/v2/write", write)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = io.WriteString(w, `{"name":"joules-aggregator","status":"pass"}`+"\n")
@@ -144,7 +138,13 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
+	stopMember := func() {
+		if memb != nil {
+			memb.stop()
+		}
+	}
 	if err := service.Serve(server, webFlags, logger, serveErr); err != nil {
+		stopMember()
 		stopAccounting()
 		<-acctDone
 		cancelOut()
@@ -168,12 +168,42 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		logger.Warn("web server shutdown", "err", serr)
 	}
+	stopMember() // after ingest: workers and the roll-up checkpoint and give their leases up
 	stopAccounting() // after ingest: the checkpoint holds every accepted point
 	<-acctDone
 	cancelOut()
 	<-outDone
 	logger.Info("stopped")
 	return err
+}
+
+// singleProcess is the aggregator as one process: ingest, accounting
+// (before downsampling: it sees every raw point) and the output.
+func singleProcess(logger *slog.Logger, cfg config.Aggregator, tokens []string, out *aggregator.Output) (*aggregator.Ingest, *accounting.Accountant, error) {
+	var processors []aggregator.Processor
+	var acct *accounting.Accountant
+	if ac := cfg.Accounting; ac.Enabled {
+		var err error
+		acct, err = accounting.New(accountingConfig(ac), logger.With("component", "accounting"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if ac.StateFile != "" {
+			if err := acct.Load(ac.StateFile); err != nil {
+				logger.Error("accounting state", "err", err)
+			}
+		}
+		processors = append(processors, acct)
+		logger.Info("energy accounting on", "window", ac.Window.Duration, "grace", ac.Grace.Duration, "state_file", ac.StateFile)
+	}
+	if d := cfg.Downsample.Interval.Duration; d > 0 {
+		processors = append(processors, aggregator.NewDownsample(d))
+		logger.Info("downsampling raw points", "interval", d)
+	}
+	ingest := aggregator.NewIngest(tokens, aggregator.Limits{MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxDecompressedBytes: cfg.Limits.MaxDecompressedBytes, MaxLineBytes: cfg.Limits.MaxLineBytes,
+		RequestsPerSecond: cfg.Limits.RequestsPerSecond, Burst: cfg.Limits.Burst}, out, logger.With("component", "ingest"), processors...)
+	return ingest, acct, nil
 }
 
 // accountingConfig carries the configuration file's accounting section

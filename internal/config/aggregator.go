@@ -23,6 +23,7 @@ type Aggregator struct {
 	Influx     Output     `yaml:"influx"`
 	Downsample Downsample `yaml:"downsample"`
 	Accounting Accounting `yaml:"accounting"`
+	Cluster    Cluster    `yaml:"cluster"`
 }
 
 // Limits bound one write request.
@@ -126,6 +127,7 @@ type AccountingFed struct {
 var aggregatorSections = map[string]string{
 	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample", "Accounting": "accounting",
 	"Bounds": "accounting.bounds", "AccountingMeter": "an accounting.meters entry", "AccountingFed": "accounting.meters feeds",
+	"Cluster": "cluster", "ClusterTLS": "cluster.tls",
 }
 
 // DefaultAggregator returns the configuration used when there is no file.
@@ -138,6 +140,7 @@ func DefaultAggregator() Aggregator {
 		Accounting: Accounting{Enabled: true, Window: Duration{Duration: time.Minute}, Grace: Duration{Duration: 30 * time.Second},
 			MaxLateness: Duration{Duration: time.Hour}, MaxGap: Duration{Duration: 5 * time.Minute}, ForgetAfter: Duration{Duration: 24 * time.Hour},
 			IdleBelow: 0.05, StateFile: "/var/lib/joules/aggregator/accounting.state", CheckpointInterval: Duration{Duration: 30 * time.Second}},
+		Cluster: defaultCluster(),
 	}
 }
 
@@ -249,6 +252,7 @@ func (c Aggregator) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.Cluster.validate(c.Accounting.Enabled)...)
 	return errors.Join(errs...)
 }
 
