@@ -168,7 +168,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Aggregator, metr
 	if serr := server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		logger.Warn("web server shutdown", "err", serr)
 	}
-	stopMember() // after ingest: workers and the roll-up checkpoint and give their leases up
+	stopMember()     // after ingest: workers and the roll-up checkpoint and give their leases up
 	stopAccounting() // after ingest: the checkpoint holds every accepted point
 	<-acctDone
 	cancelOut()

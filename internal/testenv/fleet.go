@@ -32,4 +32,3 @@ func RecordedSite(sites []string, hosts int, from time.Time, minutes int) [][]by
 	}
 	return batches
 }
-
