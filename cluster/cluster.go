@@ -38,6 +38,9 @@ type Config struct {
 	// Prefix names the streams and buckets and starts the subjects
 	// (lower-cased), so several tiers can share NATS servers.
 	Prefix string
+	// Domain is the JetStream domain of the tier's servers: needed by a
+	// member whose NATS server is a leaf node of them (another site).
+	Domain string
 	// Partitions of the hosts (default 64); fixed for the tier's life.
 	Partitions int
 	// Replicas of every stream and bucket (default 3; 1 for one server).

@@ -77,6 +77,9 @@ func joinURLs(urls []string) string {
 
 func (c *Conn) setup(ctx context.Context) error {
 	js, err := jetstream.New(c.nc)
+	if c.cfg.Domain != "" {
+		js, err = jetstream.NewWithDomain(c.nc, c.cfg.Domain)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: JetStream: %w", err)
 	}

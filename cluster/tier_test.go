@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,4 +45,66 @@ func TestTierDerivesWhatOneProcessDoes(t *testing.T) {
 	tr.rollup("w2")
 	tr.sameAs(want, 90*time.Second)
 	testenv.WaitFor(t, 30*time.Second, "every raw line in the output", func() bool { return tr.raw.rawCount() == lines })
+}
+
+// balanced waits until the workers hold every partition once, each its
+// share.
+func balanced(t *testing.T, partitions int, workers ...*Worker) {
+	t.Helper()
+	share := (partitions + len(workers) - 1) / len(workers)
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("%d partitions shared by %d workers, at most %d each", partitions, len(workers), share), func() bool {
+		seen := map[int]bool{}
+		for _, w := range workers {
+			owned := w.Owned()
+			if len(owned) > share || len(owned) < partitions/len(workers) {
+				return false
+			}
+			for _, p := range owned {
+				if seen[p] {
+					return false
+				}
+				seen[p] = true
+			}
+		}
+		return len(seen) == partitions
+	})
+}
+
+// Partitions move to a worker that joins and from one that leaves, and
+// the accounting carries over with them: the windows are still one
+// process's.
+func TestPartitionsRebalanceWhenWorkersJoinAndLeave(t *testing.T) {
+	nats := testenv.StartNATSCluster(t, "rb", 3, nil)
+	now := time.Now()
+	from := now.Add(-12 * time.Minute).Truncate(time.Minute)
+	batches := testenv.RecordedSite([]string{"s1"}, 9, from, 10)
+	want, _ := oneProcess(t, batches, now)
+
+	tr := newTier(t, nats, 12)
+	in, _ := tr.ingest("ingest")
+	for i, b := range batches[:len(batches)/2] {
+		if code := post(t, in.URL, b); code != 204 {
+			t.Fatalf("batch %d: %d", i, code)
+		}
+	}
+	w1, _ := tr.worker("w1")
+	tr.rollup("w1")
+	balanced(t, 12, w1)
+	w2, _ := tr.worker("w2")
+	w3, stop3 := tr.worker("w3")
+	balanced(t, 12, w1, w2, w3)
+	for i, b := range batches[len(batches)/2:] {
+		if code := post(t, in.URL, b); code != 204 {
+			t.Fatalf("batch %d: %d", i, code)
+		}
+	}
+	stop3()
+	if len(w3.Owned()) != 0 {
+		t.Fatalf("a stopped worker holds %v", w3.Owned())
+	}
+	balanced(t, 12, w1, w2)
+	tr.sameAs(want, 90*time.Second)
+	if w3.Released.Load() == 0 && w1.Released.Load() == 0 {
+		t.Error("no partition was handed over when workers joined")
+	}
 }

@@ -44,7 +44,7 @@ func startMember(logger *slog.Logger, cfg config.Aggregator, tokens []string, ou
 			tlsConfig.Certificates = []tls.Certificate{cert}
 		}
 	}
-	ccfg := cluster.Config{URLs: cc.URLs, Name: cc.Name, Prefix: cc.Prefix, Partitions: cc.Partitions, Replicas: cc.Replicas,
+	ccfg := cluster.Config{URLs: cc.URLs, Name: cc.Name, Prefix: cc.Prefix, Domain: cc.Domain, Partitions: cc.Partitions, Replicas: cc.Replicas,
 		Retention: cc.Retention.Duration, Lease: cc.Lease.Duration, RollupWait: cc.RollupWait.Duration, PublishTimeout: cc.PublishTimeout.Duration,
 		CheckpointEvery: cfg.Accounting.CheckpointInterval.Duration, Accounting: accountingConfig(cfg.Accounting),
 		CredsFile: cc.CredsFile, NKeyFile: cc.NKeyFile, User: cc.User, Password: password, Token: token, TLS: tlsConfig,

@@ -17,8 +17,11 @@ type Cluster struct {
 	// Name is the member's name in leases and logs (default: the host name).
 	Name string `yaml:"name"`
 	// Roles this process plays: ingest, worker, rollup (default all three).
-	Roles      []string `yaml:"roles"`
-	Prefix     string   `yaml:"prefix"`     // of streams, buckets and subjects (JOULES)
+	Roles  []string `yaml:"roles"`
+	Prefix string   `yaml:"prefix"` // of streams, buckets and subjects (JOULES)
+	// Domain is the JetStream domain of the tier's servers, for a member
+	// whose NATS server is a leaf node of theirs (another site).
+	Domain     string   `yaml:"domain"`
 	Partitions int      `yaml:"partitions"` // of the hosts (64); fixed for the tier's life
 	Replicas   int      `yaml:"replicas"`   // of every stream and bucket (3)
 	Retention  Duration `yaml:"retention"`  // of raw points in the stream (24h)

@@ -25,7 +25,7 @@ type NATSCluster struct {
 // waits until JetStream answers (a meta leader is elected). With leafOf,
 // the servers are, instead, a leaf node cluster without JetStream of
 // their own, joined to leafOf's leaf port: their clients use leafOf's
-// JetStream.
+// JetStream through its domain, which is its name.
 func StartNATSCluster(t testing.TB, name string, n int, leafOf *NATSCluster) *NATSCluster {
 	t.Helper()
 	c := &NATSCluster{t: t, Name: name}
@@ -45,7 +45,7 @@ func StartNATSCluster(t testing.TB, name string, n int, leafOf *NATSCluster) *NA
 			}
 		}
 		if leafOf == nil {
-			o.JetStream, o.StoreDir = true, filepath.Join(t.TempDir(), o.ServerName)
+			o.JetStream, o.StoreDir, o.JetStreamDomain = true, filepath.Join(t.TempDir(), o.ServerName), name
 			o.LeafNode = server.LeafNodeOpts{Host: "127.0.0.1", Port: port(t, freePort(t))}
 		} else {
 			for _, hub := range leafOf.opts {
