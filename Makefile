@@ -18,7 +18,7 @@ NFPM_VERSION := v2.45.2
 PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); if [ -n "$$v" ]; then echo "$${v#v}"; else echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"; fi)
 ARCH ?= amd64
 
-.PHONY: all build test test-short lint bench bench-agent bench-meters bench-pipeline demo golden package clean fuzz soak
+.PHONY: all build test test-short lint bench bench-agent bench-meters bench-pipeline bench-cluster demo demo-cluster golden package clean fuzz soak
 
 all: build
 
@@ -105,6 +105,12 @@ bench-pipeline: build
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./scripts/bench-pipeline -mode peer
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./scripts/bench-pipeline -mode fleet -hosts 1000 -duration 60s
 
+# One process, then the tier on NATS JetStream (three nats-server, two
+# ingest replicas) with one and three workers, under the same fleet.
+BENCH_CLUSTER_HOSTS ?= 10000
+bench-cluster: build
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin:/usr/sbin" $(GO) run ./scripts/bench-pipeline -mode cluster -hosts $(BENCH_CLUSTER_HOSTS) -series 2 -duration 30s
+
 bench-agent: build
 	$(GO) run ./scripts/bench-agent -agent $(BIN)/joules-agent
 	$(GO) run ./scripts/bench-agent -goal -agent $(BIN)/joules-agent -joules $(BIN)/joules
@@ -125,6 +131,12 @@ golden: build
 # and PDU, an agent with eight simulated H200s) until Ctrl-C.
 demo: build
 	scripts/demo.sh
+
+# make demo with the aggregator as a tier on NATS JetStream on this
+# machine: three NATS servers (Debian's nats-server, installed if
+# missing), two ingest replicas, three workers that are roll-up candidates.
+demo-cluster: build
+	scripts/demo-cluster.sh
 
 # deb and rpm into dist/ (nfpm is installed with go install if missing).
 package: build

@@ -8,11 +8,13 @@ import (
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 )
 
-// Decoder parses bodies of line protocol at nanosecond precision whose
-// every line has its time: what a cluster's ingest publishes, read back by
-// its workers. It reuses its buffers from one body to the next, so the
-// points of a body are good until the next Decode.
+// Decoder parses bodies of line protocol whose every line has its time:
+// what a cluster's ingest publishes, read back by its workers. It reuses
+// its buffers from one body to the next, so the points of a body are good
+// until the next Decode.
 type Decoder struct {
+	// Precision of the bodies' timestamps (default nanoseconds).
+	Precision lineprotocol.Precision
 	// Reads, when set, names the measurements whose points are wanted;
 	// the other lines are only checked.
 	Reads func(measurement string) bool
@@ -27,13 +29,13 @@ func (d *Decoder) Decode(body []byte) (points []Point, lines int, oldest time.Ti
 	}
 	d.a.reset()
 	if d.Reads != nil {
-		if res, ok := quickParse(body, lineprotocol.Nanosecond, d.Reads, &d.a); ok {
+		if res, ok := quickParse(body, d.Precision, d.Reads, &d.a); ok {
 			return res.points, res.lines, res.oldest, nil
 		}
 		d.a.reset()
 	}
 	var bad []lineError
-	points = fullParse(body, lineprotocol.Nanosecond, bytes.Count(body, []byte{'\n'})+1, time.Time{}, &bad, &d.a)
+	points = fullParse(body, d.Precision, bytes.Count(body, []byte{'\n'})+1, time.Time{}, &bad, &d.a)
 	if len(bad) > 0 {
 		return nil, 0, time.Time{}, fmt.Errorf("%w (and %d more bad lines)", bad[0], len(bad)-1)
 	}
@@ -46,6 +48,15 @@ func (d *Decoder) Decode(body []byte) (points []Point, lines int, oldest time.Ti
 		oldest = oldestTime(points)
 	}
 	return points, len(points), oldest, nil
+}
+
+// PrecisionName is the write API's name of a precision (ns, us, ms, s).
+func PrecisionName(p lineprotocol.Precision) string { return precisionNames[p] }
+
+// ParsePrecision reads a precision's name; ok false for an unknown one.
+func ParsePrecision(name string) (lineprotocol.Precision, bool) {
+	p, ok := precisions[name]
+	return p, ok
 }
 
 // Encode appends points to buf as line protocol at nanosecond precision

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -199,7 +200,13 @@ func (tr *tier) rollup(name string) (*Rollup, func()) {
 
 func post(t *testing.T, url string, body []byte) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/api/v2/write?precision=ns", bytes.NewReader(body))
+	return postAt(t, url, body, "ns")
+}
+
+// postAt posts lines whose timestamps are at precision prec.
+func postAt(t *testing.T, url string, body []byte, prec string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/api/v2/write?precision="+prec, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +217,23 @@ func post(t *testing.T, url string, body []byte) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// inMillis rewrites nanosecond timestamps (whole milliseconds) as
+// milliseconds.
+func inMillis(t *testing.T, body []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	for line := range bytes.Lines(body) {
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		i := bytes.LastIndexByte(line, ' ')
+		ns, err := strconv.ParseInt(string(line[i+1:]), 10, 64)
+		if err != nil || ns%1e6 != 0 {
+			t.Fatalf("%q: not a whole-millisecond timestamp", line)
+		}
+		fmt.Fprintf(&out, "%s %d\n", line[:i], ns/1e6)
+	}
+	return out.Bytes()
 }
 
 // sameAs waits until the tier has derived every key one process did, then

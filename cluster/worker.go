@@ -251,6 +251,18 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 		body = body[:0]
 		lines, got := 0, 0
 		var oldest time.Time
+		prec := lineprotocol.Nanosecond
+		// Lines of one precision go to the output together.
+		flush := func() error {
+			if lines == 0 {
+				return nil
+			}
+			if err := w.out.WriteLines(body, lines, prec, oldest); err != nil {
+				return fmt.Errorf("partition %d: the output refused raw points: %w", r.p, err)
+			}
+			body, lines, oldest = body[:0], 0, time.Time{}
+			return nil
+		}
 		for msg := range batch.Messages() {
 			got++
 			md, err := msg.Metadata()
@@ -263,6 +275,21 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 				continue
 			}
 			seq = md.Sequence.Stream
+			p := lineprotocol.Nanosecond
+			if name := msg.Headers().Get(precisionHeader); name != "" {
+				var ok bool
+				if p, ok = aggregator.ParsePrecision(name); !ok {
+					log.Error("a message of the raw stream has an unknown precision: skipped", "seq", seq, "precision", name)
+					continue
+				}
+			}
+			if p != prec {
+				if err := flush(); err != nil {
+					return err
+				}
+				prec = p
+			}
+			dec.Precision = p
 			points, n, old, err := dec.Decode(msg.Data())
 			if err != nil {
 				log.Error("a message of the raw stream is not line protocol: skipped", "seq", seq, "err", err)
@@ -281,10 +308,8 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 			caughtUp = true
 			r.pending.Store(0)
 		}
-		if lines > 0 {
-			if err := w.out.WriteLines(body, lines, lineprotocol.Nanosecond, oldest); err != nil {
-				return fmt.Errorf("partition %d: the output refused raw points: %w", r.p, err)
-			}
+		if err := flush(); err != nil {
+			return err
 		}
 		now := time.Now()
 		// Windows close only once the backlog is read: a successor that

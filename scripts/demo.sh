@@ -10,7 +10,8 @@
 # site adds up: facility > UPS > PDUs > BMCs > GPUs + CPUs, and the PUE is
 # the model's. Everything simulated says so. Ctrl-C stops it all.
 # DEMO_SECONDS=N stops it after N seconds and checks what reached InfluxDB
-# and the report (for CI).
+# and the report (for CI). DEMO_CLUSTER=1 (make demo-cluster) runs the
+# aggregator as a tier on NATS JetStream instead (scripts/demo-cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin
@@ -24,6 +25,8 @@ if ! command -v influxd >/dev/null 2>&1; then
 	echo "demo: building InfluxDB 1.8.10 (about 2 minutes, once)"
 	(cd /tmp && GOFLAGS= go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)
 fi
+# The tier's start_tier and check_tier (and nats-server, installed if missing).
+[ -z "${DEMO_CLUSTER:-}" ] || . scripts/demo-cluster.sh
 
 # iso T: T (seconds since the epoch) as RFC 3339.
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
@@ -87,7 +90,18 @@ influx:
 # (the shipped default is one minute).
 accounting: {window: 10s, grace: 5s, state_file: $STATE/accounting.state}
 CONF
-"$BIN/joules-aggregator" --config.file "$STATE/aggregator.yml" --web.listen-address 127.0.0.1:9561 >"$STATE/aggregator.log" 2>&1 & pids+=($!)
+# The aggregator: one process, or with DEMO_CLUSTER=1 a tier whose members
+# each run with this configuration plus a cluster: section. INGEST: where
+# the agents stream (each ingest replica in turn); AGGREGATOR_LOGS: what the
+# short run checks for errors.
+INGEST=(127.0.0.1:9561)
+AGGREGATOR_LOGS=("$STATE/aggregator.log")
+AGGREGATOR_MSG="http://127.0.0.1:9561/health   (metrics: /metrics)"
+if [ -n "${DEMO_CLUSTER:-}" ]; then
+	start_tier
+else
+	"$BIN/joules-aggregator" --config.file "$STATE/aggregator.yml" --web.listen-address 127.0.0.1:9561 >"$STATE/aggregator.log" 2>&1 & pids+=($!)
+fi
 
 # The site: its seed, and its hosts with their racks. Every simulator
 # below is given the same, and computes the same site from it.
@@ -154,6 +168,11 @@ redfish_entry() {
 	echo "    - {name: $1, endpoint: \"$url\", username: monitor, password_file: $STATE/bmc.pass, ca_file: $STATE/bmc-ca.pem, role: $2}"
 }
 
+# next_ingest: sets STREAM_URL to the aggregator the next agent streams
+# to, each of INGEST in turn (an agent streams to one URL).
+ingest_turn=0
+next_ingest() { STREAM_URL="http://${INGEST[ingest_turn++ % ${#INGEST[@]}]}"; }
+
 # start_agent HOST PORT: runs the agent with $STATE/agent-HOST.yml.
 start_agent() {
 	"$BIN/joules-agent" --config.file "$STATE/agent-$1.yml" --web.listen-address "127.0.0.1:$2" >"$STATE/agent-$1.log" 2>&1 & pids+=($!)
@@ -161,6 +180,7 @@ start_agent() {
 
 for h in "${hosts[@]}"; do
 	read -r host rack port addr _ <<<"$h"
+	next_ingest
 	{
 		echo "labels: {site: $SITE, hall: h1, rack: $rack, host: $host}"
 		echo "sources:"
@@ -172,7 +192,7 @@ for h in "${hosts[@]}"; do
 			redfish_entry "$host-bmc" host
 		fi
 		echo "exporters:"
-		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$host}"
+		echo "  stream: {url: \"$STREAM_URL\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$host}"
 	} > "$STATE/agent-$host.yml"
 	start_agent "$host" "$port"
 done
@@ -185,6 +205,7 @@ done
 mgmt_agent() {
 	local name=$1 port=$2 rack=$3 e
 	shift 3
+	next_ingest
 	{
 		echo "labels: {site: $SITE, hall: h1, ${rack:+rack: $rack, }host: $name}"
 		echo "sources:"
@@ -194,7 +215,7 @@ mgmt_agent() {
 		for e in "$@"; do [[ $e == *": "* ]] || redfish_entry "${e%%:*}" "${e#*:}"; done
 		for e in "$@"; do [[ $e != *": "* ]] || echo "  $e"; done
 		echo "exporters:"
-		echo "  stream: {url: \"http://127.0.0.1:9561\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$name}"
+		echo "  stream: {url: \"$STREAM_URL\", token_file: $STATE/tokens, spool_dir: $STATE/spool-$name}"
 	} > "$STATE/agent-$name.yml"
 	start_agent "$name" "$port"
 	mgmt+=("$name:$port")
@@ -230,7 +251,7 @@ joules demo — everything below is SIMULATED (GPUs, BMCs, PDUs, UPS, facility m
 all from one site model; samples say simulated="true" where they are), site $SITE, hall h1:
   agents             $(for h in "${hosts[@]}"; do read -r host rack port _ <<<"$h"; printf '\n    %-15s rack %s  http://127.0.0.1:%s/metrics' "$host" "$rack" "$port"; done)$(for a in "${mgmt[@]}"; do printf '\n    %-15s         http://127.0.0.1:%s/metrics  (meters)' "${a%%:*}" "${a#*:}"; done)
   inference (vLLM)   $(for h in "${hosts[@]}"; do read -r host _ _ addr rate _ <<<"$h"; printf '\n    %-15s http://%s/metrics  (~%s tokens/s over a day, with its GPUs)' "$host" "$addr" "$rate"; done)
-  aggregator         http://127.0.0.1:9561/health   (metrics: /metrics)
+  aggregator         $AGGREGATOR_MSG
   InfluxDB (Flux)    http://127.0.0.1:18086          bucket joules/autogen
   simulated BMCs     $( [ -s "$STATE/bmcs" ] && tr '\n' ' ' < "$STATE/bmcs" )
   simulated meters   $( [ -s "$STATE/bmcs" ] && echo "pdu-r2 snmp://$SNMP_PDU (raritan-pdu2) ups snmp://$SNMP_UPS (ups-mib) facility modbus://$MODBUS_FACILITY (schneider-pm5000)" )
@@ -379,11 +400,12 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 			[ "${n:-0}" -gt 0 ] || ok=false
 		done
 	fi
-	if grep -q -i 'level=error' "$STATE/aggregator.log"; then
+	if grep -q -i 'level=error' "${AGGREGATOR_LOGS[@]}"; then
 		echo "demo: the aggregator logged errors:"
-		grep -i 'level=error' "$STATE/aggregator.log" | head -20
+		grep -i 'level=error' "${AGGREGATOR_LOGS[@]}" | head -20
 		ok=false
 	fi
+	if [ -n "${DEMO_CLUSTER:-}" ]; then check_tier || ok=false; fi
 	check_accounting || ok=false
 	$ok
 else

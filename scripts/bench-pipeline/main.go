@@ -34,7 +34,8 @@ import (
 
 func main() {
 	var (
-		mode     = flag.String("mode", "fleet", "fleet, blast, soak or peer (against Telegraf)")
+		mode     = flag.String("mode", "fleet", "fleet, blast, soak, peer (against Telegraf) or cluster (one process against the tier on NATS)")
+		natsBin  = flag.String("nats-server", "nats-server", "cluster: nats-server binary")
 		sample   = flag.Duration("sample", time.Minute, "soak: how often to sample the aggregator")
 		aggBin   = flag.String("aggregator", "bin/joules-aggregator", "joules-aggregator binary")
 		influxd  = flag.String("influxd", "influxd", "influxd 1.8 binary")
@@ -52,6 +53,13 @@ func main() {
 		profile  = flag.String("profile", "", "peer: write the aggregator's CPU profile of each load's first run into this folder")
 	)
 	flag.Parse()
+	if *mode == "cluster" {
+		if err := runCluster(*aggBin, *influxd, *natsBin, *hosts, *series, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-pipeline:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *mode == "peer" {
 		d := *duration
 		if !isFlagSet("duration") {
@@ -235,17 +243,8 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 				tick := time.NewTicker(time.Second)
 				defer tick.Stop()
 				for {
-					now := time.Now()
-					var b bytes.Buffer
-					n := series
-					for s := range series {
-						fmt.Fprintf(&b, "joules_gpu_power_watts,host=gpu-%04d,gpu=%d,site=dc1 value=%d.5 %d\n", h, s, 300+s, now.UnixMilli())
-					}
-					if mode == "soak" {
-						n++
-						fmt.Fprintf(&b, "joules_gpu_energy_joules_total,hall=h%d,host=gpu-%04d,gpu=0,method=counter,site=dc1 value=%d %d\n", h%4, h, now.UnixMilli()*300/1000, now.UnixMilli())
-					}
-					if err := send(b.Bytes()); err != nil {
+					body, n := agentLines(h, series, time.Now(), mode == "soak")
+					if err := send(body); err != nil {
 						failures.Add(1)
 					} else {
 						lines.Add(int64(n))
