@@ -77,8 +77,16 @@ func (w *Worker) Run(ctx context.Context) {
 	every := w.c.cfg.Lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		w.balance(ctx)
+	// The first round only says this worker is there, so that workers that
+	// start together share the partitions out at once instead of the first
+	// taking them all and handing most over.
+	if err := w.c.heartbeat(ctx, "worker"); err != nil {
+		w.log.Warn("cannot reach the leases bucket", "err", err)
+	}
+	for first := true; ; first = false {
+		if !first {
+			w.balance(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			w.mu.Lock()
@@ -87,9 +95,7 @@ func (w *Worker) Run(ctx context.Context) {
 				runs = append(runs, r)
 			}
 			w.mu.Unlock()
-			for _, r := range runs {
-				w.stop(r, true)
-			}
+			w.stopAll(runs, true)
 			return
 		case <-t.C:
 		}
@@ -138,17 +144,19 @@ func (w *Worker) balance(ctx context.Context) {
 	owned := len(w.Owned())
 	pref := preference(cfg.Name, cfg.Partitions)
 	if owned > target {
+		var extra []*partitionRun
 		for i := len(pref) - 1; i >= 0 && owned > target; i-- {
 			w.mu.Lock()
 			r := w.owned[pref[i]]
 			w.mu.Unlock()
 			if r != nil {
-				w.log.Info("handing a partition over", "partition", r.p, "workers", n)
-				w.stop(r, true)
-				w.Released.Add(1)
+				extra = append(extra, r)
 				owned--
 			}
 		}
+		w.log.Info("handing partitions over", "partitions", len(extra), "workers", n)
+		w.stopAll(extra, true)
+		w.Released.Add(int64(len(extra)))
 	}
 	for _, p := range pref {
 		if owned >= target || cctx.Err() != nil {
@@ -189,6 +197,16 @@ func (w *Worker) forget(r *partitionRun) {
 		delete(w.owned, r.p)
 	}
 	w.mu.Unlock()
+}
+
+// stopAll stops runs at once: each waits for its last checkpoint, and one
+// after the other they would outlast the leases of the rest.
+func (w *Worker) stopAll(runs []*partitionRun, release bool) {
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Go(func() { w.stop(r, release) })
+	}
+	wg.Wait()
 }
 
 // stop ends a partition's run (which checkpoints it) and, when asked and

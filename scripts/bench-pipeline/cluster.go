@@ -150,16 +150,20 @@ func startTier(aggBin, natsBin, dir, influxAddr string, workers int) (*tierRun, 
 func loadTier(r *tierRun, hosts, series int, duration time.Duration) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
 	var lines, failures atomic.Int64
-	// Two seconds of load first, so the partitions are shared out and the
-	// first windows open, then the measured part.
-	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Second)
+	// Load first (15 s for the tier: its workers share the partitions out
+	// and open their first windows), then the measured part.
+	warm := 2 * time.Second
+	if r.workers > 0 {
+		warm = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), duration+warm)
 	defer cancel()
 	var cpu0 time.Duration
 	cpuOf := make([]time.Duration, len(r.pids))
 	var start time.Time
 	measuring := make(chan struct{})
 	go func() {
-		time.Sleep(2 * time.Second)
+		time.Sleep(warm)
 		for i, pid := range r.pids {
 			cpuOf[i] = cpuTime(pid)
 			cpu0 += cpuOf[i]
