@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
@@ -42,13 +44,50 @@ func TestTierDerivesWhatOneProcessDoes(t *testing.T) {
 	if pub2.Duplicates.Load() == 0 {
 		t.Error("the retried request was not taken for a duplicate")
 	}
+	var members []*Metrics
 	for _, name := range []string{"w1", "w2", "w3"} {
-		tr.worker(name)
+		w, _ := tr.worker(name)
+		members = append(members, &Metrics{Roles: []string{"worker", "rollup"}, Worker: w})
 	}
-	tr.rollup("w1")
-	tr.rollup("w2")
+	r1, _ := tr.rollup("w1")
+	r2, _ := tr.rollup("w2")
+	members[0].Rollup, members[1].Rollup = r1, r2
 	tr.sameAs(want, 90*time.Second)
+	// What /metrics says of the tier: every partition held once, one roll-up.
+	if got := sumOf(t, members, "joules_cluster_partitions_owned"); got != 8 {
+		t.Errorf("the workers' joules_cluster_partitions_owned add up to %g, want the 8 partitions", got)
+	}
+	if got := sumOf(t, members, "joules_cluster_rollup_leading"); got != 1 {
+		t.Errorf("joules_cluster_rollup_leading adds up to %g over the candidates, want 1", got)
+	}
+	// A partition handed over is read again from its checkpoint: at least.
+	if got := sumOf(t, members, "joules_cluster_worker_points_total"); got < float64(lines) {
+		t.Errorf("the workers read %g raw points, %d were sent", got, lines)
+	}
 	testenv.WaitFor(t, 30*time.Second, "every raw line in the output", func() bool { return tr.raw.rawCount() == lines })
+}
+
+// sumOf adds a metric's values over every series of every member.
+func sumOf(t *testing.T, members []*Metrics, name string) float64 {
+	t.Helper()
+	total := 0.0
+	for _, m := range members {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(m)
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				total += s.GetGauge().GetValue() + s.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }
 
 // balanced waits until the workers hold every partition once, each its

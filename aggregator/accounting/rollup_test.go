@@ -218,3 +218,74 @@ func TestRollupSumsHostsAcrossPartitions(t *testing.T) {
 		t.Errorf("the site's second minute does not count 4 hosts: %s", describe(site))
 	}
 }
+
+// A partition that does not publish holds a window back for the wait,
+// then the window is written without it and revised when it comes; a
+// partial of an older generation of its partition does not replace a
+// newer one's.
+func TestRollupWaitsForASilentPartitionThenRevises(t *testing.T) {
+	cfg := Config{Window: time.Minute, Grace: 10 * time.Second, MaxLateness: time.Hour}
+	var s site
+	s.host("a", "h1", "r1", 1000, t0, t0.Add(2*time.Minute))
+	s.host("b", "h1", "r1", 3000, t0, t0.Add(2*time.Minute))
+	parts := map[string]*Accountant{}
+	for _, h := range []string{"a", "b"} {
+		parts[h], _ = newTestAccountant(t, cfg)
+	}
+	for _, p := range s.points {
+		for _, tg := range p.Tags {
+			if tg.Key == "host" {
+				parts[tg.Value].Process([]aggregator.Point{p})
+			}
+		}
+	}
+	roll, err := NewRollup(cfg, 2, 2*time.Minute, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAt := t0.Add(3 * time.Minute)
+	a, _ := parts["a"].TickPartials(closeAt, 0, 5)
+	var progress int64
+	for _, p := range a {
+		if err := roll.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, progress = parts["a"].TickPartials(closeAt, 0, 5)
+	roll.Progress(0, progress)
+	second := t0.Add(time.Minute)
+	if out := roll.Tick(closeAt); find(t, out, "joules_energy", second, "scope", "site", "kind", "it") != nil {
+		t.Fatal("a window was written while partition 1 had not published and the wait had not passed")
+	}
+	if got := roll.Behind(second.Add(time.Minute).UnixNano()); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("partitions behind: %v, want [1]", got)
+	}
+	out := roll.Tick(second.Add(time.Minute + 10*time.Second + 2*time.Minute))
+	site1 := find(t, out, "joules_energy", second, "scope", "site", "kind", "it")
+	if got := floatField(t, site1, "joules"); math.Abs(got-1000*60) > 1e-6 {
+		t.Fatalf("without partition 1 the site's second minute is %g J, want host a's 60 kJ", got)
+	}
+	if roll.Stats().Incomplete == 0 {
+		t.Error("the window written without partition 1 is not counted incomplete")
+	}
+	b, progressB := parts["b"].TickPartials(closeAt, 1, 7)
+	for _, p := range b {
+		if err := roll.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roll.Progress(1, progressB)
+	out = roll.Tick(closeAt.Add(3 * time.Minute))
+	if got := floatField(t, find(t, out, "joules_energy", second, "scope", "site", "kind", "it"), "joules"); math.Abs(got-4000*60) > 1e-6 {
+		t.Fatalf("revised with partition 1 the site's second minute is %g J, want 240 kJ (a 1 kW + b 3 kW for 60 s)", got)
+	}
+	// A former owner of partition 1 (generation 6) publishes late: ignored.
+	stale := *b[0]
+	stale.Gen = 6
+	if err := roll.Add(&stale); err != nil {
+		t.Fatal(err)
+	}
+	if roll.Stats().Superseded != 1 {
+		t.Errorf("a partial of an older generation was taken: %+v", roll.Stats())
+	}
+}
