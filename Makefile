@@ -71,7 +71,7 @@ lint:
 # testdata/fuzz and become regression tests of `make test`.
 FUZZ_TARGETS := aggregator:FuzzIngest:50000x aggregator:FuzzQuickParse:50000x aggregator/accounting:FuzzAccounting:50000x internal/config:FuzzLoadAgent:12000x \
 	redfish:FuzzBMCResource:1300x collector:FuzzRAPLZones:60000x nvml:FuzzParseCgroup:50000x \
-	snmp:FuzzParseProfile:20000x modbus:FuzzParseMap:20000x
+	snmp:FuzzParseProfile:20000x modbus:FuzzParseMap:20000x cluster:FuzzSiteAndHost:30000x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; budget=$${FUZZTIME:-$${rest#*:}}; \
