@@ -18,14 +18,13 @@ import (
 
 // tierRun is one configuration of the cluster benchmark.
 type tierRun struct {
-	name          string
-	pids          []int
-	names         []string // of pids: nats, ingest, worker, aggregator
-	writeURLs     []string
-	metricsURLs   []string // of the members that write to InfluxDB
-	stop          func()
-	workers       int
-	linesAccepted int64
+	name        string
+	pids        []int
+	names       []string // of pids: nats, ingest, worker, aggregator
+	writeURLs   []string
+	metricsURLs []string // of the members that write to InfluxDB
+	stop        func()
+	workers     int
 }
 
 // runCluster loads one process and then the tier (three NATS servers, two
