@@ -167,3 +167,13 @@ func token(s string) string {
 }
 
 func lower(s string) string { return strings.ToLower(s) }
+
+// A progress message is "<unix ns> <generation>".
+func formatProgress(t int64, gen uint64) []byte {
+	return fmt.Appendf(nil, "%d %d", t, gen)
+}
+
+func parseProgress(b []byte) (t int64, gen uint64, err error) {
+	_, err = fmt.Sscanf(string(b), "%d %d", &t, &gen)
+	return t, gen, err
+}

@@ -150,14 +150,11 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 	}()
 	r.log.Info("roll-up elected", "from_seq", cp.meta.Seq, "generation", l.gen, "previous", cp.meta.Owner)
 	seq := cp.meta.Seq
-	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if seq > 0 {
-		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
-	}
-	cons, err := r.c.js.OrderedConsumer(ctx, cfg.name(partialsStream), cc)
+	rd, err := openReader(ctx, r.c.js, cfg.name(partialsStream), "", seq)
 	if err != nil {
-		return fmt.Errorf("roll-up consumer: %w", err)
+		return fmt.Errorf("roll-up: %w", err)
 	}
+	defer rd.stop()
 	progressPrefix := lower(cfg.Prefix) + ".progress."
 	var (
 		pending  *pendingSave
@@ -166,32 +163,18 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 		caughtUp bool
 	)
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(200*time.Millisecond))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return fmt.Errorf("read partials: %w", err)
-		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			caughtUp = md.NumPending == 0
+		caughtUp, err = rd.batch(500, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 			if md.Sequence.Stream <= seq {
-				continue
+				return
 			}
 			seq = md.Sequence.Stream
 			if p, ok := strings.CutPrefix(msg.Subject(), progressPrefix); ok {
 				part, err1 := strconv.Atoi(p)
-				t, err2 := strconv.ParseInt(string(msg.Data()), 10, 64)
+				t, gen, err2 := parseProgress(msg.Data())
 				if err1 == nil && err2 == nil {
-					roll.Progress(part, t)
+					roll.Progress(part, t, gen)
 				}
-				continue
+				return
 			}
 			p, err := accounting.UnmarshalPartial(msg.Data())
 			if err == nil {
@@ -199,12 +182,15 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 			}
 			if err != nil {
 				r.log.Error("a partial is not usable: skipped", "subject", msg.Subject(), "err", err)
-				continue
+				return
 			}
 			r.Partials.Add(1)
-		}
-		if got == 0 {
-			caughtUp = true
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("read partials: %w", err)
 		}
 		now := time.Now()
 		if caughtUp && now.Sub(lastTick) >= time.Second {

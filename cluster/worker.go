@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,10 +243,11 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	}
 	log.Info("partition taken", "from_seq", cp.meta.Seq, "generation", r.lease.gen, "previous_owner", cp.meta.Owner)
 	seq := cp.meta.Seq
-	cons, err := w.openRaw(ctx, r.p, seq)
+	rd, err := openReader(ctx, w.c.js, cfg.name(rawStream), cfg.partitionFilter(r.p), seq)
 	if err != nil {
-		return err
+		return fmt.Errorf("partition %d: %w", r.p, err)
 	}
+	defer rd.stop()
 	dec := aggregator.Decoder{Reads: acct.ReadsValues}
 	var (
 		body      []byte
@@ -259,15 +259,8 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 		published int64
 	)
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(200*time.Millisecond))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			return fmt.Errorf("read partition %d: %w", r.p, err)
-		}
 		body = body[:0]
-		lines, got := 0, 0
+		lines := 0
 		var oldest time.Time
 		prec := lineprotocol.Nanosecond
 		// Lines of one precision go to the output together.
@@ -281,16 +274,11 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 			body, lines, oldest = body[:0], 0, time.Time{}
 			return nil
 		}
-		for msg := range batch.Messages() {
-			got++
-			md, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
+		var ferr error
+		caughtUp, err = rd.batch(1000, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 			r.pending.Store(md.NumPending)
-			caughtUp = md.NumPending == 0
-			if md.Sequence.Stream <= seq {
-				continue
+			if md.Sequence.Stream <= seq || ferr != nil {
+				return
 			}
 			seq = md.Sequence.Stream
 			p := lineprotocol.Nanosecond
@@ -298,12 +286,12 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 				var ok bool
 				if p, ok = aggregator.ParsePrecision(name); !ok {
 					log.Error("a message of the raw stream has an unknown precision: skipped", "seq", seq, "precision", name)
-					continue
+					return
 				}
 			}
 			if p != prec {
-				if err := flush(); err != nil {
-					return err
+				if ferr = flush(); ferr != nil {
+					return
 				}
 				prec = p
 			}
@@ -311,7 +299,7 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 			points, n, old, err := dec.Decode(msg.Data())
 			if err != nil {
 				log.Error("a message of the raw stream is not line protocol: skipped", "seq", seq, "err", err)
-				continue
+				return
 			}
 			acct.Process(points)
 			w.Messages.Add(1)
@@ -321,9 +309,17 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 				oldest = old
 			}
 			lines += n
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("read partition %d: %w", r.p, err)
 		}
-		if got == 0 {
-			caughtUp = true
+		if ferr != nil {
+			return ferr
+		}
+		if caughtUp {
 			r.pending.Store(0)
 		}
 		if err := flush(); err != nil {
@@ -340,7 +336,7 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 			}
 			published += int64(len(parts))
 			if prog != progress {
-				if _, err := w.c.js.Publish(ctx, cfg.progressSubject(r.p), []byte(strconv.FormatInt(prog, 10))); err != nil {
+				if _, err := w.c.js.Publish(ctx, cfg.progressSubject(r.p), formatProgress(prog, r.lease.gen)); err != nil {
 					return fmt.Errorf("partition %d: progress: %w", r.p, err)
 				}
 				progress = prog
@@ -395,18 +391,6 @@ type pendingSave struct {
 	state []byte
 	seq   uint64
 	mark  uint64
-}
-
-func (w *Worker) openRaw(ctx context.Context, p int, seq uint64) (jetstream.Consumer, error) {
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.c.cfg.partitionFilter(p)}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if seq > 0 {
-		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
-	}
-	cons, err := w.c.js.OrderedConsumer(ctx, w.c.cfg.name(rawStream), cc)
-	if err != nil {
-		return nil, fmt.Errorf("partition %d: consumer: %w", p, err)
-	}
-	return cons, nil
 }
 
 func (w *Worker) publishPartials(ctx context.Context, parts []*accounting.Partial) error {

@@ -24,7 +24,8 @@ type Rollup struct {
 
 	windows   [nLevels]map[int64]*rollWindow
 	released  [nLevels]int64
-	progress  []int64 // per partition: every window ending then or before is published
+	progress  []int64  // per partition: every window ending then or before is published
+	gens      []uint64 // per partition: the newest ownership generation seen
 	watermark int64
 	rstats    RollupStats
 }
@@ -63,6 +64,7 @@ func (r *Rollup) reset() {
 		r.released[i] = 0
 	}
 	r.progress = make([]int64, r.partitions)
+	r.gens = make([]uint64, r.partitions)
 	r.watermark = 0
 }
 
@@ -87,6 +89,11 @@ func (r *Rollup) Add(p *Partial) error {
 		r.rstats.Late++
 		return nil
 	}
+	if p.Gen < r.gens[p.Partition] {
+		r.rstats.Superseded++ // a former owner, still publishing after its successor began
+		return nil
+	}
+	r.gens[p.Partition] = p.Gen
 	rw := r.windows[p.Level][p.Start]
 	if rw == nil {
 		rw = &rollWindow{Parts: map[int]*Partial{}}
@@ -103,14 +110,19 @@ func (r *Rollup) Add(p *Partial) error {
 	return nil
 }
 
-// Progress records that a partition published every window ending at t
-// or before.
-func (r *Rollup) Progress(partition int, t int64) {
+// Progress records that a partition's owner of generation gen published
+// every window ending at t or before; a former owner's is ignored.
+func (r *Rollup) Progress(partition int, t int64, gen uint64) {
 	if partition < 0 || partition >= r.partitions {
 		return
 	}
 	r.acct.mu.Lock()
 	defer r.acct.mu.Unlock()
+	if gen < r.gens[partition] {
+		r.rstats.Superseded++
+		return
+	}
+	r.gens[partition] = gen
 	r.progress[partition] = max(r.progress[partition], t)
 }
 
@@ -205,6 +217,7 @@ type rollupState struct {
 	Windows    [nLevels]map[int64]*rollWindow
 	Released   [nLevels]int64
 	Progress   []int64
+	Gens       []uint64
 	Watermark  int64
 	Rolling    map[scopeKey]*rollingPUE
 	Stats      Stats
@@ -216,7 +229,7 @@ func (r *Rollup) MarshalState() ([]byte, error) {
 	a := r.acct
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := rollupState{Version: stateVersion, Partitions: r.partitions, Windows: r.windows, Released: r.released, Progress: r.progress,
+	st := rollupState{Version: stateVersion, Partitions: r.partitions, Windows: r.windows, Released: r.released, Progress: r.progress, Gens: r.gens,
 		Watermark: r.watermark, Rolling: a.rolling, Stats: a.stats, RStats: r.rstats}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
@@ -257,6 +270,7 @@ func (r *Rollup) UnmarshalState(raw []byte) error {
 	}
 	r.released, r.watermark, r.rstats = st.Released, st.Watermark, st.RStats
 	copy(r.progress, st.Progress)
+	copy(r.gens, st.Gens)
 	a.rolling, a.stats = orEmpty(st.Rolling), st.Stats
 	for _, rp := range a.rolling {
 		rp.Windows, rp.Days = orEmpty(rp.Windows), orEmpty(rp.Days)

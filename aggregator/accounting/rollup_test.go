@@ -145,7 +145,7 @@ func TestPartitionsRolledUpDeriveWhatOneProcessDoes(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				roll.Progress(k, progress)
+				roll.Progress(k, progress, 1)
 			}
 			got = append(got, roll.Tick(now)...)
 		})
@@ -206,7 +206,7 @@ func TestRollupSumsHostsAcrossPartitions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		roll.Progress(k, progress)
+		roll.Progress(k, progress, 1)
 	}
 	out = roll.Tick(end)
 	got := floatField(t, find(t, out, "joules_energy", t0.Add(time.Minute), "scope", "site", "kind", "it"), "joules")
@@ -252,7 +252,7 @@ func TestRollupWaitsForASilentPartitionThenRevises(t *testing.T) {
 		}
 	}
 	_, progress = parts["a"].TickPartials(closeAt, 0, 5)
-	roll.Progress(0, progress)
+	roll.Progress(0, progress, 5)
 	second := t0.Add(time.Minute)
 	if out := roll.Tick(closeAt); find(t, out, "joules_energy", second, "scope", "site", "kind", "it") != nil {
 		t.Fatal("a window was written while partition 1 had not published and the wait had not passed")
@@ -274,7 +274,7 @@ func TestRollupWaitsForASilentPartitionThenRevises(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	roll.Progress(1, progressB)
+	roll.Progress(1, progressB, 7)
 	out = roll.Tick(closeAt.Add(3 * time.Minute))
 	if got := floatField(t, find(t, out, "joules_energy", second, "scope", "site", "kind", "it"), "joules"); math.Abs(got-4000*60) > 1e-6 {
 		t.Fatalf("revised with partition 1 the site's second minute is %g J, want 240 kJ (a 1 kW + b 3 kW for 60 s)", got)
