@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -107,8 +108,8 @@ func (c Config) Validate() error {
 	}
 	if c.Name == "" {
 		errs = append(errs, errors.New("cluster.name: the member's name, unique in the tier"))
-	} else if strings.ContainsAny(c.Name, ".*> \t") {
-		errs = append(errs, fmt.Errorf("cluster.name %q: letters, digits, - and _ only", c.Name))
+	} else if !validName.MatchString(c.Name) {
+		errs = append(errs, fmt.Errorf("cluster.name %q: letters, digits, - and _ only (it is a key of the leases bucket)", c.Name))
 	}
 	if c.Partitions > 4096 {
 		errs = append(errs, fmt.Errorf("cluster.partitions %d: at most 4096", c.Partitions))
@@ -121,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validName is what a key of a key-value bucket takes, less the dot.
+var validName = regexp.MustCompile(`^[-_A-Za-z0-9]+$`)
 
 func (c Config) name(suffix string) string { return c.Prefix + suffix }
 

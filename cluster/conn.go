@@ -76,9 +76,12 @@ func joinURLs(urls []string) string {
 }
 
 func (c *Conn) setup(ctx context.Context) error {
-	js, err := jetstream.New(c.nc)
+	// Unacknowledged publishes are given up after the request's own wait,
+	// so a lost quorum cannot pile them up until publishing stalls.
+	opts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(c.cfg.PublishTimeout)}
+	js, err := jetstream.New(c.nc, opts...)
 	if c.cfg.Domain != "" {
-		js, err = jetstream.NewWithDomain(c.nc, c.cfg.Domain)
+		js, err = jetstream.NewWithDomain(c.nc, c.cfg.Domain, opts...)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: JetStream: %w", err)

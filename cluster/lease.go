@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,7 +21,10 @@ import (
 type lease struct {
 	key string
 	gen uint64 // revision at creation
-	rev uint64 // revision of the last renewal
+
+	mu      sync.Mutex // renewals and the release may overlap
+	rev     uint64     // revision of the last renewal
+	renewed time.Time  // when
 }
 
 func partitionKey(p int) string { return fmt.Sprintf("partition.%d", p) }
@@ -35,23 +40,37 @@ func (c *Conn) acquire(ctx context.Context, key string) (*lease, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("lease %s: %w", key, err)
 	}
-	return &lease{key: key, gen: rev, rev: rev}, true, nil
+	return &lease{key: key, gen: rev, rev: rev, renewed: time.Now()}, true, nil
 }
 
 // renew extends the lease; an error means it is lost (or NATS is out of
 // reach for now, which the caller cannot tell apart and treats the same).
 func (c *Conn) renew(ctx context.Context, l *lease) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	rev, err := c.leases.Update(ctx, l.key, []byte(c.cfg.Name), l.rev)
 	if err != nil {
 		return fmt.Errorf("lease %s: %w", l.key, err)
 	}
-	l.rev = rev
+	l.rev, l.renewed = rev, time.Now()
 	return nil
+}
+
+// lost says whether a renewal's error means the lease is gone: another
+// member holds it or it expired, or it has not been renewed for so long
+// that it may have expired (NATS out of reach).
+func (c *Conn) lost(l *lease, err error) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
+		time.Since(l.renewed) > c.cfg.Lease-c.cfg.Lease/3
 }
 
 // release gives the lease up at once, so a successor need not wait for
 // it to expire.
 func (c *Conn) release(ctx context.Context, l *lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := c.leases.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
 		c.cfg.Logger.Debug("lease release", "lease", l.key, "err", err)
 	}
@@ -64,6 +83,14 @@ func (c *Conn) heartbeat(ctx context.Context, role string) error {
 	return err
 }
 
+// leave says at once that this member is gone, so that the others share
+// its partitions out without waiting for its heartbeat to expire.
+func (c *Conn) leave(ctx context.Context, role string) {
+	if err := c.leases.Delete(ctx, "member."+role+"."+c.cfg.Name); err != nil {
+		c.cfg.Logger.Debug("leaving", "err", err)
+	}
+}
+
 // members lists the live members of a role, sorted.
 func (c *Conn) members(ctx context.Context, role string) ([]string, error) {
 	lister, err := c.leases.ListKeysFiltered(ctx, "member."+role+".*")
@@ -73,6 +100,9 @@ func (c *Conn) members(ctx context.Context, role string) ([]string, error) {
 	var out []string
 	for k := range lister.Keys() {
 		out = append(out, strings.TrimPrefix(k, "member."+role+"."))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // the list may have been cut short
 	}
 	slices.Sort(out)
 	return out, nil

@@ -16,6 +16,9 @@ func FuzzSiteAndHost(f *testing.F) {
 		`m value=1 1`,
 		`m,site=s1,zz=host value=1`,
 		`m\ y,host\=x=1,host=h value=1`,
+		`m,host=a\\,x=y,site=s value=1`,
+		`m,host=a\\ value=1`,
+		`m,host=a\b,site=c\\\,d value=1`,
 	} {
 		f.Add(l)
 	}

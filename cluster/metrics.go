@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/joules-energy/joules/aggregator/accounting"
 )
 
 // Metrics is a member's /metrics collector: what each of its roles did,
@@ -34,6 +36,11 @@ var (
 	descPartials    = prometheus.NewDesc("joules_cluster_rollup_partials_total", "Partials the roll-up took in.", nil, nil)
 	descDerived     = prometheus.NewDesc("joules_cluster_rollup_derived_points_total", "Derived points the roll-up wrote.", nil, nil)
 	descIncomplete  = prometheus.NewDesc("joules_cluster_rollup_incomplete_windows_total", "Windows the roll-up wrote before every partition had published them (after cluster.rollup_wait).", nil, nil)
+	descRebuilt     = prometheus.NewDesc("joules_cluster_partition_rebuilt_total", "Partitions whose checkpoint could not be read (another version, damaged) and whose accounting was rebuilt from the start of the stream.", nil, nil)
+	descSuperseded  = prometheus.NewDesc("joules_cluster_rollup_superseded_total", "Partials and progress of a former owner of a partition, published after its successor began: ignored.", nil, nil)
+	descLatePartial = prometheus.NewDesc("joules_cluster_rollup_late_partials_total", "Partials of windows the roll-up had already let go (older than max_lateness, and every partition past them): ignored.", nil, nil)
+	descRevised     = prometheus.NewDesc("joules_cluster_rollup_revised_windows_total", "Windows the roll-up wrote again because a partial of theirs changed (late points).", nil, nil)
+	descRollupErr   = prometheus.NewDesc("joules_cluster_rollup_restarts_total", "Times the roll-up stopped on an error (NATS, the output) and started again from its checkpoint.", nil, nil)
 	descBehind      = prometheus.NewDesc("joules_cluster_rollup_partitions_behind", "Partitions that have not published the last window whose grace has passed.", nil, nil)
 )
 
@@ -60,16 +67,22 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if w := m.Worker; w != nil {
 		w.mu.Lock()
 		g(descPartitions, float64(len(w.owned)))
+		var accts []*accounting.Accountant
 		for p, r := range w.owned {
+			if a := r.acct.Load(); a != nil {
+				accts = append(accts, a)
+			}
 			label := strconv.Itoa(p)
 			g(descPending, float64(r.pending.Load()), label)
 			g(descCheckpoint, time.Since(time.Unix(0, r.age.Load())).Seconds(), label)
 		}
 		w.mu.Unlock()
+		accounting.CollectPartitions(ch, accts)
 		c(descWorkerMsgs, w.Messages.Load())
 		c(descWorkerPts, w.Points.Load())
 		c(descTakeovers, w.Takeovers.Load())
 		c(descHandovers, w.Released.Load())
+		c(descRebuilt, w.Rebuilt.Load())
 		c(descFenced, w.Fenced.Load(), "worker")
 		c(descCheckpoints, w.Checkpoints.Load(), "worker")
 	}
@@ -83,15 +96,20 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		c(descDerived, r.Derived.Load())
 		c(descFenced, r.Fenced.Load(), "rollup")
 		c(descCheckpoints, r.Checkpoints.Load(), "rollup")
+		c(descRollupErr, r.Errors.Load())
 		if cur := r.Current(); cur != nil {
-			c(descIncomplete, cur.Stats().Incomplete)
+			st := cur.Stats()
+			c(descIncomplete, st.Incomplete)
+			c(descSuperseded, st.Superseded)
+			c(descLatePartial, st.Late)
+			c(descRevised, cur.Revisions())
 			window := r.c.cfg.Accounting.Window
 			if window <= 0 {
 				window = time.Minute
 			}
 			closed := time.Now().Add(-r.c.cfg.Accounting.Grace).Truncate(window)
 			g(descBehind, float64(len(cur.Behind(closed.UnixNano()))))
-			cur.Accountant().Collect(ch)
+			cur.Collect(ch)
 		}
 	}
 }

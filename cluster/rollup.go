@@ -37,6 +37,7 @@ type Rollup struct {
 	current *accounting.Rollup // while leading
 
 	Leading                     atomic.Bool
+	lostIt                      atomic.Bool // the lease is gone: no last checkpoint
 	Partials, Derived, Elected  atomic.Int64
 	Checkpoints, Fenced, Errors atomic.Int64
 }
@@ -87,6 +88,7 @@ func (r *Rollup) Run(ctx context.Context) {
 			if nl, ok, err := r.c.acquire(cctx, rollupKey); err == nil && ok {
 				l = nl
 				r.Elected.Add(1)
+				r.lostIt.Store(false)
 				lctx, lcancel := context.WithCancel(ctx)
 				cancel, done = lcancel, make(chan error, 1)
 				r.Leading.Store(true)
@@ -108,8 +110,9 @@ func (r *Rollup) Run(ctx context.Context) {
 				r.Leading.Store(true)
 				go func() { done <- r.lead(lctx, l) }()
 			default:
-				if err := r.c.renew(cctx, l); err != nil {
+				if err := r.c.renew(cctx, l); err != nil && r.c.lost(l, err) {
 					r.log.Warn("roll-up lease lost", "err", err)
+					r.lostIt.Store(true)
 					stop(false)
 				}
 			}
@@ -131,13 +134,23 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 	if err != nil {
 		return err
 	}
+	previous := cp.meta.Owner
+	if cp, err = r.c.claim(ctx, rollupKey, cp, l.gen); err != nil {
+		return err
+	}
 	roll, err := accounting.NewRollup(cfg.Accounting, cfg.Partitions, cfg.RollupWait, r.log)
 	if err != nil {
 		return err
 	}
+	seq := cp.meta.Seq
 	if cp.state != nil {
 		if err := roll.UnmarshalState(cp.state); err != nil {
-			r.log.Error("roll-up checkpoint unreadable: windows open at it are derived from what follows it only", "err", err)
+			// The partials stream keeps the last partial of every window for
+			// two days: read from its start, the roll-up is rebuilt (all but
+			// the rolling 30-day PUE's older days).
+			r.log.Error("roll-up checkpoint unreadable: rebuilt from the start of the partials stream", "err", err)
+			roll, _ = accounting.NewRollup(cfg.Accounting, cfg.Partitions, cfg.RollupWait, r.log)
+			seq = 0
 		}
 	}
 	r.mu.Lock()
@@ -148,8 +161,7 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 		r.current = nil
 		r.mu.Unlock()
 	}()
-	r.log.Info("roll-up elected", "from_seq", cp.meta.Seq, "generation", l.gen, "previous", cp.meta.Owner)
-	seq := cp.meta.Seq
+	r.log.Info("roll-up elected", "from_seq", seq, "generation", l.gen, "previous", previous)
 	rd, err := openReader(ctx, r.c.js, cfg.name(partialsStream), "", seq)
 	if err != nil {
 		return fmt.Errorf("roll-up: %w", err)
@@ -219,6 +231,9 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 			r.Checkpoints.Add(1)
 			pending, lastSave = nil, now
 		}
+	}
+	if r.lostIt.Load() {
+		return nil // a successor may have begun
 	}
 	state, err := roll.MarshalState()
 	if err != nil {

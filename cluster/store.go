@@ -44,9 +44,37 @@ func (c *Conn) load(ctx context.Context, key string) (checkpoint, error) {
 		return checkpoint{}, fmt.Errorf("checkpoint %s: %w", key, err)
 	}
 	cp.rev = e.Revision()
+	if cp.meta.Object == "" { // claimed, never saved
+		return cp, nil
+	}
 	if cp.state, err = c.states.GetBytes(ctx, cp.meta.Object); err != nil {
 		return checkpoint{}, fmt.Errorf("checkpoint %s: state object %s: %w", key, cp.meta.Object, err)
 	}
+	return cp, nil
+}
+
+// claim writes the checkpoint as it is under this owner's generation, so
+// that a former owner's next save is refused at once.
+func (c *Conn) claim(ctx context.Context, key string, cp checkpoint, gen uint64) (checkpoint, error) {
+	meta := cp.meta
+	meta.Gen, meta.Owner = gen, c.cfg.Name
+	raw, err := json.Marshal(meta)
+	if err != nil {
+		return cp, err
+	}
+	var rev uint64
+	if cp.rev == 0 {
+		rev, err = c.metas.Create(ctx, key, raw)
+	} else {
+		rev, err = c.metas.Update(ctx, key, raw, cp.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return cp, errFenced
+	}
+	if err != nil {
+		return cp, fmt.Errorf("claim %s: %w", key, err)
+	}
+	cp.meta, cp.rev = meta, rev
 	return cp, nil
 }
 
@@ -68,17 +96,29 @@ func (c *Conn) save(ctx context.Context, key string, prev checkpoint, seq, gen u
 	} else {
 		rev, err = c.metas.Update(ctx, key, raw, prev.rev)
 	}
-	if err != nil {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		_ = c.states.Delete(ctx, meta.Object)
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return prev, errFenced
+		return prev, errFenced
+	}
+	if err != nil {
+		// The update may have landed with its answer lost (a timeout): the
+		// object is kept unless the key is seen to name another.
+		if e, gerr := c.metas.Get(ctx, key); gerr == nil {
+			var now checkpointMeta
+			if json.Unmarshal(e.Value(), &now) == nil && now.Object == meta.Object {
+				rev, err = e.Revision(), nil
+			} else {
+				_ = c.states.Delete(ctx, meta.Object)
+			}
 		}
-		return prev, fmt.Errorf("checkpoint %s: %w", key, err)
+		if err != nil {
+			return prev, fmt.Errorf("checkpoint %s: %w", key, err)
+		}
 	}
 	if prev.meta.Object != "" {
 		if err := c.states.Delete(ctx, prev.meta.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			c.cfg.Logger.Warn("old checkpoint state left in the store", "object", prev.meta.Object, "err", err)
 		}
 	}
-	return checkpoint{meta: meta, rev: rev, state: nil}, nil
+	return checkpoint{meta: meta, rev: rev}, nil
 }

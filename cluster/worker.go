@@ -41,17 +41,20 @@ type Worker struct {
 	mu    sync.Mutex
 	owned map[int]*partitionRun
 
-	Messages, Points, Checkpoints, Fenced, Takeovers, Released atomic.Int64
+	Messages, Points, Checkpoints, Fenced, Takeovers, Released, Rebuilt atomic.Int64
 }
 
 type partitionRun struct {
-	p       int
-	lease   *lease
-	cancel  context.CancelFunc
-	done    chan struct{}
-	err     error
-	pending atomic.Uint64 // messages of the partition not yet read
-	age     atomic.Int64  // unix ns of the last checkpoint
+	p        int
+	lease    *lease
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error
+	pending  atomic.Uint64 // messages of the partition not yet read
+	age      atomic.Int64  // unix ns of the last checkpoint
+	lostIt   atomic.Bool   // the lease is gone: no last checkpoint
+	acct     atomic.Pointer[accounting.Accountant]
+	stopping atomic.Bool // being handed over
 }
 
 // NewWorker returns a worker writing raw points to out.
@@ -88,6 +91,9 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			w.c.leave(lctx, "worker")
+			cancel()
 			w.mu.Lock()
 			runs := make([]*partitionRun, 0, len(w.owned))
 			for _, r := range w.owned {
@@ -102,11 +108,48 @@ func (w *Worker) Run(ctx context.Context) {
 }
 
 func (w *Worker) balance(ctx context.Context) {
-	cctx, cancel := context.WithTimeout(ctx, w.c.cfg.Lease/3)
-	defer cancel()
 	cfg := w.c.cfg
+	round := cfg.Lease / 3
+	w.mu.Lock()
+	runs := make([]*partitionRun, 0, len(w.owned))
+	for _, r := range w.owned {
+		runs = append(runs, r)
+	}
+	w.mu.Unlock()
+	// Renewals first, each with its own time: nothing else in a round may
+	// delay them past the leases.
+	for _, r := range runs {
+		select {
+		case <-r.done:
+			w.forget(r)
+			if r.stopping.Load() || r.lostIt.Load() {
+				continue
+			}
+			// It stopped on its own: an error, or fenced by a successor.
+			w.log.Warn("partition stopped; taken up again if still held", "partition", r.p, "err", r.err)
+			rctx, cancel := context.WithTimeout(ctx, round)
+			err := w.c.renew(rctx, r.lease)
+			cancel()
+			if err == nil && !errors.Is(r.err, errFenced) {
+				w.start(ctx, r.p, r.lease)
+			}
+			continue
+		default:
+		}
+		rctx, cancel := context.WithTimeout(ctx, round)
+		err := w.c.renew(rctx, r.lease)
+		cancel()
+		if err != nil && w.c.lost(r.lease, err) && !r.stopping.Load() {
+			w.log.Warn("partition lease lost: stopping it", "partition", r.p, "err", err)
+			r.lostIt.Store(true)
+			r.cancel() // forgotten once it has stopped, on a later round
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, round)
+	defer cancel()
 	if err := w.c.heartbeat(cctx, "worker"); err != nil {
 		w.log.Warn("cannot reach the leases bucket; partitions are kept while their leases last", "err", err)
+		return
 	}
 	members, err := w.c.members(cctx, "worker")
 	if err != nil {
@@ -114,57 +157,45 @@ func (w *Worker) balance(ctx context.Context) {
 	}
 	n := max(1, len(members))
 	target := (cfg.Partitions + n - 1) / n
-	w.mu.Lock()
-	runs := make([]*partitionRun, 0, len(w.owned))
-	for _, r := range w.owned {
-		runs = append(runs, r)
-	}
-	w.mu.Unlock()
-	for _, r := range runs {
-		select {
-		case <-r.done:
-			// It stopped on its own: an error, or fenced by a successor.
-			w.log.Warn("partition stopped; taken up again if still held", "partition", r.p, "err", r.err)
-			w.forget(r)
-			if errors.Is(r.err, errFenced) {
-				continue
+	active := func() map[int]*partitionRun {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		out := map[int]*partitionRun{}
+		for p, r := range w.owned {
+			if !r.stopping.Load() && !r.lostIt.Load() {
+				out[p] = r
 			}
-			if err := w.c.renew(cctx, r.lease); err == nil {
-				w.start(ctx, r.p, r.lease)
-			}
-			continue
-		default:
 		}
-		if err := w.c.renew(cctx, r.lease); err != nil {
-			w.log.Warn("partition lease lost: stopping it", "partition", r.p, "err", err)
-			w.stop(r, false)
-		}
+		return out
 	}
-	owned := len(w.Owned())
+	owned := active()
 	pref := preference(cfg.Name, cfg.Partitions)
-	if owned > target {
+	if len(owned) > target {
 		var extra []*partitionRun
-		for i := len(pref) - 1; i >= 0 && owned > target; i-- {
-			w.mu.Lock()
-			r := w.owned[pref[i]]
-			w.mu.Unlock()
-			if r != nil {
+		for i := len(pref) - 1; i >= 0 && len(owned)-len(extra) > target; i-- {
+			if r := owned[pref[i]]; r != nil {
 				extra = append(extra, r)
-				owned--
 			}
 		}
 		w.log.Info("handing partitions over", "partitions", len(extra), "workers", n)
-		w.stopAll(extra, true)
 		w.Released.Add(int64(len(extra)))
+		// In the background: their last checkpoints wait for the output,
+		// and the next rounds keep renewing the leases meanwhile.
+		for _, r := range extra {
+			r.stopping.Store(true)
+			go w.stop(r, true)
+		}
+		return
 	}
+	have := len(owned)
 	for _, p := range pref {
-		if owned >= target || cctx.Err() != nil {
+		if have >= target || cctx.Err() != nil {
 			break
 		}
 		w.mu.Lock()
-		_, have := w.owned[p]
+		_, held := w.owned[p]
 		w.mu.Unlock()
-		if have {
+		if held {
 			continue
 		}
 		l, ok, err := w.c.acquire(cctx, partitionKey(p))
@@ -173,7 +204,7 @@ func (w *Worker) balance(ctx context.Context) {
 		}
 		w.Takeovers.Add(1)
 		w.start(ctx, p, l)
-		owned++
+		have++
 	}
 }
 
@@ -230,19 +261,33 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	if err != nil {
 		return err
 	}
+	previous := cp.meta.Owner
+	// Claimed at once: a former owner's next checkpoint is refused from now
+	// on, not only after this one's first.
+	if cp, err = w.c.claim(ctx, key, cp, r.lease.gen); err != nil {
+		return err
+	}
+	if !cp.meta.Saved.IsZero() {
+		r.age.Store(cp.meta.Saved.UnixNano())
+	}
 	acct, err := accounting.New(cfg.Accounting, log)
 	if err != nil {
 		return err
 	}
+	seq := cp.meta.Seq
 	if cp.state != nil {
 		if err := acct.UnmarshalState(cp.state); err != nil {
-			// Not resumable: the partition starts afresh from where the
-			// checkpoint was, so the step of each series across it is lost.
-			log.Error("partition checkpoint unreadable: accounting starts afresh at its position", "object", cp.meta.Object, "err", err)
+			// Not resumable (a checkpoint of another version, or damaged):
+			// rebuilt from what the stream still holds, so only what it no
+			// longer holds (older than cluster.retention) is lost.
+			log.Error("partition checkpoint unreadable: accounting is rebuilt from the start of the stream", "object", cp.meta.Object, "err", err)
+			w.Rebuilt.Add(1)
+			acct, _ = accounting.New(cfg.Accounting, log)
+			seq = 0
 		}
 	}
-	log.Info("partition taken", "from_seq", cp.meta.Seq, "generation", r.lease.gen, "previous_owner", cp.meta.Owner)
-	seq := cp.meta.Seq
+	r.acct.Store(acct)
+	log.Info("partition taken", "from_seq", seq, "generation", r.lease.gen, "previous_owner", previous)
 	rd, err := openReader(ctx, w.c.js, cfg.name(rawStream), cfg.partitionFilter(r.p), seq)
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", r.p, err)
@@ -363,7 +408,11 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	}
 	// Stopping: one last checkpoint of everything read, once its points
 	// have left the spool (a successor reads again what this does not
-	// cover).
+	// cover); none when the lease is gone, since a successor may have
+	// begun.
+	if r.lostIt.Load() {
+		return nil
+	}
 	state, _, err := acct.MarshalState()
 	if err != nil {
 		return err

@@ -106,11 +106,44 @@ func (a *Accountant) Describe(ch chan<- *prometheus.Desc) {
 func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.collectLatest(ch)
+	collectStats(ch, []*Accountant{a})
+	if !a.checkpointed.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descCheckpoint, prometheus.GaugeValue, float64(a.checkpointed.UnixNano())/1e9)
+	}
+}
+
+// CollectPartitions sends what a cluster worker's partitions counted, summed
+// over them: the counters, series and windows of Collect, without the
+// latest values (those are the roll-up's).
+func CollectPartitions(ch chan<- prometheus.Metric, partitions []*Accountant) {
+	for _, a := range partitions {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
+	collectStats(ch, partitions)
+}
+
+// Collect sends the roll-up's latest values (its counts are in Stats and
+// RollupStats).
+func (r *Rollup) Collect(ch chan<- prometheus.Metric) {
+	a := r.acct
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.collectLatest(ch)
+}
+
+// Revisions is how many windows the roll-up wrote again.
+func (r *Rollup) Revisions() int64 {
+	r.acct.mu.Lock()
+	defer r.acct.mu.Unlock()
+	return r.acct.stats.Revisions
+}
+
+// collectLatest sends the last written values; call with a.mu held.
+func (a *Accountant) collectLatest(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(a.latest.pue), func(x, y pueKey) int {
 		return strings.Compare(x.Scope+x.Site+x.Hall+x.Resolution, y.Scope+y.Site+y.Hall+y.Resolution)
@@ -140,28 +173,68 @@ func (a *Accountant) Collect(ch chan<- prometheus.Metric) {
 			gauge(descWorkPerFacility, r.perFacilityJoule, k.Scope, k.Site, k.Hall, k.Unit)
 		}
 	}
-	gauge(descSeries, float64(len(a.series)))
-	for _, lv := range a.levels {
-		gauge(descOpenWindows, float64(len(lv.windows)), lv.name)
+}
+
+// collectStats sends the counts of accountants, summed; call with their
+// locks held.
+func collectStats(ch chan<- prometheus.Metric, accts []*Accountant) {
+	var st Stats
+	st.Implausible = map[string]int64{}
+	series := 0
+	windows := make([]int, nLevels)
+	var names [nLevels]string
+	for _, a := range accts {
+		series += len(a.series)
+		for i, lv := range a.levels {
+			windows[i] += len(lv.windows)
+			names[i] = lv.name
+		}
+		s := a.stats
+		st.Points += s.Points
+		st.Duplicates += s.Duplicates
+		st.Resets += s.Resets
+		st.Dips += s.Dips
+		st.Epochs += s.Epochs
+		st.Reordered += s.Reordered
+		st.Unplaced += s.Unplaced
+		st.Wraps += s.Wraps
+		st.Gaps += s.Gaps
+		st.LatePoints += s.LatePoints
+		st.DroppedJoules += s.DroppedJoules
+		st.Revisions += s.Revisions
+		st.Invalid += s.Invalid
+		st.DroppedDerived += s.DroppedDerived
+		for k, v := range s.Implausible {
+			st.Implausible[k] += v
+		}
 	}
-	counter(descAcctPoints, float64(a.stats.Points))
-	counter(descDuplicates, float64(a.stats.Duplicates))
-	counter(descResets, float64(a.stats.Resets))
-	counter(descDips, float64(a.stats.Dips))
-	counter(descEpochs, float64(a.stats.Epochs))
-	counter(descReordered, float64(a.stats.Reordered))
-	counter(descUnplaced, float64(a.stats.Unplaced))
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	gauge(descSeries, float64(series))
+	for i, n := range windows {
+		if names[i] != "" {
+			gauge(descOpenWindows, float64(n), names[i])
+		}
+	}
+	counter(descAcctPoints, float64(st.Points))
+	counter(descDuplicates, float64(st.Duplicates))
+	counter(descResets, float64(st.Resets))
+	counter(descDips, float64(st.Dips))
+	counter(descEpochs, float64(st.Epochs))
+	counter(descReordered, float64(st.Reordered))
+	counter(descUnplaced, float64(st.Unplaced))
 	for _, reason := range []string{implausibleJump, implausibleDrop, implausibleRestart, implausiblePower} {
-		ch <- prometheus.MustNewConstMetric(descImplausible, prometheus.CounterValue, float64(a.stats.Implausible[reason]), reason)
+		ch <- prometheus.MustNewConstMetric(descImplausible, prometheus.CounterValue, float64(st.Implausible[reason]), reason)
 	}
-	counter(descWraps, float64(a.stats.Wraps))
-	counter(descGaps, float64(a.stats.Gaps))
-	counter(descLate, float64(a.stats.LatePoints))
-	counter(descDroppedJoules, a.stats.DroppedJoules)
-	counter(descRevisions, float64(a.stats.Revisions))
-	counter(descInvalid, float64(a.stats.Invalid))
-	counter(descDroppedDerived, float64(a.stats.DroppedDerived))
-	if !a.checkpointed.IsZero() {
-		gauge(descCheckpoint, float64(a.checkpointed.UnixNano())/1e9)
-	}
+	counter(descWraps, float64(st.Wraps))
+	counter(descGaps, float64(st.Gaps))
+	counter(descLate, float64(st.LatePoints))
+	counter(descDroppedJoules, st.DroppedJoules)
+	counter(descRevisions, float64(st.Revisions))
+	counter(descInvalid, float64(st.Invalid))
+	counter(descDroppedDerived, float64(st.DroppedDerived))
 }

@@ -68,10 +68,6 @@ func (r *Rollup) reset() {
 	r.watermark = 0
 }
 
-// Accountant is the accountant whose /metrics collector shows the roll-up's
-// latest values.
-func (r *Rollup) Accountant() *Accountant { return r.acct }
-
 // Add takes a partition's partial; one from an older generation of its
 // partition than the one held is ignored.
 func (r *Rollup) Add(p *Partial) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -60,8 +61,12 @@ func (c Cluster) Enabled() bool { return len(c.URLs) > 0 }
 // Has says whether the member plays role.
 func (c Cluster) Has(role string) bool { return slices.Contains(c.Roles, role) }
 
+// memberName is what a key of the leases bucket takes, less the dot.
+var memberName = regexp.MustCompile(`^[-_A-Za-z0-9]+$`)
+
 func defaultCluster() Cluster {
 	name, _ := os.Hostname()
+	name, _, _ = strings.Cut(name, ".") // the short name: a key takes no dot
 	return Cluster{Name: name, Roles: []string{RoleIngest, RoleWorker, RoleRollup}, Prefix: "JOULES", Partitions: 64, Replicas: 3,
 		Retention: Duration{Duration: 24 * time.Hour}, Lease: Duration{Duration: 10 * time.Second}, RollupWait: Duration{Duration: 2 * time.Minute},
 		PublishTimeout: Duration{Duration: 5 * time.Second}}
@@ -77,7 +82,7 @@ func (c Cluster) validate(accounting bool) []error {
 			errs = append(errs, fmt.Errorf("cluster.urls: %q is not a NATS URL (nats://host:4222 or tls://host:4222)", u))
 		}
 	}
-	if c.Name == "" || strings.ContainsAny(c.Name, ".*> \t") {
+	if !memberName.MatchString(c.Name) {
 		errs = append(errs, fmt.Errorf("cluster.name %q: the member's name, unique in the tier: letters, digits, - and _", c.Name))
 	}
 	if len(c.Roles) == 0 {
@@ -116,6 +121,9 @@ func (c Cluster) validate(accounting bool) []error {
 	}
 	if n > 1 {
 		errs = append(errs, errors.New("cluster: give one of creds_file, nkey_file, user (with password_file) or token_file"))
+	}
+	if (c.User == "") != (c.PasswordFile == "") {
+		errs = append(errs, errors.New("cluster: user and password_file go together"))
 	}
 	for _, f := range []struct{ name, path string }{{"creds_file", c.CredsFile}, {"nkey_file", c.NKeyFile}, {"password_file", c.PasswordFile},
 		{"token_file", c.TokenFile}, {"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
