@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +89,33 @@ func TestIngestAnswers503WithoutAQuorum(t *testing.T) {
 	nats.Start(1)
 	nats.Start(2)
 	testenv.WaitFor(t, 60*time.Second, "the batch taken again once the servers are back", func() bool { return post(t, in.URL, batch) == 204 })
+}
+
+// A member configured with other partitions (it would send a host to a
+// second partition and count it twice) or another lease is refused.
+func TestAMemberUnlikeItsTierIsRefused(t *testing.T) {
+	nats := testenv.StartNATSCluster(t, "unlike", 1, nil)
+	tr := newTier(t, nats, 4)
+	tr.cfg.Replicas = 1
+	tr.conn("first")
+	for _, c := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.Partitions = 8 }, "the tier runs with partitions 4"},
+		{func(c *Config) { c.Accounting.Window = 5 * time.Minute }, "accounting window 1m0s"},
+		{func(c *Config) { c.Lease = 20 * time.Second }, "every member needs the same lease"},
+	} {
+		cfg := tr.cfg
+		cfg.Name = "other"
+		c.change(&cfg)
+		conn, err := Connect(tr.ctx, cfg)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("a member unlike its tier was let in (%s)", c.want)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("refused with %v, want it to say %q", err, c.want)
+		}
+	}
 }

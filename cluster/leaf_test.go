@@ -16,7 +16,7 @@ func TestTwoSitesOverALeafNodeReportFromOnePlace(t *testing.T) {
 	hub := testenv.StartNATSCluster(t, "central", 3, nil)
 	leaf := testenv.StartNATSCluster(t, "site-b", 1, hub)
 	now := time.Now()
-	from := now.Add(-12 * time.Minute).Truncate(time.Minute)
+	from := pastHour(now)
 	central := testenv.RecordedSite([]string{"s1"}, 6, from, 10)
 	remote := testenv.RecordedSite([]string{"s2"}, 4, from, 10)
 	want, _ := oneProcess(t, append(append([][]byte(nil), central...), remote...), now)

@@ -175,7 +175,7 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 		caughtUp bool
 	)
 	for ctx.Err() == nil {
-		caughtUp, err = rd.batch(500, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
+		caughtUp, err = rd.batch(ctx, 500, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 			if md.Sequence.Stream <= seq {
 				return
 			}

@@ -17,7 +17,7 @@ import (
 func TestTierDerivesWhatOneProcessDoes(t *testing.T) {
 	nats := testenv.StartNATSCluster(t, "c", 3, nil)
 	now := time.Now()
-	from := now.Add(-12 * time.Minute).Truncate(time.Minute)
+	from := pastHour(now)
 	batches := testenv.RecordedSite([]string{"s1"}, 12, from, 10)
 	want, lines := oneProcess(t, batches, now)
 
@@ -119,7 +119,7 @@ func balanced(t *testing.T, partitions int, workers ...*Worker) {
 func TestPartitionsRebalanceWhenWorkersJoinAndLeave(t *testing.T) {
 	nats := testenv.StartNATSCluster(t, "rb", 3, nil)
 	now := time.Now()
-	from := now.Add(-12 * time.Minute).Truncate(time.Minute)
+	from := pastHour(now)
 	batches := testenv.RecordedSite([]string{"s1"}, 9, from, 10)
 	want, _ := oneProcess(t, batches, now)
 
@@ -146,7 +146,9 @@ func TestPartitionsRebalanceWhenWorkersJoinAndLeave(t *testing.T) {
 		t.Fatalf("a stopped worker holds %v", w3.Owned())
 	}
 	balanced(t, 12, w1, w2)
-	tr.sameAs(want, 90*time.Second)
+	// The first half's windows closed before the second half came, and
+	// were revised.
+	tr.compare(want, 90*time.Second, true)
 	if w3.Released.Load() == 0 && w1.Released.Load() == 0 {
 		t.Error("no partition was handed over when workers joined")
 	}

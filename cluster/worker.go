@@ -320,7 +320,7 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 			return nil
 		}
 		var ferr error
-		caughtUp, err = rd.batch(1000, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
+		caughtUp, err = rd.batch(ctx, 1000, 200*time.Millisecond, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 			r.pending.Store(md.NumPending)
 			if md.Sequence.Stream <= seq || ferr != nil {
 				return

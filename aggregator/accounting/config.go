@@ -81,6 +81,13 @@ type Feeds struct {
 
 func (f Feeds) empty() bool { return !f.Site && f.Hall == "" && len(f.Racks) == 0 && f.Feed == "" }
 
+// WithDefaults is the configuration with every default filled in, as New
+// uses it.
+func (c Config) WithDefaults() Config {
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.Window <= 0 {
 		c.Window = time.Minute

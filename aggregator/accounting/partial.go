@@ -21,6 +21,10 @@ type Partial struct {
 	Level int
 	Start int64 // unix ns
 	Size  int64 // ns
+	// Watermark is the partition's newest point when it was published
+	// (unix ns): the roll-up lets a window go by the newest point, as one
+	// process does, never by the wall clock alone.
+	Watermark int64
 	// Ents holds the entities of the window and those expected in it, by
 	// ids of this partial only.
 	Ents *entities
@@ -166,7 +170,7 @@ func (a *Accountant) partialOf(lv *level, w *window, partition int, gen uint64) 
 			sub.GPUAlias[k] = nid
 		}
 	}
-	return &Partial{Partition: partition, Gen: gen, Level: int(lv.id), Start: w.Start, Size: lv.size, Ents: sub, W: nw}
+	return &Partial{Partition: partition, Gen: gen, Level: int(lv.id), Start: w.Start, Size: lv.size, Watermark: a.watermark, Ents: sub, W: nw}
 }
 
 // fill gives a decoded entity table the maps gob leaves nil.

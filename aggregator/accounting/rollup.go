@@ -102,7 +102,7 @@ func (r *Rollup) Add(p *Partial) error {
 	rw.Parts[p.Partition] = p
 	rw.Dirty = true
 	r.rstats.Partials++
-	r.watermark = max(r.watermark, p.End())
+	r.watermark = max(r.watermark, p.Watermark)
 	return nil
 }
 
