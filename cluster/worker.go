@@ -41,7 +41,7 @@ type Worker struct {
 	mu    sync.Mutex
 	owned map[int]*partitionRun
 
-	Messages, Points, Checkpoints, Fenced, Takeovers, Released, Rebuilt atomic.Int64
+	Messages, Points, Checkpoints, Fenced, Takeovers, Released, Rebuilt, Gaps atomic.Int64
 }
 
 type partitionRun struct {
@@ -288,6 +288,13 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	}
 	r.acct.Store(acct)
 	log.Info("partition taken", "from_seq", seq, "generation", r.lease.gen, "previous_owner", previous)
+	if s, err := w.c.js.Stream(ctx, cfg.name(rawStream)); err == nil && seq > 0 && s.CachedInfo().State.FirstSeq > seq+1 {
+		// The stream no longer holds what follows the checkpoint: the
+		// checkpoint is older than cluster.retention.
+		log.Error("the raw stream no longer holds the messages after the partition's checkpoint: their points are not accounted",
+			"checkpoint_seq", seq, "stream_first_seq", s.CachedInfo().State.FirstSeq)
+		w.Gaps.Add(1)
+	}
 	rd, err := openReader(ctx, w.c.js, cfg.name(rawStream), cfg.partitionFilter(r.p), seq)
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", r.p, err)
