@@ -91,7 +91,7 @@ func (c *Conn) setup(ctx context.Context) error {
 	cfg := c.cfg
 	// The servers may still be electing a meta leader just after they
 	// start: setting up is retried for a while.
-	return retry(ctx, 30*time.Second, func(ctx context.Context) error {
+	return retry(ctx, time.Minute, func(ctx context.Context) error {
 		// The first member makes the streams and buckets; the others use
 		// them as they are (a member's own replicas or retention never
 		// reconfigures the tier's; change them with the nats CLI).

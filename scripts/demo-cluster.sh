@@ -98,7 +98,7 @@ CONF
 		AGGREGATOR_MSG+=$(printf '\n    %-15s http://127.0.0.1:%s/health  (%s)' "$name" "$port" "$roles")
 	done
 	# A member is up once it has set the streams and buckets up (it
-	# retries for 30 s while JetStream elects its leaders).
+	# retries for a minute while JetStream elects its leaders).
 	for m in "${TIER[@]}"; do
 		read -r name port _ <<<"$m"
 		up=false

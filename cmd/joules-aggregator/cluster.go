@@ -49,6 +49,9 @@ func startMember(logger *slog.Logger, cfg config.Aggregator, tokens []string, ou
 		CheckpointEvery: cfg.Accounting.CheckpointInterval.Duration, Accounting: accountingConfig(cfg.Accounting),
 		CredsFile: cc.CredsFile, NKeyFile: cc.NKeyFile, User: cc.User, Password: password, Token: token, TLS: tlsConfig,
 		Logger: logger.With("component", "cluster")}
+	if cfg.Downsample.Interval.Duration > 0 {
+		logger.Warn("downsample is not applied in a tier: raw points are written as they came", "interval", cfg.Downsample.Interval.Duration)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	conn, err := cluster.Connect(ctx, ccfg)
 	if err != nil {

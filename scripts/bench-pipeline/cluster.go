@@ -124,7 +124,16 @@ func startTier(aggBin, natsBin, dir, influxAddr string, workers int) (*tierRun, 
 		if err := start(role, aggBin, "--config.file="+cfg, "--web.listen-address="+addr, "--log.level=warn"); err != nil {
 			return "", err
 		}
-		return addr, waitHTTP("http://" + addr + "/health")
+		// A member is up once JetStream has elected its leaders and the
+		// streams are set up: longer than one process takes.
+		if err := waitHTTPFor("http://"+addr+"/health", 90*time.Second); err != nil {
+			raw, _ := os.ReadFile(filepath.Join(dir, "tier.log"))
+			if len(raw) > 4000 {
+				raw = raw[len(raw)-4000:]
+			}
+			return "", fmt.Errorf("%s: %w; the tier's log ends:\n%s", name, err, raw)
+		}
+		return addr, nil
 	}
 	for i := range 2 {
 		addr, err := member("ingest", fmt.Sprintf("ingest-%d", i), "ingest")

@@ -112,8 +112,10 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func waitHTTP(u string) error {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+func waitHTTP(u string) error { return waitHTTPFor(u, 30*time.Second) }
+
+func waitHTTPFor(u string, within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if resp, err := http.Get(u); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode/100 == 2 {
