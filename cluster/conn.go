@@ -29,7 +29,10 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A member that starts before its NATS servers (or while they restart)
+	// waits for them, as setting up does, rather than exit.
 	opts := []nats.Option{nats.Name("joules-aggregator " + cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				cfg.Logger.Warn("NATS connection lost; reconnecting", "err", err)

@@ -119,3 +119,25 @@ func TestAMemberUnlikeItsTierIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A member that starts before its NATS servers waits for them.
+func TestAMemberStartedBeforeNATSWaitsForIt(t *testing.T) {
+	nats := testenv.StartNATSCluster(t, "late", 1, nil)
+	tr := newTier(t, nats, 4)
+	tr.cfg.Replicas = 1
+	nats.Stop(0)
+	done := make(chan error, 1)
+	go func() {
+		cfg := tr.cfg
+		cfg.Name = "early"
+		c, err := Connect(tr.ctx, cfg)
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	nats.Start(0)
+	if err := <-done; err != nil {
+		t.Fatalf("a member started before NATS: %v", err)
+	}
+}
