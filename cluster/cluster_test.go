@@ -20,6 +20,7 @@ import (
 
 	"github.com/joules-energy/joules/aggregator"
 	"github.com/joules-energy/joules/aggregator/accounting"
+	"github.com/joules-energy/joules/cluster/clustertest"
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
@@ -115,21 +116,11 @@ func pastHour(now time.Time) time.Time {
 // oneProcess is what a single aggregator derives from the batches.
 func oneProcess(t *testing.T, batches [][]byte, now time.Time) (map[string]string, int) {
 	t.Helper()
-	a, err := accounting.New(testAccounting, slog.New(slog.DiscardHandler))
+	points, lines, err := clustertest.OneProcess(testAccounting, batches, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := 0
-	for _, b := range batches {
-		var d aggregator.Decoder
-		points, n, _, err := d.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines += n
-		a.Process(points)
-	}
-	return keyed(a.Tick(now)), lines
+	return keyed(points), lines
 }
 
 // tier is a tier on a NATS cluster, built member by member.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/joules-energy/joules/aggregator"
 	"github.com/joules-energy/joules/aggregator/accounting"
+	"github.com/joules-energy/joules/cluster/clustertest"
 	"github.com/joules-energy/joules/internal/schema"
 	"github.com/joules-energy/joules/internal/testenv"
 )
@@ -103,22 +103,12 @@ func TestTierSurvivesAWorkerANATSServerAndAnIngestReplica(t *testing.T) {
 	batches := testenv.RecordedSite([]string{"s1"}, 10, from, 10)
 
 	// What one process makes of the same points.
-	one, err := accounting.New(clusterAccounting, slog.New(slog.DiscardHandler))
+	derived, lines, err := clustertest.OneProcess(clusterAccounting, batches, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := 0
-	for _, b := range batches {
-		var d aggregator.Decoder
-		points, n, _, err := d.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines += n
-		one.Process(points)
-	}
 	want := map[string]float64{}
-	for _, p := range one.Tick(now) {
+	for _, p := range derived {
 		if p.Measurement != schema.Energy || tagValue(p, schema.TagResolution) != "1m" {
 			continue
 		}
