@@ -169,7 +169,7 @@ func (c *Conn) bucket(ctx context.Context, kc jetstream.KeyValueConfig) (jetstre
 	}
 	if kc.TTL > 0 {
 		if st, err := kv.Status(ctx); err == nil && st.TTL() != kc.TTL {
-			return nil, fmt.Errorf("bucket %s expires leases after %s, this member's cluster.lease is %s: every member needs the same lease", kc.Bucket, st.TTL(), kc.TTL)
+			return nil, fmt.Errorf("%w: bucket %s expires leases after %s, this member's cluster.lease is %s: every member needs the same lease", errMismatch, kc.Bucket, st.TTL(), kc.TTL)
 		}
 	}
 	return kv, nil

@@ -188,11 +188,7 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 				}
 				return
 			}
-			p, err := accounting.UnmarshalPartial(msg.Data())
-			if err == nil {
-				err = roll.Add(p)
-			}
-			if err != nil {
+			if err := roll.AddEncoded(msg.Data()); err != nil {
 				r.log.Error("a partial is not usable: skipped", "subject", msg.Subject(), "err", err)
 				return
 			}

@@ -2,6 +2,7 @@ package accounting
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/gob"
 	"fmt"
 	"time"
@@ -40,10 +41,19 @@ func (p *Partial) Key() string {
 // End is the end of the partial's window, unix ns.
 func (p *Partial) End() int64 { return p.Start + p.Size }
 
-// MarshalPartial encodes a partial for the wire.
+// MarshalPartial encodes a partial for the wire and for the roll-up's
+// memory: gob, gzipped (a partition's entity names repeat; a partial of 160
+// hosts of 8 GPUs is 210 KB as gob, 42 KB gzipped).
 func MarshalPartial(p *Partial) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(p); err != nil {
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if err := gob.NewEncoder(zw).Encode(p); err != nil {
+		return nil, fmt.Errorf("encode partial %s: %w", p.Key(), err)
+	}
+	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("encode partial %s: %w", p.Key(), err)
 	}
 	return buf.Bytes(), nil
@@ -51,8 +61,12 @@ func MarshalPartial(p *Partial) ([]byte, error) {
 
 // UnmarshalPartial decodes what MarshalPartial encoded.
 func UnmarshalPartial(raw []byte) (*Partial, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("decode partial: %w", err)
+	}
 	var p Partial
-	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&p); err != nil {
+	if err := gob.NewDecoder(zr).Decode(&p); err != nil {
 		return nil, fmt.Errorf("decode partial: %w", err)
 	}
 	if p.Ents == nil || p.W == nil || p.Level < 0 || p.Level >= int(nLevels) {

@@ -38,10 +38,17 @@ type RollupStats struct {
 	Incomplete int64 // windows derived before every partition had published
 }
 
+// rollWindow holds a window's partials as they came (encoded: a decoded
+// partial is five times its size), decoded only to derive the window.
 type rollWindow struct {
-	Parts   map[int]*Partial
+	Parts   map[int]storedPartial
 	Written bool
 	Dirty   bool
+}
+
+type storedPartial struct {
+	Gen uint64
+	Raw []byte
 }
 
 // NewRollup returns the roll-up of a cluster of partitions partitions.
@@ -71,6 +78,23 @@ func (r *Rollup) reset() {
 // Add takes a partition's partial; one from an older generation of its
 // partition than the one held is ignored.
 func (r *Rollup) Add(p *Partial) error {
+	raw, err := MarshalPartial(p)
+	if err != nil {
+		return err
+	}
+	return r.add(p, raw)
+}
+
+// AddEncoded takes a partial as MarshalPartial encoded it.
+func (r *Rollup) AddEncoded(raw []byte) error {
+	p, err := UnmarshalPartial(raw)
+	if err != nil {
+		return err
+	}
+	return r.add(p, raw)
+}
+
+func (r *Rollup) add(p *Partial, raw []byte) error {
 	if p.Partition < 0 || p.Partition >= r.partitions {
 		return fmt.Errorf("partial %s: partition %d of %d", p.Key(), p.Partition, r.partitions)
 	}
@@ -92,14 +116,14 @@ func (r *Rollup) Add(p *Partial) error {
 	r.gens[p.Partition] = p.Gen
 	rw := r.windows[p.Level][p.Start]
 	if rw == nil {
-		rw = &rollWindow{Parts: map[int]*Partial{}}
+		rw = &rollWindow{Parts: map[int]storedPartial{}}
 		r.windows[p.Level][p.Start] = rw
 	}
-	if old := rw.Parts[p.Partition]; old != nil && old.Gen > p.Gen {
+	if old, ok := rw.Parts[p.Partition]; ok && old.Gen > p.Gen {
 		r.rstats.Superseded++
 		return nil
 	}
-	rw.Parts[p.Partition] = p
+	rw.Parts[p.Partition] = storedPartial{Gen: p.Gen, Raw: raw}
 	rw.Dirty = true
 	r.rstats.Partials++
 	r.watermark = max(r.watermark, p.Watermark)
@@ -188,7 +212,11 @@ func (r *Rollup) derive(lv *level, ws int64, rw *rollWindow) *windowResult {
 	w := newWindow(ws, lv.size, levelSlots[lv.id])
 	data := false
 	for _, p := range slices.Sorted(maps.Keys(rw.Parts)) {
-		part := rw.Parts[p]
+		part, err := UnmarshalPartial(rw.Parts[p].Raw)
+		if err != nil { // it was decoded when it came: memory gone bad
+			r.acct.log.Error("a kept partial no longer decodes: the window is derived without it", "partition", p, "err", err)
+			continue
+		}
 		data = data || len(part.W.Hosts)+len(part.W.GPUs)+len(part.W.Meters)+len(part.W.Work) > 0
 		merge(ents, w, part)
 	}
@@ -254,13 +282,6 @@ func (r *Rollup) UnmarshalState(raw []byte) error {
 	for i := range st.Windows {
 		for ws, rw := range st.Windows[i] {
 			rw.Parts = orEmpty(rw.Parts)
-			for _, p := range rw.Parts {
-				if p.Ents == nil || p.W == nil {
-					return fmt.Errorf("roll-up state: an incomplete partial of window %d", ws)
-				}
-				p.Ents.fill()
-				p.W.fill()
-			}
 			r.windows[i][ws] = rw
 		}
 	}
