@@ -37,6 +37,7 @@ var (
 	descDerived     = prometheus.NewDesc("joules_cluster_rollup_derived_points_total", "Derived points the roll-up wrote.", nil, nil)
 	descIncomplete  = prometheus.NewDesc("joules_cluster_rollup_incomplete_windows_total", "Windows the roll-up wrote before every partition had published them (after cluster.rollup_wait).", nil, nil)
 	descRebuilt     = prometheus.NewDesc("joules_cluster_partition_rebuilt_total", "Partitions whose checkpoint could not be read (another version, damaged) and whose accounting was rebuilt from the start of the stream.", nil, nil)
+	descFailures    = prometheus.NewDesc("joules_cluster_partition_failures_total", "Partition runs that stopped on an error (NATS, the output, a partial too large) and were taken up again from their checkpoint on the worker's next round.", nil, nil)
 	descGaps        = prometheus.NewDesc("joules_cluster_partition_retention_gaps_total", "Partitions taken up from a checkpoint older than what the raw stream still holds (cluster.retention): the points in between are not accounted.", nil, nil)
 	descSuperseded  = prometheus.NewDesc("joules_cluster_rollup_superseded_total", "Partials and progress of a former owner of a partition, published after its successor began: ignored.", nil, nil)
 	descLatePartial = prometheus.NewDesc("joules_cluster_rollup_late_partials_total", "Partials of windows the roll-up had already let go (older than max_lateness, and every partition past them): ignored.", nil, nil)
@@ -85,6 +86,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		c(descHandovers, w.Released.Load())
 		c(descRebuilt, w.Rebuilt.Load())
 		c(descGaps, w.Gaps.Load())
+		c(descFailures, w.Failures.Load())
 		c(descFenced, w.Fenced.Load(), "worker")
 		c(descCheckpoints, w.Checkpoints.Load(), "worker")
 	}

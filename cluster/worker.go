@@ -41,7 +41,7 @@ type Worker struct {
 	mu    sync.Mutex
 	owned map[int]*partitionRun
 
-	Messages, Points, Checkpoints, Fenced, Takeovers, Released, Rebuilt, Gaps atomic.Int64
+	Messages, Points, Checkpoints, Fenced, Takeovers, Released, Rebuilt, Gaps, Failures atomic.Int64
 }
 
 type partitionRun struct {
@@ -126,6 +126,7 @@ func (w *Worker) balance(ctx context.Context) {
 				continue
 			}
 			// It stopped on its own: an error, or fenced by a successor.
+			w.Failures.Add(1)
 			w.log.Warn("partition stopped; taken up again if still held", "partition", r.p, "err", r.err)
 			rctx, cancel := context.WithTimeout(ctx, round)
 			err := w.c.renew(rctx, r.lease)
