@@ -584,22 +584,42 @@ func TestRedfishThroughSimulator(t *testing.T) {
 	dir := t.TempDir()
 	ca, endpoints := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "endpoints")
 	pass := writeFile(t, "pass", "demo-secret-9\n")
-	first := testenv.FreeAddr(t)
-	sim := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints,
-		"--listen-address="+first, "--password-file="+pass,
-		"--bmc=rack1="+filepath.Join(shared, "redfish", "dmtf-public-rackmount1"),
-		"--bmc=giga="+filepath.Join(shared, "redfish", "gigabyte-h262-z63"))
-	var simLogs testenv.LogBuffer
-	sim.Stdout, sim.Stderr = &simLogs, &simLogs
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Process.Signal(syscall.SIGTERM); _ = sim.Wait() })
+	// The simulator takes consecutive ports from the first: one of them may
+	// be taken meanwhile by another test's connection, and the simulator
+	// then says so and stops; it is started again on other ports.
 	var lines []string
-	for deadline := time.Now().Add(10 * time.Second); len(lines) < 2; time.Sleep(50 * time.Millisecond) {
-		raw, _ := os.ReadFile(endpoints)
-		lines = strings.Fields(string(raw))
-		if time.Now().After(deadline) {
+	for attempt := 0; len(lines) < 2; attempt++ {
+		first := testenv.FreeAddr(t)
+		os.Remove(endpoints)
+		sim := exec.Command(joulesBin, "sim", "redfish", "--tls", "--tls.ca-out="+ca, "--endpoints-out="+endpoints,
+			"--listen-address="+first, "--password-file="+pass,
+			"--bmc=rack1="+filepath.Join(shared, "redfish", "dmtf-public-rackmount1"),
+			"--bmc=giga="+filepath.Join(shared, "redfish", "gigabyte-h262-z63"))
+		var simLogs testenv.LogBuffer
+		sim.Stdout, sim.Stderr = &simLogs, &simLogs
+		if err := sim.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = sim.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = sim.Process.Signal(syscall.SIGTERM); <-exited })
+		for deadline := time.Now().Add(10 * time.Second); len(lines) < 2; time.Sleep(50 * time.Millisecond) {
+			raw, _ := os.ReadFile(endpoints)
+			lines = strings.Fields(string(raw))
+			select {
+			case <-exited:
+			default:
+				if time.Now().Before(deadline) {
+					continue
+				}
+			}
+			if len(lines) >= 2 {
+				break
+			}
+			if attempt < 2 && strings.Contains(simLogs.String(), "address already in use") {
+				lines = nil
+				break
+			}
 			t.Fatalf("simulator wrote no endpoints:\n%s", simLogs.String())
 		}
 	}
