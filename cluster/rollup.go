@@ -167,11 +167,10 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 		return fmt.Errorf("roll-up: %w", err)
 	}
 	defer rd.stop()
+	ck := &checkpointer{c: r.c, out: r.out, key: rollupKey, gen: l.gen, every: cfg.CheckpointEvery, cp: cp, last: time.Now()}
 	progressPrefix := lower(cfg.Prefix) + ".progress."
 	var (
-		pending  *pendingSave
 		lastTick time.Time
-		lastSave = time.Now()
 		caughtUp bool
 	)
 	for ctx.Err() == nil {
@@ -210,42 +209,21 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 				r.Derived.Add(int64(len(points)))
 			}
 		}
-		if pending == nil && now.Sub(lastSave) >= cfg.CheckpointEvery {
-			state, err := roll.MarshalState()
-			if err != nil {
-				return err
+		saved, err := ck.tick(ctx, now, seq, roll.MarshalState)
+		if err != nil {
+			if errors.Is(err, errFenced) {
+				r.Fenced.Add(1)
 			}
-			pending = &pendingSave{state: state, seq: seq, mark: r.out.Mark()}
+			return err
 		}
-		if pending != nil && r.out.Delivered(pending.mark) {
-			if cp, err = r.c.save(ctx, rollupKey, cp, pending.seq, l.gen, pending.state); err != nil {
-				if errors.Is(err, errFenced) {
-					r.Fenced.Add(1)
-				}
-				return err
-			}
+		if saved {
 			r.Checkpoints.Add(1)
-			pending, lastSave = nil, now
 		}
 	}
 	if r.lostIt.Load() {
 		return nil // a successor may have begun
 	}
-	state, err := roll.MarshalState()
-	if err != nil {
-		return err
-	}
-	mark := r.out.Mark()
-	deadline := time.Now().Add(5 * time.Second)
-	for !r.out.Delivered(mark) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !r.out.Delivered(mark) {
-		return nil
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := r.c.save(sctx, rollupKey, cp, seq, l.gen, state); err != nil {
+	if err := ck.final(seq, roll.MarshalState); err != nil {
 		r.log.Warn("last roll-up checkpoint not written: the next roll-up reads again from the one before", "err", err)
 	}
 	return nil

@@ -122,3 +122,67 @@ func (c *Conn) save(ctx context.Context, key string, prev checkpoint, seq, gen u
 	}
 	return checkpoint{meta: meta, rev: rev}, nil
 }
+
+// checkpointer keeps a partition's (or the roll-up's) checkpoints: every
+// interval it takes the state and the position it covers, and writes them
+// once the output has sent every point written before, so that a
+// checkpoint never covers points still only in this member's spool.
+type checkpointer struct {
+	c   *Conn
+	out interface {
+		Mark() uint64
+		Delivered(uint64) bool
+	}
+	key     string
+	gen     uint64
+	every   time.Duration
+	cp      checkpoint // the last one written (or read, or claimed)
+	pending *pendingSave
+	last    time.Time
+}
+
+type pendingSave struct {
+	state []byte
+	seq   uint64
+	mark  uint64
+}
+
+// tick takes the state when a checkpoint is due and writes the one taken
+// once the output has caught up; saved says one was written.
+func (k *checkpointer) tick(ctx context.Context, now time.Time, seq uint64, state func() ([]byte, error)) (saved bool, err error) {
+	if k.pending == nil && now.Sub(k.last) >= k.every {
+		raw, err := state()
+		if err != nil {
+			return false, err
+		}
+		k.pending = &pendingSave{state: raw, seq: seq, mark: k.out.Mark()}
+	}
+	if k.pending == nil || !k.out.Delivered(k.pending.mark) {
+		return false, nil
+	}
+	if k.cp, err = k.c.save(ctx, k.key, k.cp, k.pending.seq, k.gen, k.pending.state); err != nil {
+		return false, err
+	}
+	k.pending, k.last = nil, now
+	return true, nil
+}
+
+// final writes a last checkpoint of everything up to seq, once the output
+// has sent it (waiting up to 5 s); not written, the successor reads again
+// from the one before, and the error says why.
+func (k *checkpointer) final(seq uint64, state func() ([]byte, error)) error {
+	raw, err := state()
+	if err != nil {
+		return err
+	}
+	mark := k.out.Mark()
+	for deadline := time.Now().Add(5 * time.Second); !k.out.Delivered(mark); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("the output has not sent the last points")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = k.c.save(ctx, k.key, k.cp, seq, k.gen, raw)
+	return err
+}

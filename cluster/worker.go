@@ -302,11 +302,14 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	}
 	defer rd.stop()
 	dec := aggregator.Decoder{Reads: acct.ReadsValues}
+	ck := &checkpointer{c: w.c, out: w.out, key: key, gen: r.lease.gen, every: cfg.CheckpointEvery, cp: cp, last: time.Now()}
+	state := func() ([]byte, error) {
+		raw, _, err := acct.MarshalState()
+		return raw, err
+	}
 	var (
 		body      []byte
-		pending   *pendingSave
 		lastTick  time.Time
-		lastSave  = time.Now()
 		progress  int64
 		caughtUp  bool
 		published int64
@@ -395,23 +398,16 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 				progress = prog
 			}
 		}
-		if pending == nil && now.Sub(lastSave) >= cfg.CheckpointEvery {
-			state, _, err := acct.MarshalState()
-			if err != nil {
-				return err
+		saved, err := ck.tick(ctx, now, seq, state)
+		if err != nil {
+			if errors.Is(err, errFenced) {
+				w.Fenced.Add(1)
 			}
-			pending = &pendingSave{state: state, seq: seq, mark: w.out.Mark()}
+			return err
 		}
-		if pending != nil && w.out.Delivered(pending.mark) {
-			if cp, err = w.c.save(ctx, key, cp, pending.seq, r.lease.gen, pending.state); err != nil {
-				if errors.Is(err, errFenced) {
-					w.Fenced.Add(1)
-				}
-				return err
-			}
+		if saved {
 			w.Checkpoints.Add(1)
 			r.age.Store(now.UnixNano())
-			pending, lastSave = nil, now
 		}
 	}
 	// Stopping: one last checkpoint of everything read, once its points
@@ -421,33 +417,12 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 	if r.lostIt.Load() {
 		return nil
 	}
-	state, _, err := acct.MarshalState()
-	if err != nil {
-		return err
-	}
-	mark := w.out.Mark()
-	deadline := time.Now().Add(5 * time.Second)
-	for !w.out.Delivered(mark) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !w.out.Delivered(mark) {
-		log.Warn("the output has not sent the partition's last points: its successor reads them again from the last checkpoint")
-		return nil
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := w.c.save(sctx, key, cp, seq, r.lease.gen, state); err != nil {
+	if err := ck.final(seq, state); err != nil {
 		log.Warn("last checkpoint of the partition not written: its successor reads again from the one before", "err", err)
 		return nil
 	}
 	w.Checkpoints.Add(1)
 	return nil
-}
-
-type pendingSave struct {
-	state []byte
-	seq   uint64
-	mark  uint64
 }
 
 func (w *Worker) publishPartials(ctx context.Context, parts []*accounting.Partial) error {

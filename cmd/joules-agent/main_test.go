@@ -603,22 +603,21 @@ func TestRedfishThroughSimulator(t *testing.T) {
 		exited := make(chan struct{})
 		go func() { _ = sim.Wait(); close(exited) }()
 		t.Cleanup(func() { _ = sim.Process.Signal(syscall.SIGTERM); <-exited })
-		for deadline := time.Now().Add(10 * time.Second); len(lines) < 2; time.Sleep(50 * time.Millisecond) {
+		gone := false
+		testenv.WaitFor(t, 10*time.Second, "the simulator's endpoints, or its exit", func() bool {
 			raw, _ := os.ReadFile(endpoints)
 			lines = strings.Fields(string(raw))
 			select {
 			case <-exited:
+				gone = true
 			default:
-				if time.Now().Before(deadline) {
-					continue
-				}
 			}
-			if len(lines) >= 2 {
-				break
-			}
+			return len(lines) >= 2 || gone
+		})
+		if len(lines) < 2 {
 			if attempt < 2 && strings.Contains(simLogs.String(), "address already in use") {
 				lines = nil
-				break
+				continue
 			}
 			t.Fatalf("simulator wrote no endpoints:\n%s", simLogs.String())
 		}

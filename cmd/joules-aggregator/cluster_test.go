@@ -131,22 +131,19 @@ func TestTierSurvivesAWorkerANATSServerAndAnIngestReplica(t *testing.T) {
 	// as an agent's retry behind a load balancer does.
 	addrs := []string{addr1, addr2}
 	send := func(i int, body []byte) {
-		for attempt := 0; ; attempt++ {
+		attempt := 0
+		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("a replica to take batch %d", i), func() bool {
 			addr := addrs[(i+attempt)%len(addrs)]
+			attempt++
 			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v2/write?precision=ns", bytes.NewReader(body))
 			req.Header.Set("Authorization", "Token "+pipelineToken)
 			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusNoContent {
-					return
-				}
+			if err != nil {
+				return false
 			}
-			if attempt > 200 {
-				t.Fatalf("batch %d: no replica took it (last: %v)", i, err)
-			}
-			time.Sleep(100 * time.Millisecond) // an agent's retry backoff, not synchronisation
-		}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusNoContent
+		})
 	}
 	for i, b := range batches {
 		switch i {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -191,14 +190,7 @@ func loadTier(r *tierRun, hosts, series int, duration time.Duration) error {
 			for {
 				now := time.Now()
 				body, n := agentLines(h, series, now, true)
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Authorization", "Token bench")
-				resp, err := client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != http.StatusNoContent {
+				if err := post(client, url, body, false); err != nil {
 					failures.Add(1)
 				} else {
 					lines.Add(int64(n))

@@ -194,30 +194,7 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 	defer func() { _ = agg.Process.Signal(syscall.SIGTERM); _ = agg.Wait() }()
 	write := "http://" + aggAddr + "/api/v2/write?precision=ms"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
-	send := func(body []byte) error {
-		if gz {
-			var b bytes.Buffer
-			zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
-			zw.Write(body)
-			zw.Close()
-			body = b.Bytes()
-		}
-		req, _ := http.NewRequest(http.MethodPost, write, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Token bench")
-		if gz {
-			req.Header.Set("Content-Encoding", "gzip")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("write: %s", resp.Status)
-		}
-		return nil
-	}
+	send := func(body []byte) error { return post(client, write, body, gz) }
 	cpu0 := cpuTime(agg.Process.Pid)
 	start := time.Now()
 	var lines atomic.Int64
@@ -319,6 +296,32 @@ func run(mode, aggBin, influxd string, hosts, series int, duration time.Duration
 	fmt.Printf("| %s | %s | %.0f | %.1f %% | %.0f | %.1f MiB | %s | %.0f | %d |\n", mode, load, float64(lines.Load())/elapsed.Seconds(),
 		100*cpu.Seconds()/elapsed.Seconds(), float64(lines.Load())/cpu.Seconds(), rss, latency,
 		metrics["joules_output_written_points_total"], failures.Load())
+	return nil
+}
+
+// post writes body (gzipped when gz) with the bench token and wants 204.
+func post(client *http.Client, url string, body []byte, gz bool) error {
+	if gz {
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+		zw.Write(body)
+		zw.Close()
+		body = b.Bytes()
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Token bench")
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("write: %s", resp.Status)
+	}
 	return nil
 }
 
