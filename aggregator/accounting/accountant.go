@@ -123,7 +123,7 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 	t := p.Time.UnixNano()
 	// Energy, power and work are never negative and activity is a share;
 	// a point from more than a day ahead of this clock is a broken clock.
-	if !v.ok || math.IsNaN(v.value) || math.IsInf(v.value, 0) || v.value < 0 || in == inActivity && v.value > 1 || t > now+int64(maxAhead) {
+	if !v.ok || math.IsNaN(v.value) || math.IsInf(v.value, 0) || v.value < 0 || (in == inActivity || in == inShare) && v.value > 1 || t > now+int64(maxAhead) {
 		a.stats.Invalid++
 		return
 	}
@@ -162,6 +162,12 @@ func (a *Accountant) observe(p *aggregator.Point, now int64) {
 		return
 	case inActivity:
 		a.activity(s, v.value, t, now)
+		return
+	case inShare:
+		a.share(s, v.value, t)
+		return
+	case inLoadCPUs, inHostCPUs:
+		a.cpus(s, v.value, t, now)
 		return
 	}
 	if s.PendT != 0 {

@@ -151,14 +151,7 @@ func (a *Accountant) UnmarshalState(raw []byte) error {
 		}
 	}
 	if e := st.Entities; e != nil {
-		e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
-		e.GPUAlias, e.HostSeries, e.MeterSeries, e.Capacity = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries), orEmpty(e.Capacity)
-		for len(e.GPUSeen) < len(e.GPUs) {
-			e.GPUSeen = append(e.GPUSeen, presence{})
-		}
-		for len(e.GPULimit) < len(e.GPUs) {
-			e.GPULimit = append(e.GPULimit, 0)
-		}
+		e.fill()
 		a.ents = e
 	}
 	for i, lv := range a.levels {
@@ -169,7 +162,7 @@ func (a *Accountant) UnmarshalState(raw []byte) error {
 				delete(lv.windows, ws)
 				continue
 			}
-			w.Hosts, w.GPUs, w.Meters, w.Work = orEmpty(w.Hosts), orEmpty(w.GPUs), orEmpty(w.Meters), orEmpty(w.Work)
+			w.fill()
 		}
 	}
 	for _, r := range a.rolling {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/joules-energy/joules/internal/energy"
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // Config says how accounting windows work. Zero fields take the defaults.
@@ -48,6 +49,11 @@ type Config struct {
 	// MeterCheck is how much less than the hosts they feed IT meters may
 	// read before they are taken for incomplete and not used (0.1: 10 %).
 	MeterCheck float64
+	// HostShare is how a host's energy besides its GPUs is shared among
+	// the workloads on it: in proportion to their GPU energy
+	// (schema.RuleGPUEnergy, the default) or to their requested CPUs
+	// (schema.RuleRequestedCPUs).
+	HostShare string
 }
 
 // Bounds are the defaults of what a device can draw, where it does not
@@ -123,6 +129,9 @@ func (c *Config) defaults() {
 	if c.MeterCheck <= 0 {
 		c.MeterCheck = 0.1
 	}
+	if c.HostShare == "" {
+		c.HostShare = schema.RuleGPUEnergy
+	}
 }
 
 // Validate checks a configuration after defaults, reporting every problem.
@@ -136,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLateness < c.Grace {
 		errs = append(errs, fmt.Errorf("accounting.max_lateness %s must be at least accounting.grace %s", c.MaxLateness, c.Grace))
+	}
+	if c.HostShare != schema.RuleGPUEnergy && c.HostShare != schema.RuleRequestedCPUs {
+		errs = append(errs, fmt.Errorf("accounting.workloads.host_share %q: say %s or %s", c.HostShare, schema.RuleGPUEnergy, schema.RuleRequestedCPUs))
 	}
 	return errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ type windowResult struct {
 	PUEs   []pueResult           // sites, then halls
 	Work   []workResult
 	Recon  []reconResult
+	Loads  []loadResult // workloads by site, then the site's unattributed energy
 }
 
 type gpuResult struct {
@@ -143,6 +144,7 @@ func (a *Accountant) derive(lv *level, w *window) *windowResult {
 		pues[sk] = p
 		r.PUEs = append(r.PUEs, p)
 	}
+	d.workloads(pues)
 	d.work(pues)
 	d.reconcile()
 	return r

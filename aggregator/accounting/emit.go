@@ -73,6 +73,8 @@ func (e *emitter) window(r *windowResult) {
 			t = e.topo(w.Topo, schema.TagScope, schema.ScopeGPU, schema.TagGPU, w.GPU, schema.TagUnit, w.Unit)
 		case schema.ScopeHost:
 			t = e.topo(w.Topo, schema.TagScope, schema.ScopeHost, schema.TagUnit, w.Unit)
+		case schema.ScopeModel:
+			t = tags(schema.TagResolution, e.res, schema.TagScope, w.Scope, schema.TagSite, w.Topo.Site, schema.TagUnit, w.Unit, schema.TagModel, w.Model)
 		default:
 			t = tags(schema.TagResolution, e.res, schema.TagScope, w.Scope, schema.TagSite, w.Topo.Site, schema.TagHall, w.Topo.Hall, schema.TagUnit, w.Unit)
 		}
@@ -84,6 +86,9 @@ func (e *emitter) window(r *windowResult) {
 			}
 		}
 		e.emit(schema.Work, t, fields...)
+	}
+	for _, l := range r.Loads {
+		e.load(l)
 	}
 	for _, rc := range r.Recon {
 		fields := []aggregator.Field{num(schema.FieldReferenceJoules, rc.Reference), num(schema.FieldPartsJoules, rc.Parts), num(schema.FieldRemainderJoules, rc.Reference-rc.Parts)}

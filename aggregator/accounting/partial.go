@@ -164,6 +164,12 @@ func (a *Accountant) partialOf(lv *level, w *window, partition int, gen uint64) 
 	for id, v := range w.Work {
 		nw.Work[sub.work(src.Works[id])] = v
 	}
+	for id, v := range w.Loads {
+		nw.Loads[sub.load(src.Loads[id])] = v
+	}
+	for id, v := range w.HostCPUs {
+		nw.HostCPUs[host(id)] = v
+	}
 	for id, p := range src.HostSeen {
 		if p.expected(end, forget) {
 			host(uint32(id))
@@ -191,6 +197,10 @@ func (a *Accountant) partialOf(lv *level, w *window, partition int, gen uint64) 
 func (e *entities) fill() {
 	e.HostIDs, e.GPUIDs, e.MeterIDs, e.WorkIDs = orEmpty(e.HostIDs), orEmpty(e.GPUIDs), orEmpty(e.MeterIDs), orEmpty(e.WorkIDs)
 	e.GPUAlias, e.HostSeries, e.MeterSeries, e.Capacity = orEmpty(e.GPUAlias), orEmpty(e.HostSeries), orEmpty(e.MeterSeries), orEmpty(e.Capacity)
+	e.LoadIDs, e.Shares = orEmpty(e.LoadIDs), orEmpty(e.Shares)
+	for len(e.LoadSeen) < len(e.Loads) {
+		e.LoadSeen = append(e.LoadSeen, presence{})
+	}
 	for len(e.GPUSeen) < len(e.GPUs) {
 		e.GPUSeen = append(e.GPUSeen, presence{})
 	}
@@ -216,6 +226,7 @@ func (e *entities) fill() {
 
 func (w *window) fill() {
 	w.Hosts, w.GPUs, w.Meters, w.Work = orEmpty(w.Hosts), orEmpty(w.GPUs), orEmpty(w.Meters), orEmpty(w.Work)
+	w.Loads, w.HostCPUs = orEmpty(w.Loads), orEmpty(w.HostCPUs)
 }
 
 // merge adds a partial's window and entities into a merged window and
@@ -279,6 +290,12 @@ func merge(into *entities, w *window, p *Partial) {
 	}
 	for id, v := range p.W.Work {
 		w.Work[into.work(src.Works[id])] += v
+	}
+	for id, v := range p.W.Loads {
+		update(w.Loads, into.load(src.Loads[id]), func(l *loadAcc) { l.add(v) })
+	}
+	for id, v := range p.W.HostCPUs {
+		update(w.HostCPUs, hosts[id], func(m *mean) { m.Sum += v.Sum; m.N += v.N })
 	}
 }
 

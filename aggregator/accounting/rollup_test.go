@@ -6,10 +6,12 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/joules-energy/joules/aggregator"
+	"github.com/joules-energy/joules/internal/schema"
 )
 
 // clusterSite is a site of two halls with everything accounting reads:
@@ -32,8 +34,16 @@ func clusterSite(from, to time.Time) []aggregator.Point {
 				s.points = append(s.points, pt("joules_gpu_sm_activity_ratio", at, 0.3+0.1*float64(g), append(topo, gpu...)...))
 			}
 		}
+		// Workloads: a Slurm job across n1 and n4 (two halls, so two
+		// partitions), two pods sharing a GPU of n2, a unit on n3.
+		for at := from; !at.After(to); at = at.Add(5 * time.Second) {
+			for _, l := range workloadsOf(h.name) {
+				share, _ := strconv.ParseFloat(l[0], 64)
+				s.points = append(s.points, pt(schema.WorkloadShare, at, share, append(append(slices.Clone(topo), "gpu", "0", "uuid", "GPU-"+h.name+"a"), l[1:]...)...))
+			}
+		}
 		s.counter("node_rapl_package_joules_total", 180, from, to, 10*time.Second, append(topo, "index", "0", "path", "/sys/class/powercap/intel-rapl:0")...)
-		s.counter("joules_work_total", 900+float64(i), from, to, 10*time.Second, append(topo, "unit", "token")...)
+		s.counter("joules_work_total", 900+float64(i), from, to, 10*time.Second, append(topo, "unit", "token", "model_name", "m")...)
 	}
 	s.points = append(s.points, pt("joules_redfish_host_power_watts", from, 2000, "site", "s1", "hall", "h2", "rack", "r4", "host", "n6", "bmc", "n6-bmc", "role", "host", "chassis", "1"))
 	for at := from.Add(7 * time.Second); !at.After(to); at = at.Add(7 * time.Second) {
@@ -46,6 +56,21 @@ func clusterSite(from, to time.Time) []aggregator.Point {
 	s.counter("joules_modbus_equipment_energy_joules_total", 31_000, from, to, 10*time.Second,
 		"site", "s1", "host", "mgmt2", "device", "facility", "role", roleFacilityInput, "equipment", "main", "equipment_type", "meter", "method", "counter")
 	return s.points
+}
+
+// workloadsOf is the workloads on a host's first GPU in clusterSite: their
+// share, then their tags.
+func workloadsOf(host string) [][]string {
+	switch host {
+	case "n1", "n4":
+		return [][]string{{"1", "workload_kind", "slurm_job", "workload", "7", "label_team", "physics"}}
+	case "n2":
+		return [][]string{{"0.6", "workload_kind", "k8s_pod", "workload", "ml/a", "namespace", "ml", "label_model", "m"},
+			{"0.4", "workload_kind", "k8s_pod", "workload", "ml/b", "namespace", "ml"}}
+	case "n3":
+		return [][]string{{"1", "workload_kind", "systemd_unit", "workload", "train.service"}}
+	}
+	return nil
 }
 
 func partitionOf(p aggregator.Point, n int) int {

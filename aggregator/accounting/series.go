@@ -26,6 +26,9 @@ const (
 	inActivity           // joules_gpu_sm_activity_ratio or joules_gpu_utilization_ratio
 	inGPULimit           // joules_gpu_power_enforced_limit_watts: bounds a GPU's steps
 	inHostCapacity       // joules_redfish_host_power_capacity_watts: bounds a chassis's steps
+	inShare              // joules_gpu_workload_share_ratio: a workload's share of a GPU
+	inLoadCPUs           // joules_workload_requested_cpus: a workload's CPUs on a host
+	inHostCPUs           // joules_host_cpus: a host's CPUs
 )
 
 // Roles of meters, as the agent's redfish role label says them.
@@ -97,6 +100,12 @@ func classify(measurement string, tags []aggregator.Tag) input {
 		return inActivity
 	case "joules_gpu_power_enforced_limit_watts":
 		return inGPULimit
+	case schema.WorkloadShare:
+		return inShare
+	case schema.WorkloadCPUs:
+		return inLoadCPUs
+	case schema.HostCPUs:
+		return inHostCPUs
 	case "joules_redfish_host_power_capacity_watts":
 		if r := role(); r == "" || r == roleHost {
 			return inHostCapacity
@@ -136,6 +145,7 @@ func (k meterKey) name() string {
 type workKey struct {
 	Topology
 	GPU, Unit string
+	Model     string // the model served, where the server says (vLLM, SGLang)
 }
 
 // series is the state of one raw series between its points.
@@ -145,9 +155,10 @@ type series struct {
 	GPUSM  bool  // activity: SM activity (preferred) rather than utilization
 	Raw    bool  // a hardware counter no writer continues (RAPL): a new epoch restarted it from zero
 	// Entity is what the series is summed into: a host (CPU, BMC), a GPU
-	// (GPU energy, activity), a meter or a kind of work, by its id in
-	// entities.
+	// (GPU energy, activity, workload share), a meter, a kind of work or a
+	// workload on a host, by its id in entities.
 	Entity  uint32
+	Load    uint32 // a workload share: the workload on the GPU's host
 	RAPLKey string // host and powercap path: joins the zone's wrap range
 	CapKey  string // host and chassis: joins the chassis's PSU capacity
 	Epoch   string // the epoch tag of its last point
@@ -217,7 +228,7 @@ func (e *entities) newSeries(in input, v pointView) *series {
 	s := &series{In: in}
 	host := Topology{Site: strings.Clone(v.tag(schema.TagSite)), Hall: strings.Clone(v.tag(schema.TagHall)), Rack: strings.Clone(v.tag(schema.TagRack)), Host: strings.Clone(v.tag(schema.TagHost))}
 	switch in {
-	case inGPUEnergy, inActivity, inGPULimit:
+	case inGPUEnergy, inActivity, inGPULimit, inShare:
 		gpu := v.tag("uuid")
 		if gpu == "" {
 			gpu = v.tag(schema.TagGPU)
@@ -252,7 +263,15 @@ func (e *entities) newSeries(in input, v pointView) *series {
 		s.Entity = e.meter(meterKey{Site: host.Site, Hall: host.Hall, Rack: host.Rack, BMC: strings.Clone(name),
 			Type: strings.Clone(typ), Equipment: strings.Clone(v.tag("equipment")), Role: strings.Clone(v.tag("role"))})
 	case inWork:
-		s.Entity = e.work(workKey{host, strings.Clone(v.tag(schema.TagGPU)), strings.Clone(v.tag(schema.TagUnit))})
+		model := v.tag("model_name") // vLLM's and SGLang's label of the model served
+		s.Entity = e.work(workKey{host, strings.Clone(v.tag(schema.TagGPU)), strings.Clone(v.tag(schema.TagUnit)), strings.Clone(model)})
+	case inLoadCPUs:
+		s.Entity = e.load(loadOf(host, v))
+	case inHostCPUs:
+		s.Entity = e.host(host)
+	}
+	if in == inShare {
+		s.Load = e.load(loadOf(host, v))
 	}
 	s.Young = true
 	e.count(s, 1)
@@ -318,6 +337,12 @@ type entities struct {
 	MeterSeen []presence
 	WorkIDs   map[workKey]uint32
 	Works     []workKey
+	// Loads are workloads on hosts (workload.go); Shares holds each GPU's
+	// newest sets of workload shares, by GPU id.
+	LoadIDs  map[loadKey]uint32
+	Loads    []loadKey
+	LoadSeen []presence
+	Shares   map[uint32][]shareSet
 	// GPUSeen is when each GPU sent energy; GPUAlias finds a GPU by its
 	// index where its points carry a uuid (a workload labels work by index).
 	GPUSeen  []presence
@@ -355,7 +380,7 @@ func (p *presence) mark(t int64) {
 
 func newEntities() *entities {
 	return &entities{HostIDs: map[Topology]uint32{}, GPUIDs: map[gpuKey]uint32{}, MeterIDs: map[meterKey]uint32{}, WorkIDs: map[workKey]uint32{},
-		GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][nMeterKinds]int{}, Capacity: map[string]float64{}}
+		LoadIDs: map[loadKey]uint32{}, Shares: map[uint32][]shareSet{}, GPUAlias: map[gpuKey]uint32{}, HostSeries: map[uint32][nHostKinds]int{}, MeterSeries: map[uint32][nMeterKinds]int{}, Capacity: map[string]float64{}}
 }
 
 func intern[K comparable](ids map[K]uint32, keys *[]K, k K) (uint32, bool) {

@@ -424,6 +424,7 @@ func (a *Accountant) attributeWith(s *series, t0, t1 int64, amount float64, cove
 			w.add(s, sp, idle)
 			if s.In == inGPUEnergy {
 				w.addGPUToHost(a.ents.GPUHost[s.Entity], sp)
+				w.addLoads(a.sharesAt(s.Entity, t0), sp)
 			}
 		}
 	}

@@ -77,6 +77,7 @@ func (a *Accountant) prune(now int64) {
 			}
 		}
 	}
+	a.pruneLoads(forget - int64(24*time.Hour)) // past every day window that may still name them
 	for sk, r := range a.rolling {
 		for ws := range r.Windows {
 			if ws < now-int64(25*time.Hour) {

@@ -94,13 +94,15 @@ type window struct {
 	GPUs        map[uint32]gpuAcc
 	Meters      map[uint32]meterAcc
 	Work        map[uint32]float64
-	Written     bool // derived points were written at least once
-	Dirty       bool // changed since they were written
+	Loads       map[uint32]loadAcc // by workload on a host
+	HostCPUs    map[uint32]mean    // by host: its CPUs, for the requested-CPUs rule
+	Written     bool               // derived points were written at least once
+	Dirty       bool               // changed since they were written
 }
 
 func newWindow(start, size int64, slots int) *window {
 	return &window{Start: start, Size: size, Slots: slots, Hosts: map[uint32]hostAcc{}, GPUs: map[uint32]gpuAcc{},
-		Meters: map[uint32]meterAcc{}, Work: map[uint32]float64{}}
+		Meters: map[uint32]meterAcc{}, Work: map[uint32]float64{}, Loads: map[uint32]loadAcc{}, HostCPUs: map[uint32]mean{}}
 }
 
 // update applies f to m[k] (a zero value where there is none): the values

@@ -14,6 +14,7 @@ type workResult struct {
 	Scope        string
 	Topo         Topology // a GPU's or host's; a hall's or site's with the narrower parts empty
 	GPU, Unit    string
+	Model        string // scope model: the model served
 	Work, Joules float64
 	PUE          pueResult // of the site, or the hall: for work per facility joule
 }
@@ -33,8 +34,9 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		sk   scopeKey
 		unit string
 	}
-	hosts := map[workKey]float64{} // by host and unit, GPU left empty
-	scopes := map[scoped]float64{} // sites and halls
+	hosts := map[workKey]float64{}  // by host and unit, GPU left empty
+	scopes := map[scoped]float64{}  // sites and halls
+	models := map[workKey]float64{} // by site, unit and model
 	gpuEnergy := map[gpuKey]float64{}
 	for _, g := range d.r.GPUs {
 		if g.Energy {
@@ -53,7 +55,10 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 				d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeGPU, Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: work, Joules: j, PUE: sitePUE})
 			}
 		}
-		hosts[workKey{k.Topology, "", k.Unit}] += work
+		hosts[workKey{Topology: k.Topology, Unit: k.Unit}] += work
+		if k.Model != "" {
+			models[workKey{Topology: Topology{Site: k.Site}, Unit: k.Unit, Model: k.Model}] += work
+		}
 		scopes[scoped{scopeKey{Scope: schema.ScopeSite, Site: k.Site}, k.Unit}] += work
 		if k.Hall != "" {
 			scopes[scoped{scopeKey{Scope: schema.ScopeHall, Site: k.Site, Hall: k.Hall}, k.Unit}] += work
@@ -76,13 +81,35 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		s := d.r.Sums[Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}]
 		d.r.Work = append(d.r.Work, workResult{Scope: sc.sk.Scope, Topo: Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}, Unit: sc.unit, Work: scopes[sc], Joules: s.IT, PUE: pue})
 	}
+	d.modelWork(models, pues)
+}
+
+// modelWork is work per joule of each model served: the work its servers
+// counted over the energy of the workloads labelled with the model
+// (label_model), across the site. A model no workload is labelled with has
+// no energy to count it against and is not written.
+func (d *deriver) modelWork(models map[workKey]float64, pues map[scopeKey]pueResult) {
+	energy := map[workKey]float64{}
+	for _, l := range d.r.Loads {
+		if m := l.Key.attr(schema.LabelPrefix + schema.TagModel); m != "" && !l.unattributed {
+			energy[workKey{Topology: Topology{Site: l.Key.Site}, Model: m}] += l.IT
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(models), compareWork) {
+		j, ok := energy[workKey{Topology: k.Topology, Model: k.Model}]
+		if !ok {
+			continue
+		}
+		d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeModel, Topo: k.Topology, Unit: k.Unit, Model: k.Model, Work: models[k], Joules: j,
+			PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]})
+	}
 }
 
 func compareWork(x, y workKey) int {
 	if c := compareHosts(x.Topology, y.Topology); c != 0 {
 		return c
 	}
-	return strings.Compare(x.GPU+"\x00"+x.Unit, y.GPU+"\x00"+y.Unit)
+	return strings.Compare(x.GPU+"\x00"+x.Unit+"\x00"+x.Model, y.GPU+"\x00"+y.Unit+"\x00"+y.Model)
 }
 
 // reconcile computes what the parts do not explain: a host's BMC against

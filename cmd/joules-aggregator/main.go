@@ -212,7 +212,7 @@ func accountingConfig(ac config.Accounting) accounting.Config {
 	c := accounting.Config{Window: ac.Window.Duration, Grace: ac.Grace.Duration, MaxLateness: ac.MaxLateness.Duration,
 		MaxGap: ac.MaxGap.Duration, ForgetAfter: ac.ForgetAfter.Duration, IdleBelow: ac.IdleBelow,
 		Bounds:     accounting.Bounds{GPUWatts: ac.Bounds.GPUWatts, HostWatts: ac.Bounds.HostWatts, CPUWatts: ac.Bounds.CPUWatts, MeterWatts: ac.Bounds.MeterWatts},
-		PowerFeeds: ac.PowerFeeds, MeterCheck: ac.MeterCheck}
+		PowerFeeds: ac.PowerFeeds, MeterCheck: ac.MeterCheck, HostShare: ac.Workloads.HostShare.Value}
 	for _, m := range ac.Meters {
 		c.Meters = append(c.Meters, accounting.Meter{BMC: m.MeterName(), Site: m.Site, Hall: m.Hall, Equipment: m.Equipment, MaxWatts: m.MaxWatts,
 			Feeds: accounting.Feeds{Site: m.Feeds.Site, Hall: m.Feeds.Hall, Racks: m.Feeds.Racks, Feed: m.Feeds.Feed}})

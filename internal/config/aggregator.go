@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/joules-energy/joules/internal/schema"
 	"net/url"
 	"os"
 	"slices"
@@ -87,6 +88,15 @@ type Accounting struct {
 	// MeterCheck: IT meters that read this share less than the hosts they
 	// feed are taken for incomplete and not used (default 0.1).
 	MeterCheck float64 `yaml:"meter_check"`
+	// Workloads says how workloads share what their hosts measured.
+	Workloads AccountingWorkloads `yaml:"workloads"`
+}
+
+// AccountingWorkloads configures workload accounting (docs/ACCOUNTING.md).
+type AccountingWorkloads struct {
+	// HostShare is how a host's energy besides its GPUs is shared among
+	// its workloads: gpu_energy (default) or requested_cpus.
+	HostShare String `yaml:"host_share"`
 }
 
 // Bounds of devices that report none of their own, in watts.
@@ -127,7 +137,8 @@ type AccountingFed struct {
 var aggregatorSections = map[string]string{
 	"Aggregator": "the top level", "Limits": "limits", "Output": "influx", "Downsample": "downsample", "Accounting": "accounting",
 	"Bounds": "accounting.bounds", "AccountingMeter": "an accounting.meters entry", "AccountingFed": "accounting.meters feeds",
-	"Cluster": "cluster", "ClusterTLS": "cluster.tls",
+	"AccountingWorkloads": "accounting.workloads",
+	"Cluster":             "cluster", "ClusterTLS": "cluster.tls",
 }
 
 // DefaultAggregator returns the configuration used when there is no file.
@@ -229,6 +240,9 @@ func (c Aggregator) Validate() error {
 			if b.v < 0 {
 				errs = append(errs, fmt.Errorf("accounting.bounds.%s %g must be positive (watts), or left out for the default", b.name, b.v))
 			}
+		}
+		if hs := a.Workloads.HostShare; hs.Value != "" && hs.Value != schema.RuleGPUEnergy && hs.Value != schema.RuleRequestedCPUs {
+			errs = append(errs, fmt.Errorf("%s: accounting.workloads.host_share %q: say %s (the default: in proportion to each workload's GPU energy) or %s", lineOf(hs.Line), hs.Value, schema.RuleGPUEnergy, schema.RuleRequestedCPUs))
 		}
 		if a.MeterCheck < 0 || a.MeterCheck >= 1 {
 			errs = append(errs, fmt.Errorf("accounting.meter_check %g must be in [0, 1): the share IT meters may read below the hosts they feed (0.1: 10 %%)", a.MeterCheck))

@@ -10,6 +10,7 @@ const (
 	Work           = "joules_work_efficiency"
 	Activity       = "joules_gpu_activity_per_watt"
 	Reconciliation = "joules_reconciliation"
+	Workload       = "joules_workload_energy"
 )
 
 // Tags of derived points.
@@ -24,6 +25,7 @@ const (
 	TagKind       = "kind"
 	TagMeter      = "meter"
 	TagUnit       = "unit"
+	TagModel      = "model" // joules_work_efficiency at scope model: the model served
 )
 
 // Values of the scope tag.
@@ -34,6 +36,7 @@ const (
 	ScopeHost  = "host"
 	ScopeGPU   = "gpu"
 	ScopeMeter = "meter"
+	ScopeModel = "model" // joules_work_efficiency: work per joule of one model's workloads
 )
 
 // Values of the kind tag: energy kinds (meters carry their role), and
@@ -139,3 +142,57 @@ const ITMeterHosts = "hosts"
 const (
 	ReasonImplausible = "implausible: "
 )
+
+// Workload accounting (docs/ACCOUNTING.md#workloads). The agent writes
+// each GPU's share per workload (WorkloadShare) and each workload's
+// requested CPUs (WorkloadCPUs) with the workload's tags; the aggregator
+// writes Workload (joules_workload_energy) with the same tags.
+const (
+	WorkloadShare = "joules_gpu_workload_share_ratio"
+	WorkloadCPUs  = "joules_workload_requested_cpus"
+	HostCPUs      = "joules_host_cpus"
+
+	TagWorkloadKind = "workload_kind"
+	TagWorkload     = "workload"  // a job id, namespace/pod, a unit
+	TagNamespace    = "namespace" // a pod's
+	TagOwnerKind    = "owner_kind"
+	TagOwner        = "owner"
+	// LabelPrefix starts the tags of user-chosen labels (a pod label or a
+	// Slurm comment's key=value): label_team, label_model.
+	LabelPrefix = "label_"
+)
+
+// Values of the workload_kind tag.
+const (
+	WorkloadSlurmJob    = "slurm_job"
+	WorkloadK8sPod      = "k8s_pod"
+	WorkloadSystemdUnit = "systemd_unit"
+	// WorkloadUnattributed is the part of a site's IT energy no workload
+	// had: idle GPUs, the host's share of them, hosts without workloads.
+	WorkloadUnattributed = "unattributed"
+)
+
+// Fields of joules_workload_energy (besides joules, coverage, hosts,
+// facility_joules, pue, reason).
+const (
+	FieldGPUJoules       = "gpu_joules"        // its processes' share of its GPUs' measured energy
+	FieldHostShareJoules = "host_share_joules" // its share of its hosts' energy besides the GPUs
+	FieldShare           = "share"             // of the site's IT energy
+	FieldRule            = "rule"              // how the host's share was given
+)
+
+// Values of the rule field: how a host's energy besides its GPUs is shared.
+const (
+	RuleGPUEnergy     = "gpu_energy"
+	RuleRequestedCPUs = "requested_cpus"
+)
+
+// WorkloadTag says whether a raw tag describes the workload (and goes on
+// its derived points) rather than the GPU or host.
+func WorkloadTag(key string) bool {
+	switch key {
+	case TagNamespace, TagOwnerKind, TagOwner:
+		return true
+	}
+	return len(key) > len(LabelPrefix) && key[:len(LabelPrefix)] == LabelPrefix
+}
