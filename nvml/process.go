@@ -2,6 +2,7 @@ package nvml
 
 import (
 	"os"
+	"slices"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -57,9 +58,19 @@ func (r *reader) processes() {
 	t.lastEnergy, t.haveEnergy = energy, haveEnergy
 
 	running := map[uint32]bool{}
+	var loads []Workload
+	var uses [][]procUse
 	for _, p := range procs {
 		running[p.Pid] = true
-		labels := processLabels(t.procfs, p.Pid)
+		labels, cg := processLabels(t.procfs, p.Pid)
+		if w, ok := r.g.opts.Workloads.OfProcess(cg); ok {
+			i := slices.IndexFunc(loads, func(x Workload) bool { return x.Kind == w.Kind && x.ID == w.ID })
+			if i < 0 {
+				loads, uses = append(loads, w), append(uses, nil)
+				i = len(loads) - 1
+			}
+			uses[i] = append(uses[i], procUse{sm: sm[p.Pid], mem: p.UsedGpuMemory})
+		}
 		r.add("joules_gpu_process_memory_used_bytes", "Device memory used by the process.", collector.Gauge, float64(p.UsedGpuMemory), labels...)
 		if _, ok := sm[p.Pid]; !ok {
 			continue
@@ -81,6 +92,11 @@ func (r *reader) processes() {
 			delete(t.energy, pid)
 		}
 	}
+	if len(loads) > 0 {
+		r.addShares(loads, workloadShares(loads, uses))
+	} else if ws := r.g.opts.Workloads.OnGPU(r.g.uuid, r.g.index, r.now); len(ws) > 0 {
+		r.addShares(ws, allocatedShares(ws))
+	}
 }
 
 // find returns the value of a sample this pass already produced for the GPU.
@@ -95,7 +111,8 @@ func (r *reader) find(name string) (float64, bool) {
 
 // processLabels names a process: pid, command, and where its cgroup shows
 // them, its systemd unit, Slurm job and Kubernetes pod.
-func processLabels(procfs string, pid uint32) []collector.Label {
+func processLabels(procfs string, pid uint32) ([]collector.Label, Cgroup) {
+	var cg Cgroup
 	p := strconv.FormatUint(uint64(pid), 10)
 	labels := []collector.Label{lbl("pid", p)}
 	if comm, err := os.ReadFile(filepath.Join(procfs, p, "comm")); err == nil {
@@ -103,13 +120,14 @@ func processLabels(procfs string, pid uint32) []collector.Label {
 	}
 	if raw, err := os.ReadFile(filepath.Join(procfs, p, "cgroup")); err == nil {
 		w := parseCgroup(string(raw))
+		cg = Cgroup{Unit: w.unit, SlurmJob: w.slurmJob, PodUID: w.podUID}
 		for _, l := range []collector.Label{lbl("systemd_unit", w.unit), lbl("slurm_job", w.slurmJob), lbl("pod_uid", w.podUID)} {
 			if l.Value != "" {
 				labels = append(labels, l)
 			}
 		}
 	}
-	return labels
+	return labels, cg
 }
 
 // workload is what a cgroup path says about who runs a process.

@@ -57,3 +57,38 @@ func (s siteSim) counters(i int) func(time.Time) (uint64, uint64) {
 		return mj, uint64(utilSeconds * 100e6 / float64(s.nvlinks))
 	}
 }
+
+// SimulatedWorkloads are the workloads of host's GPUs in the simulated
+// site seeded by site (sitemodel's Workloads): what the kubelet and Slurm
+// would say of a real host, for demos and tests. model is what the host's
+// inference pod serves, as its inference simulator says.
+func SimulatedWorkloads(server, site, host, model string) (Workloads, error) {
+	s, ok := sitemodel.ServerNamed(server)
+	if !ok {
+		return nil, fmt.Errorf("simulated server %q has no site model", server)
+	}
+	return siteWorkloads{h: sitemodel.NewHost(site, host, s), model: model}, nil
+}
+
+type siteWorkloads struct {
+	h     *sitemodel.Host
+	model string
+}
+
+func (siteWorkloads) OfProcess(Cgroup) (Workload, bool) { return Workload{}, false }
+
+func (s siteWorkloads) OnGPU(_ string, index int, now time.Time) []Workload {
+	all := s.h.Workloads(now, s.model)
+	if index < 0 || index >= len(all) {
+		return nil
+	}
+	var out []Workload
+	for _, w := range all[index] {
+		nw := Workload{Kind: w.Kind, ID: w.ID, Share: w.Share}
+		for _, t := range w.Tags {
+			nw.Tags = append(nw.Tags, lbl(t[0], t[1]))
+		}
+		out = append(out, nw)
+	}
+	return out
+}

@@ -30,6 +30,9 @@ type Options struct {
 	Simulated bool
 	// Processes turns on per-process metrics (memory, SM share, estimated energy).
 	Processes bool
+	// Workloads names the workloads of processes and GPUs for the
+	// workload share metric (default: by the process's cgroup alone).
+	Workloads Workloads
 	// ProcFS is where process cgroups are read (default /proc).
 	ProcFS string
 	// MaxIntegrationGap bounds the power-integration step for GPUs without an
@@ -77,6 +80,9 @@ func New(lib Library, opts Options) *Source {
 	}
 	if opts.ProcFS == "" {
 		opts.ProcFS = "/proc"
+	}
+	if opts.Workloads == nil {
+		opts.Workloads = cgroupWorkloads{}
 	}
 	if opts.MaxIntegrationGap <= 0 {
 		opts.MaxIntegrationGap = 10 * time.Second

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -552,6 +553,62 @@ func TestProcessesWithCgroupsAndEstimatedShare(t *testing.T) {
 	}
 	if sum <= 0 || sum > board {
 		t.Errorf("process energy %v (sum %v) must be positive and within the board's %v", energy, sum, board)
+	}
+	// The GPU's workloads: the unit 60 of 80 SM, the job 20 of 80.
+	shares := values(samples, "joules_gpu_workload_share_ratio")
+	if shares["gpu=0,workload=vllm.service,workload_kind=systemd_unit"] != 0.75 || shares["gpu=0,workload=4242,workload_kind=slurm_job"] != 0.25 || len(shares) != 2 {
+		t.Errorf("workload shares = %v, want the unit 0.75 and the job 0.25", shares)
+	}
+}
+
+func TestWorkloadSharesWithoutUtilizationSamples(t *testing.T) {
+	for name, tc := range map[string]struct {
+		uses [][]procUse
+		want []float64
+	}{
+		"by memory":            {[][]procUse{{{mem: 30}}, {{mem: 10}, {mem: 20}}}, []float64{0.5, 0.5}},
+		"the only workload":    {[][]procUse{{{}, {}}}, []float64{1}},
+		"equally by processes": {[][]procUse{{{}}, {{}, {}, {}}}, []float64{0.25, 0.75}},
+		"by SM over memory":    {[][]procUse{{{sm: 10, mem: 90}}, {{sm: 30, mem: 10}}}, []float64{0.25, 0.75}},
+	} {
+		ws := make([]Workload, len(tc.uses))
+		if got := workloadShares(ws, tc.uses); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: shares %v, want %v", name, got, tc.want)
+		}
+	}
+	if got := allocatedShares([]Workload{{Share: 0.7}, {}, {}}); !slices.Equal(got, []float64{0.7, 0.15000000000000002, 0.15000000000000002}) {
+		t.Errorf("allocated shares %v: the allocator's 0.7, the rest equally", got)
+	}
+}
+
+// A GPU whose processes the agent cannot see (a container without the
+// host's PIDs) is shared by the workloads it is allocated to.
+func TestWorkloadSharesFromTheAllocator(t *testing.T) {
+	clock := newClock()
+	wl, err := SimulatedWorkloads("dgxh200", "s", "h", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := newSim(t, "dgxh200", clock, Options{Processes: true, ProcFS: t.TempDir(), Workloads: wl})
+	samples := collect(t, src)
+	shares := values(samples, "joules_gpu_workload_share_ratio")
+	// The site model's placement at the clock's time, by hand: GPU 6 holds
+	// the two notebooks, 0.7 and 0.3.
+	nb := func(n string) string {
+		return "gpu=6,label_team=research,namespace=research,owner=notebook,owner_kind=StatefulSet,workload=research/notebook-" + n + ",workload_kind=k8s_pod"
+	}
+	if shares[nb("0")] != 0.7 || shares[nb("1")] != 0.3 {
+		t.Errorf("GPU 6's shares: %v", shares)
+	}
+	perGPU := map[string]float64{}
+	for k, v := range shares {
+		gpu, _, _ := strings.Cut(k, ",")
+		perGPU[gpu] += v
+	}
+	for gpu, sum := range perGPU {
+		if sum > 1+1e-12 {
+			t.Errorf("%s is shared %v times over", gpu, sum)
+		}
 	}
 }
 

@@ -149,7 +149,7 @@ func checkNVML(file string, cfg config.Agent) error {
 }
 
 // addNVML registers the GPU source: the real NVML, or a simulated server.
-func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store, bootID string) (*nvml.Source, error) {
+func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, counters *energy.Store, bootID, procfs string, named nvml.Workloads) (*nvml.Source, error) {
 	g := cfg.Sources.NVML
 	if !g.Enabled {
 		return nil, nil
@@ -171,7 +171,7 @@ func addNVML(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, co
 		logger.Warn("GPUs are SIMULATED: every GPU sample is labelled simulated=\"true\"", "server", g.Simulate.Value)
 	}
 	src := nvml.New(lib, nvml.Options{Logger: logger.With("collector", "nvml"), Simulated: g.Simulate.Value != "", Processes: g.Processes,
-		Counters: counters, BootID: bootID})
+		Counters: counters, BootID: bootID, Workloads: named, ProcFS: procfs})
 	err := runner.Add(collector.Registration{Name: "nvml", Interval: g.Interval.Duration, Timeout: g.Timeout.Duration, Source: src})
 	return src, err
 }
@@ -297,8 +297,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 	procfs, _ := collector.FlagValue(app, "path.procfs")
 	bootID := collector.BootID(procfs)
 
+	sysfs, _ := collector.FlagValue(app, "path.sysfs")
 	if node := cfg.Sources.Node; node.Enabled && len(collectors) > 0 {
-		sysfs, _ := collector.FlagValue(app, "path.sysfs")
 		src, err := collector.NewNodeSource(logger, sysfs, collectors)
 		if err != nil {
 			return err
@@ -310,7 +310,16 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		logger.Info("node_exporter collectors enabled", "collectors", collectors, "sysfs", sysfs)
 	}
 
-	gpus, err := addNVML(logger, runner, cfg, counters, bootID)
+	named, resolver, err := workloads(logger, cfg, sysfs)
+	if err != nil {
+		return err
+	}
+	if resolver != nil {
+		if err := runner.Add(collector.Registration{Name: "workloads", Interval: 10 * time.Second, Source: resolver}); err != nil {
+			return err
+		}
+	}
+	gpus, err := addNVML(logger, runner, cfg, counters, bootID, procfs, named)
 	if err != nil {
 		return err
 	}
@@ -374,6 +383,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		defer close(runnerDone)
 		runner.Run(runCtx)
 	}()
+	if resolver != nil {
+		resolverDone := make(chan struct{})
+		go func() {
+			defer close(resolverDone)
+			resolver.Run(runCtx, cfg.Workloads.Refresh.Duration)
+		}()
+		defer func() { <-resolverDone }()
+	}
 	// The counter state is saved every 10 s and once more after the runner
 	// stopped, so it holds the last readings.
 	storeCtx, stopStore := context.WithCancel(context.Background())

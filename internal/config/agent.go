@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +23,9 @@ type Agent struct {
 	Labels    map[string]string `yaml:"labels"`
 	Sources   Sources           `yaml:"sources"`
 	Exporters Exporters         `yaml:"exporters"`
+	// Workloads says how GPU processes are named: which Kubernetes pod or
+	// Slurm job they belong to, with which labels (docs/ACCOUNTING.md).
+	Workloads Workloads `yaml:"workloads"`
 	// StateDir keeps the energy counters' continuation state, so that a
 	// restarted agent continues its totals. Empty: the directory systemd
 	// gives the unit ($STATE_DIRECTORY, /var/lib/joules), else memory only.
@@ -119,8 +124,44 @@ type NVMLSource struct {
 	// inference simulators of `joules sim site` and `joules sim inference
 	// --site` compute the same numbers).
 	SimulateSite String `yaml:"simulate_site"`
-	// Processes adds per-process GPU memory, SM share and estimated energy.
+	// Processes adds per-process GPU memory, SM share and estimated
+	// energy, and each GPU's share per workload.
 	Processes bool `yaml:"processes"`
+	// SimulateModel, with SimulateSite, is the model the host's simulated
+	// inference pod serves (its label_model), as its inference simulator
+	// says.
+	SimulateModel String `yaml:"simulate_model"`
+}
+
+// Workloads configures how GPU processes are named.
+type Workloads struct {
+	// Labels are user-chosen tags of workloads: the tag's name (written as
+	// label_<name>) and the pod label it comes from; a Slurm job's comment
+	// key=value is that key's or the name's.
+	Labels     map[string]String   `yaml:"labels"`
+	Kubernetes KubernetesWorkloads `yaml:"kubernetes"`
+	Slurm      SlurmWorkloads      `yaml:"slurm"`
+	// Refresh is how often pods and jobs are looked up again (10s).
+	Refresh Duration `yaml:"refresh"`
+}
+
+// KubernetesWorkloads: where the agent learns about pods.
+type KubernetesWorkloads struct {
+	// PodResourcesSocket is the kubelet's pod-resources socket: which pod
+	// holds which GPU (e.g. /var/lib/kubelet/pod-resources/kubelet.sock).
+	PodResourcesSocket String `yaml:"pod_resources_socket"`
+	// APIServer reads pods' namespace, owner and labels: in-cluster, or a
+	// URL.
+	APIServer String `yaml:"api_server"`
+	TokenFile String `yaml:"token_file"`
+	CAFile    String `yaml:"ca_file"`
+	NodeName  String `yaml:"node_name"` // default $NODE_NAME
+}
+
+// SlurmWorkloads: where the agent learns about Slurm jobs.
+type SlurmWorkloads struct {
+	// Scontrol is the scontrol command; empty: jobs are named by id only.
+	Scontrol String `yaml:"scontrol"`
 }
 
 // NodeSource configures the embedded node_exporter collectors.
@@ -252,6 +293,9 @@ var agentSections = map[string]string{
 	"Exporters":          "exporters",
 	"PrometheusExporter": "exporters.prometheus",
 	"Writer":             "exporters.stream or exporters.influx",
+	"Workloads":           "workloads",
+	"KubernetesWorkloads": "workloads.kubernetes",
+	"SlurmWorkloads":      "workloads.slurm",
 }
 
 // DefaultNodeCollectors are the node_exporter collectors run when the config names none.
@@ -274,6 +318,7 @@ func DefaultAgent() Agent {
 		Exporters: Exporters{Prometheus: PrometheusExporter{Enabled: true}},
 	}
 	cfg.Sources.NVML = NVMLSource{Enabled: true, Interval: Duration{Duration: time.Second}, Processes: true}
+	cfg.Workloads.Refresh = Duration{Duration: 10 * time.Second}
 	return cfg
 }
 
@@ -374,10 +419,14 @@ func (c Agent) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: sources.nvml.interval must be at least 100ms, got %s", lineOf(g.Interval.Line), g.Interval.Duration))
 		}
 		errs = append(errs, timeoutWithin("sources.nvml", g.Timeout, g.Interval))
+		if g.SimulateModel.Value != "" && g.SimulateSite.Value == "" {
+			errs = append(errs, fmt.Errorf("%s: sources.nvml.simulate_model needs sources.nvml.simulate_site", lineOf(g.SimulateModel.Line)))
+		}
 		if g.SimulateSite.Value != "" && g.Simulate.Value == "" {
 			errs = append(errs, fmt.Errorf("%s: sources.nvml.simulate_site needs sources.nvml.simulate (the simulated server)", lineOf(g.SimulateSite.Line)))
 		}
 	}
+	errs = append(errs, c.Workloads.validate()...)
 	bmcs := map[string]bool{}
 	for _, r := range c.Sources.Redfish {
 		errs = append(errs, r.validate(bmcs))
@@ -503,4 +552,28 @@ func positive(what string, d Duration) error {
 // Effective renders the configuration as YAML, defaults filled in.
 func (c Agent) Effective() ([]byte, error) {
 	return yaml.Marshal(c)
+}
+
+// labelName is what a workload label's name may be: it becomes the tag
+// label_<name>.
+var workloadLabelName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+func (w Workloads) validate() []error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(w.Labels)) {
+		key := w.Labels[name]
+		if !workloadLabelName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("%s: workloads.labels: %q is no tag name: lower case letters, digits and _ (it is written as label_%s)", lineOf(key.Line), name, name))
+		}
+		if key.Value == "" {
+			errs = append(errs, fmt.Errorf("%s: workloads.labels.%s: say which pod label it comes from (e.g. %s: app.kubernetes.io/%s)", lineOf(key.Line), name, name, name))
+		}
+	}
+	if a := w.Kubernetes.APIServer; a.Value != "" && a.Value != "in-cluster" && !strings.HasPrefix(a.Value, "https://") && !strings.HasPrefix(a.Value, "http://") {
+		errs = append(errs, fmt.Errorf("%s: workloads.kubernetes.api_server %q: say in-cluster or the server's URL", lineOf(a.Line), a.Value))
+	}
+	if w.Refresh.Duration < 0 {
+		errs = append(errs, fmt.Errorf("%s: workloads.refresh must be positive", lineOf(w.Refresh.Line)))
+	}
+	return errs
 }
