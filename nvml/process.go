@@ -2,9 +2,9 @@ package nvml
 
 import (
 	"os"
-	"slices"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
