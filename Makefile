@@ -54,12 +54,22 @@ test:
 	fi
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(BIN)/testsummary $(GO) test -json -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory test-helm
+
+# The Helm chart, offline: lint, render with every values file in
+# packaging/helm/joules/ci, strict decoding into the Kubernetes types, the
+# aggregator's --config.check on its rendered config. A module of its own,
+# so the root module does not depend on Helm.
+.PHONY: test-helm
+test-helm:
+	cd packaging/helm && $(GO) test -count=1 ./...
 
 test-short:
 	$(GO) test -short -count=1 ./...
 
 lint:
 	$(GO) vet ./...
+	cd packaging/helm && $(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
