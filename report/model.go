@@ -28,6 +28,7 @@ type Report struct {
 	Idle           Idle             `json:"gpu_idle"`
 	Work           []WorkRow        `json:"work"`
 	Reconciliation []Reconciliation `json:"reconciliation"`
+	Workloads      *Workloads       `json:"workloads,omitempty"`
 	Carbon         *Amount          `json:"carbon,omitempty"`
 	Cost           *Amount          `json:"cost,omitempty"`
 	Gaps           []string         `json:"gaps"`

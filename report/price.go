@@ -103,8 +103,9 @@ func (b *builder) carbonAndCost(r *Report) error {
 			r.Gaps = append(r.Gaps, fmt.Sprintf("no carbon intensity in measurement %q for the range: carbon not computed", m))
 		}
 	}
-	carbonOn := b.opt.Carbon.GramsPerKWh > 0 || len(intensity) > 0
-	priceOn := b.opt.Price.PerKWh > 0 || len(b.opt.Price.TimeOfUse) > 0
+	b.intensity = intensity
+	carbonOn := b.carbonOn()
+	priceOn := b.priceOn()
 	if !carbonOn && !priceOn {
 		return nil
 	}
@@ -125,14 +126,9 @@ func (b *builder) carbonAndCost(r *Report) error {
 			}
 		}
 		if carbonOn {
-			g := b.opt.Carbon.GramsPerKWh
-			if len(intensity) > 0 {
-				i := sort.Search(len(intensity), func(i int) bool { return intensity[i].Time.After(w.start) }) - 1
-				if i < 0 {
-					i = 0
-					before++
-				}
-				g = intensity[i].Value
+			g, early := b.gramsAt(w.start)
+			if early {
+				before++
 			}
 			grams += kwh * g
 		}
@@ -170,4 +166,22 @@ func (b *builder) carbonAndCost(r *Report) error {
 		r.Cost = &Amount{Value: math.Round(cost*100) / 100, Unit: cur, Basis: basis + "; " + src}
 	}
 	return nil
+}
+
+func (b *builder) carbonOn() bool { return b.opt.Carbon.GramsPerKWh > 0 || len(b.intensity) > 0 }
+
+func (b *builder) priceOn() bool { return b.opt.Price.PerKWh > 0 || len(b.opt.Price.TimeOfUse) > 0 }
+
+// gramsAt is the carbon intensity of a window starting at t (gCO2e/kWh):
+// the constant, or the series' value in force then; early says the window
+// precedes the series, whose first value is used.
+func (b *builder) gramsAt(t time.Time) (g float64, early bool) {
+	if len(b.intensity) == 0 {
+		return b.opt.Carbon.GramsPerKWh, false
+	}
+	i := sort.Search(len(b.intensity), func(i int) bool { return b.intensity[i].Time.After(t) }) - 1
+	if i < 0 {
+		return b.intensity[0].Value, true
+	}
+	return b.intensity[i].Value, false
 }

@@ -46,6 +46,7 @@ var funcs = template.FuncMap{
 	"cat":    categoryText,
 	"pueCat": pueCategoryText,
 	"deref":  func(v *float64) float64 { return *v },
+	"opt":    optNum,
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
@@ -161,6 +162,9 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	p("\n## GPUs (top %d of %d)\n\n| host | GPU | kWh | idle kWh |\n|---|---|---:|---:|\n", len(r.GPUs), r.GPUCount)
 	for _, g := range r.GPUs {
 		p("| %s | %s | %s | %s |\n", g.Host, g.GPU, fmtNum(g.KWh, 4), fmtNum(g.IdleKWh, 4))
+	}
+	if r.Workloads != nil {
+		writeMarkdownWorkloads(w, r.Workloads)
 	}
 	if len(r.Reconciliation) > 0 {
 		p("\n## Reconciliation\n\n| kind | where | reference kWh | parts kWh | remainder kWh | remainder |\n|---|---|---:|---:|---:|---:|\n")
@@ -303,6 +307,9 @@ func writeCSV(w io.Writer, r *Report) error {
 	}
 	if r.Cost != nil {
 		row("cost", "energy", r.Cost.Value, r.Cost.Unit, f.Site, f.Hall, f.Rack, f.Host, "")
+	}
+	if r.Workloads != nil {
+		csvWorkloads(r.Workloads, func(section, name string, value float64, unit string) { row(section, name, value, unit, f.Site, "", "", "", "") })
 	}
 	cw.Flush()
 	return cw.Error()

@@ -22,7 +22,12 @@ type Options struct {
 	// Resolution of the accounting windows to read (1m, 1h, 1d, or the
 	// aggregator's window); empty: the finest the range has.
 	Resolution string
-	TopN       int // rows of the host and GPU tables (10)
+	TopN       int // rows of the host, GPU and workload tables (10)
+	// By groups the workload section: "workload" (the default), or a
+	// workload label's name (team, model: the tag label_<name>).
+	By string
+	// Job narrows the workload section to one Slurm job.
+	Job string
 	Carbon     Carbon
 	Price      Price
 	Now        func() time.Time
@@ -67,7 +72,7 @@ func Build(ctx context.Context, q Querier, opt Options) (*Report, error) {
 	b.rangePUE(r)
 	b.headline(r)
 	b.series(r)
-	for _, step := range []func(*Report) error{b.halls, b.entities, b.gpus, b.work, b.reconciliation, b.carbonAndCost} {
+	for _, step := range []func(*Report) error{b.halls, b.entities, b.gpus, b.work, b.reconciliation, b.carbonAndCost, b.workloadSection} {
 		if err := step(r); err != nil {
 			return nil, err
 		}
@@ -83,6 +88,7 @@ type builder struct {
 	size time.Duration // of res
 	// the windows of the report's scope, by start
 	windowsRead []window
+	intensity   []ValuePt // the grid's carbon intensity series, if one is asked for
 }
 
 func (b *builder) scope() string {

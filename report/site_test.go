@@ -24,6 +24,9 @@ var siteFrom = time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
 
 const siteMinutes = 30
 
+// siteModels are what each host's inference pod serves.
+var siteModels = map[string]string{"gpu-01": "llama-8b", "gpu-02": "llama-8b", "gpu-03": "llama-70b"}
+
 func coherentSite(t *testing.T) *sitemodel.Model {
 	t.Helper()
 	m, err := sitemodel.New(sitemodel.Site{Seed: "report-site", Racks: []sitemodel.Rack{
@@ -55,7 +58,18 @@ func siteLines(m *sitemodel.Model) []byte {
 					mj, _ := h.GPUEnergy(i, at)
 					fmt.Fprintf(&b, "joules_gpu_energy_joules_total,gpu=%d,%s,method=counter,uuid=GPU-%s-%d value=%v %d\n", i, topo, rh.Name, i, float64(mj)/1000, ns)
 				}
-				fmt.Fprintf(&b, "joules_work_total,%s,kind=generation,unit=token,workload=vllm value=%v %d\n", topo, 1000*e.UtilizationSeconds, ns)
+				// The workloads of the pass, as the agent writes them
+				// after the GPUs' readings.
+				for i, ws := range h.Workloads(at, siteModels[rh.Name]) {
+					for _, w := range ws {
+						tags := fmt.Sprintf("gpu=%d,%s,uuid=GPU-%s-%d,workload=%s,workload_kind=%s", i, topo, rh.Name, i, w.ID, w.Kind)
+						for _, t := range w.Tags {
+							tags += "," + t[0] + "=" + t[1]
+						}
+						fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s value=%v %d\n", tags, w.Share, ns)
+					}
+				}
+				fmt.Fprintf(&b, "joules_work_total,%s,kind=generation,model_name=%s,unit=token,workload=vllm value=%v %d\n", topo, siteModels[rh.Name], 1000*e.UtilizationSeconds, ns)
 			}
 			fmt.Fprintf(&b, "joules_redfish_equipment_energy_joules_total,bmc=pdu-%s,equipment=1,equipment_type=rack_pdu,hall=h1,host=mgmt,method=counter,rack=%s,role=pdu_output,site=s1 value=%v %d\n",
 				rack.Name, rack.Name, chain.PDUOutput[rack.Name], ns)

@@ -179,12 +179,14 @@ start_agent() {
 }
 
 for h in "${hosts[@]}"; do
-	read -r host rack port addr _ <<<"$h"
+	read -r host rack port addr _ _ model _ <<<"$h"
 	next_ingest
 	{
 		echo "labels: {site: $SITE, hall: h1, rack: $rack, host: $host}"
 		echo "sources:"
-		echo "  nvml: {simulate: $SERVER, simulate_site: $SITE}"
+		# the site model's jobs and pods on the GPUs, as the kubelet and
+		# Slurm would name them; the inference pod serves the host's model
+		echo "  nvml: {simulate: $SERVER, simulate_site: $SITE, simulate_model: \"$model\"}"
 		echo "  node: {collectors: [netdev, hwmon, rapl]}"
 		echo "  work: {scrape: [{name: vllm, url: \"http://$addr/metrics\", preset: vllm}]}"
 		if [ -s "$STATE/bmcs" ]; then
@@ -303,6 +305,7 @@ check_accounting() {
 		grep -q '^work,token_per_joule,' "$STATE/report.csv" || { echo "demo: the report has no tokens per joule"; ok=false; }
 		[ -s "$STATE/bmcs" ] && { check_model_pue || ok=false; }
 		check_headline || ok=false
+		check_workloads || ok=false
 	else
 		echo "demo: the report failed:"; cat "$STATE/report.log"; ok=false
 	fi
@@ -321,6 +324,22 @@ check_headline() {
 			for (i = 2; i <= n; i++) if (path[i] > path[i-1] * (1 + 1e-9)) { print "demo: the power path gains energy: " role[i] " " path[i] " after " role[i-1] " " path[i-1]; ok = 0 }
 			if (ok) printf "demo: headline: facility %.4f kWh / IT %.4f kWh = PUE %.4f; the power path falls from %.4f to %.4f kWh\n", h["facility"], h["it"], h["pue"], path[1], path[n]
 			exit !ok
+		}' "$STATE/report.csv"
+}
+
+# check_workloads: the report's workload section adds up: its rows (the
+# site model's Slurm job across the hosts, inference and notebook pods, a
+# unit) and the unattributed rest make the hosts' IT energy.
+check_workloads() {
+	awk -F, '
+		$1 == "energy" && $2 == "it" { it = $3 }
+		$1 == "workloads_by_workload" && $2 == "total it_energy" { total = $3 }
+		$1 == "workloads_by_workload" && $2 ~ / it_energy$/ && $2 != "total it_energy" { sum += $3; n++; if ($2 ~ /^slurm_job /) jobs++ }
+		END {
+			if (n == 0) { print "demo: the report has no workload section"; exit 1 }
+			if ((sum - total)^2 > (1e-9 * total)^2 || (total - it)^2 > (1e-6 * it)^2) { print "demo: the workloads do not add up: rows " sum " kWh, total " total " kWh, hosts " it " kWh"; exit 1 }
+			if (jobs == 0) { print "demo: the workload section has no Slurm job"; exit 1 }
+			printf "demo: workloads: %d rows (unattributed included) add up to %.4f kWh, the hosts%s %.4f kWh\n", n, sum, "'"'"'", it
 		}' "$STATE/report.csv"
 }
 

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		infServer = inf.Flag("server", "With --site: the host's simulated server.").Default("dgxh200").Enum(sitemodel.ServerNames()...)
 	)
 	rep := newReportCmd(app)
+	jobs := newJobEnergyCmd(app)
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "joules: %v; see joules --help\n", err)
@@ -79,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case rep.cmd.FullCommand():
 		return rep.run(ctx, stdout, stderr)
+	case jobs.cmd.FullCommand():
+		return jobs.run(ctx, stdout, stderr)
 	case site.cmd.FullCommand():
 		return site.run(ctx, logger, stdout, stderr)
 	case rf.FullCommand():

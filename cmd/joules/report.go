@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -13,21 +12,19 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/joules-energy/joules/internal/config"
 	"github.com/joules-energy/joules/report"
 )
 
 // reportCmd is `joules report`.
 type reportCmd struct {
-	cmd                               *kingpin.CmdClause
-	from, to                          *string
-	site, hall, rack, host            *string
-	format, out                       *string
-	configFile                        *string
-	influxURL, org, bucket, tokenFile *string
+	cmd                    *kingpin.CmdClause
+	from, to               *string
+	site, hall, rack, host *string
+	format, out            *string
+	*influxFlags
 	resolution                        *string
 	top                               *int
-	timeout                           *time.Duration
+	by, job                           *string
 	carbon                            *float64
 	carbonSeries                      *string
 	price                             *float64
@@ -45,14 +42,11 @@ func newReportCmd(app *kingpin.Application) *reportCmd {
 	c.host = f("host", "Only this host.").String()
 	c.format = f("format", "html, md, csv or json.").Default("html").Enum(report.Formats...)
 	c.out = f("out", "Write the report here; - for standard output.").Default("-").String()
-	c.configFile = f("config.file", "Read the InfluxDB connection from the influx section of this aggregator configuration.").String()
-	c.influxURL = f("influx.url", "InfluxDB URL (default: the config file's, else $JOULES_INFLUX_URL, else http://127.0.0.1:8086).").Envar("JOULES_INFLUX_URL").String()
-	c.org = f("influx.org", "InfluxDB 2.x organisation.").Envar("JOULES_INFLUX_ORG").String()
-	c.bucket = f("influx.bucket", "Bucket (InfluxDB 1.8: db/rp).").Envar("JOULES_INFLUX_BUCKET").String()
-	c.tokenFile = f("influx.token-file", "File holding the InfluxDB token (1.8: user:password); $JOULES_INFLUX_TOKEN works too.").String()
+	c.influxFlags = newInfluxFlags(c.cmd)
 	c.resolution = f("resolution", "Accounting windows to read (1m, 1h, 1d); default: the finest in the range.").String()
-	c.top = f("top", "Rows in the host and GPU tables.").Default("10").Int()
-	c.timeout = f("timeout", "Timeout of each InfluxDB query.").Default("60s").Duration()
+	c.top = f("top", "Rows in the host, GPU and workload tables.").Default("10").Int()
+	c.by = f("by", "Group the workload section by workload, or by a workload label: team, model, or any label the agents were given (workloads.labels).").Default("workload").String()
+	c.job = f("job", "Only this Slurm job in the workload section (its id).").String()
 	c.carbon = f("carbon.intensity", "Grid carbon intensity in gCO2e/kWh (a constant).").Default("0").Float64()
 	c.carbonSeries = f("carbon.measurement", "Measurement in the same bucket holding the grid's intensity (field value, gCO2e/kWh) over time.").String()
 	c.price = f("price", "Energy price per kWh (a constant).").Default("0").Float64()
@@ -91,7 +85,11 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 }
 
 func (c *reportCmd) options(now time.Time) (report.Options, error) {
-	opt := report.Options{Site: *c.site, Hall: *c.hall, Rack: *c.rack, Host: *c.host, Resolution: *c.resolution, TopN: *c.top,
+	by := strings.TrimPrefix(*c.by, "label_")
+	if by != "workload" && !validLabel(by) {
+		return report.Options{}, fmt.Errorf("--by %q: say workload, or a workload label's name (team, model)", *c.by)
+	}
+	opt := report.Options{Site: *c.site, Hall: *c.hall, Rack: *c.rack, Host: *c.host, Resolution: *c.resolution, TopN: *c.top, By: by, Job: *c.job,
 		Carbon: report.Carbon{GramsPerKWh: *c.carbon, Measurement: *c.carbonSeries}, Price: report.Price{PerKWh: *c.price, Currency: *c.currency}}
 	var err error
 	if opt.From, err = parseWhen(*c.from, now); err != nil {
@@ -115,38 +113,6 @@ func (c *reportCmd) options(now time.Time) (report.Options, error) {
 		}
 	}
 	return opt, nil
-}
-
-// connection gathers InfluxDB's URL, org, bucket and token: flags, then the
-// environment, then the aggregator's configuration file.
-func (c *reportCmd) connection() (serverURL, org, bucket, token string, err error) {
-	serverURL, org, bucket = *c.influxURL, *c.org, *c.bucket
-	if *c.configFile != "" {
-		cfg, err := config.LoadAggregator(*c.configFile)
-		if err != nil {
-			return "", "", "", "", fmt.Errorf("--config.file: %w", err)
-		}
-		serverURL = cmp.Or(serverURL, cfg.Influx.URL.Value)
-		org = cmp.Or(org, cfg.Influx.Org)
-		bucket = cmp.Or(bucket, cfg.Influx.Bucket)
-		if *c.tokenFile == "" {
-			if token, err = cfg.Influx.Token(); err != nil {
-				return "", "", "", "", fmt.Errorf("--config.file: influx token: %w", err)
-			}
-		}
-	}
-	serverURL = cmp.Or(serverURL, "http://127.0.0.1:8086")
-	bucket = cmp.Or(bucket, "joules/autogen")
-	if *c.tokenFile != "" {
-		raw, err := os.ReadFile(*c.tokenFile)
-		if err != nil {
-			return "", "", "", "", fmt.Errorf("--influx.token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(raw))
-	} else if token == "" {
-		token = os.Getenv("JOULES_INFLUX_TOKEN")
-	}
-	return serverURL, org, bucket, token, nil
 }
 
 // run writes the report; 1 when nothing could be reported.
