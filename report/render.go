@@ -309,7 +309,9 @@ func writeCSV(w io.Writer, r *Report) error {
 		row("cost", "energy", r.Cost.Value, r.Cost.Unit, f.Site, f.Hall, f.Rack, f.Host, "")
 	}
 	if r.Workloads != nil {
-		csvWorkloads(r.Workloads, func(section, name string, value float64, unit string) { row(section, name, value, unit, f.Site, "", "", "", "") })
+		csvWorkloads(r.Workloads, func(section, name string, value float64, unit string) {
+			row(section, name, value, unit, f.Site, "", "", "", "")
+		})
 	}
 	cw.Flush()
 	return cw.Error()

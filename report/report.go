@@ -27,10 +27,10 @@ type Options struct {
 	// workload label's name (team, model: the tag label_<name>).
 	By string
 	// Job narrows the workload section to one Slurm job.
-	Job string
-	Carbon     Carbon
-	Price      Price
-	Now        func() time.Time
+	Job    string
+	Carbon Carbon
+	Price  Price
+	Now    func() time.Time
 }
 
 // Build queries InfluxDB and computes the report. An empty range (no

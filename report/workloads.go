@@ -41,12 +41,12 @@ type WorkloadRow struct {
 	Share        float64   `json:"share"`        // of ITkWh of the section
 	Cost         *float64  `json:"cost,omitempty"`
 	CarbonKg     *float64  `json:"carbon_kg,omitempty"`
-	Tokens       *float64  `json:"tokens,omitempty"`          // by model: what its servers generated
+	Tokens       *float64  `json:"tokens,omitempty"`           // by model: what its servers generated
 	TokensPerJ   *float64  `json:"tokens_per_joule,omitempty"` // per IT joule
 	Hosts        int       `json:"hosts"`                      // the most it ran on in one window
 	Coverage     float64   `json:"coverage"`                   // its hosts' coverage, energy-weighted
-	First        time.Time `json:"first"` // its first window's start
-	Last         time.Time `json:"last"`  // its last window's start
+	First        time.Time `json:"first"`                      // its first window's start
+	Last         time.Time `json:"last"`                       // its last window's start
 	Windows      int       `json:"windows"`
 
 	facilityWindows, windows int
