@@ -595,7 +595,7 @@ func TestWorkloadSharesFromTheAllocator(t *testing.T) {
 	// The site model's placement at the clock's time, by hand: GPU 6 holds
 	// the two notebooks, 0.7 and 0.3.
 	nb := func(n string) string {
-		return "gpu=6,label_team=research,namespace=research,owner=notebook,owner_kind=StatefulSet,workload=research/notebook-" + n + ",workload_kind=k8s_pod"
+		return "gpu=6,label_team=research,namespace=research,owner=notebook-h,owner_kind=StatefulSet,workload=research/notebook-h-" + n + ",workload_kind=k8s_pod"
 	}
 	if shares[nb("0")] != 0.7 || shares[nb("1")] != 0.3 {
 		t.Errorf("GPU 6's shares: %v", shares)

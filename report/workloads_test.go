@@ -140,7 +140,7 @@ func TestCoherentSiteWorkloadsAddUp(t *testing.T) {
 	if spanning == 0 {
 		t.Error("no job spans hosts")
 	}
-	nb0, nb1 := want["k8s_pod research/notebook-0"], want["k8s_pod research/notebook-1"]
+	nb0, nb1 := want["k8s_pod research/notebook-gpu-01-0"], want["k8s_pod research/notebook-gpu-01-1"]
 	if nb0 == nil || nb1 == nil || math.Abs(nb0.gpu/nb1.gpu-0.7/0.3) > 1e-9 {
 		t.Errorf("the notebooks share their GPU 0.7 to 0.3: %+v %+v", nb0, nb1)
 	}

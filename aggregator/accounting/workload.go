@@ -325,8 +325,9 @@ func (d *deriver) workloads(pues map[scopeKey]pueResult) {
 	}
 	for _, site := range slices.Sorted(maps.Keys(attributed)) {
 		s := d.r.Sums[Topology{Site: site}]
+		it, gpu := s.IT-attributed[site], s.GPU-d.attributedGPU(out, site)
 		out = append(out, loadResult{Key: loadKey{Topology: Topology{Site: site}, Kind: schema.WorkloadUnattributed}, unattributed: true,
-			IT: s.IT - attributed[site], GPU: s.GPU - d.attributedGPU(out, site), Coverage: s.Coverage / float64(max(1, s.Hosts)), Hosts: s.Hosts,
+			IT: it, GPU: gpu, HostShare: it - gpu, Coverage: s.Coverage / float64(max(1, s.Hosts)), Hosts: s.Hosts,
 			PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: site}]})
 	}
 	for i := range out {
@@ -399,9 +400,9 @@ func (e *emitter) load(l loadResult) {
 	kv := append([]string{schema.TagResolution, e.res, schema.TagScope, schema.ScopeSite, schema.TagSite, l.Key.Site, schema.TagHost, l.Key.Host,
 		schema.TagWorkloadKind, kind, schema.TagWorkload, id}, l.Key.attrTags()...)
 	fields := []aggregator.Field{num(schema.FieldJoules, l.IT), num(schema.FieldGPUJoules, l.GPU), num(schema.FieldCoverage, l.Coverage),
-		num(schema.FieldShare, l.Share), integer(schema.FieldHosts, l.Hosts)}
+		num(schema.FieldShare, l.Share), integer(schema.FieldHosts, l.Hosts), num(schema.FieldHostShareJoules, l.HostShare)}
 	if !l.unattributed {
-		fields = append(fields, num(schema.FieldHostShareJoules, l.HostShare), str(schema.FieldRule, l.Rule))
+		fields = append(fields, str(schema.FieldRule, l.Rule))
 	}
 	if l.PUE.OK {
 		fields = append(fields, num(schema.FieldFacilityJoules, l.IT*l.PUE.PUE), num(schema.FieldPUE, l.PUE.PUE))

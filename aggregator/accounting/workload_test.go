@@ -104,6 +104,9 @@ func TestWorkloadsShareTheirHostsEnergyAndAddUp(t *testing.T) {
 	if !closeEqual(rest, 15000, 1e-12) { // host b's idle GPU, 6,000 J, and its share of the rest, 9,000 J
 		t.Errorf("unattributed %v J, want 15000", rest)
 	}
+	if g := workloadField(t, out, t0, "host_share_joules", "workload_kind", "unattributed"); !closeEqual(g, 9000, 1e-12) {
+		t.Errorf("unattributed host share %v J, want 9000", g)
+	}
 	if it := energyOf(t, out, t0, "resolution", "1m", "scope", "site", "kind", "it"); math.Abs(total+rest-it) > 1e-9*it {
 		t.Errorf("workloads %v J + unattributed %v J = %v J, the hosts' %v J", total, rest, total+rest, it)
 	}

@@ -45,12 +45,12 @@ func (h *Host) Workloads(t time.Time, model string) [][]Workload {
 			out[i] = []Workload{serving}
 		}
 	}
-	notebook := func(name string, share float64) Workload {
-		return Workload{Kind: "k8s_pod", ID: "research/" + name, Share: share, Tags: [][2]string{
-			{"namespace", "research"}, {"owner_kind", "StatefulSet"}, {"owner", "notebook"}, {"label_team", "research"}}}
+	notebook := func(ordinal string, share float64) Workload {
+		return Workload{Kind: "k8s_pod", ID: "research/notebook-" + h.Name + "-" + ordinal, Share: share, Tags: [][2]string{
+			{"namespace", "research"}, {"owner_kind", "StatefulSet"}, {"owner", "notebook-" + h.Name}, {"label_team", "research"}}}
 	}
 	for i := g * 3 / 4; i < g-1; i++ {
-		out[i] = []Workload{notebook("notebook-0", 0.7), notebook("notebook-1", 0.3)}
+		out[i] = []Workload{notebook("0", 0.7), notebook("1", 0.3)}
 	}
 	if b%2 == 1 {
 		out[g-1] = []Workload{{Kind: "systemd_unit", ID: "embed-batch.service", Share: 1}}

@@ -28,6 +28,10 @@ const (
 	chartDir    = "joules"
 	releaseName = "joules"
 	namespace   = "joules"
+
+	agentName      = releaseName + "-agent"
+	aggregatorName = releaseName + "-aggregator"
+	secretsName    = releaseName
 	// The oldest Kubernetes Chart.yaml admits; in test binaries Helm would
 	// otherwise assume v1.20.
 	kubeVersion = "v1.25.0"
@@ -284,6 +288,25 @@ func secretItemFor(t *testing.T, spec corev1.PodSpec, c corev1.Container, path s
 	}
 	t.Fatalf("%s: the Secret volume %s has no item with path %s", path, vol.Name, rel)
 	return "", ""
+}
+
+// checkSecretKey checks that a Secret the pods mount exists with that key:
+// rendered by the chart, or the existing one named in values.
+func checkSecretKey(t *testing.T, m *manifests, c valuesCase, name, key string) {
+	t.Helper()
+	if c.name == "existing-secret-values" {
+		if name != "joules-credentials" {
+			t.Errorf("Secret %s mounted, want the existing joules-credentials", name)
+		}
+		return
+	}
+	s := secretByName(m, name)
+	if s == nil {
+		t.Fatalf("Secret %s is mounted but not rendered", name)
+	}
+	if len(s.Data[key]) == 0 && s.StringData[key] == "" {
+		t.Errorf("Secret %s has no key %s", name, key)
+	}
 }
 
 func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {
