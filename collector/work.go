@@ -43,6 +43,9 @@ type WorkTarget struct {
 	Name    string // the workload label; defaults to the URL's host:port
 	URL     string
 	Metrics []WorkMetric
+	// Model is the model_name label of counters that carry none (TGI
+	// names its model in /info, not in its metrics).
+	Model string
 }
 
 // WorkSource reads counters of useful work (tokens, FLOP, samples) from the
@@ -137,6 +140,9 @@ func (w *WorkSource) scrape(ctx context.Context, t WorkTarget, now time.Time) ([
 	for _, m := range t.Metrics {
 		for _, v := range seriesValues(families, m.Name) {
 			labels := append(v.labels, Label{"kind", m.Kind}, Label{"unit", m.Unit}, Label{"workload", t.Name})
+			if t.Model != "" && !hasLabel(labels, "model_name") {
+				labels = append(labels, Label{"model_name", t.Model})
+			}
 			out = append(out, w.counterSample(labels, v.value, now))
 		}
 	}

@@ -148,3 +148,42 @@ func TestWorkPresetNamesMatchConfig(t *testing.T) {
 		t.Errorf("presets %v, config knows %v", names, config.WorkPresetNames)
 	}
 }
+
+// TGI's counters name no model; the target's model does, and a server's
+// own model_name is never overwritten.
+func TestWorkTargetNamesTheModel(t *testing.T) {
+	tgi := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# TYPE tgi_request_generated_tokens histogram\ntgi_request_generated_tokens_sum 420\ntgi_request_generated_tokens_count 7\n")
+	}))
+	defer tgi.Close()
+	vllm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, vllmMetrics(10, 20)) }))
+	defer vllm.Close()
+	src := NewWorkSource([]WorkTarget{{Name: "tgi", URL: tgi.URL, Metrics: WorkPresets["tgi"][:1], Model: "mistral-7b"},
+		{Name: "vllm", URL: vllm.URL, Metrics: WorkPresets["vllm"][:1], Model: "ignored"}}, "", time.Second, nil, slog.New(slog.DiscardHandler))
+	samples, err := src.Collect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := map[string]string{}
+	for _, s := range samples {
+		if s.Name == metricWork {
+			for _, l := range s.Labels {
+				if l.Name == "model_name" {
+					models[labelValue(s.Labels, "workload")] = l.Value
+				}
+			}
+		}
+	}
+	if models["tgi"] != "mistral-7b" || models["vllm"] != "meta-llama/Llama-3.1-8B-Instruct" {
+		t.Errorf("models %v", models)
+	}
+}
+
+func labelValue(ls []Label, name string) string {
+	for _, l := range ls {
+		if l.Name == name {
+			return l.Value
+		}
+	}
+	return ""
+}

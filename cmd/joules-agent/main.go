@@ -225,7 +225,7 @@ func addWork(logger *slog.Logger, runner *collector.Runner, cfg config.Agent, co
 		for _, m := range t.Metrics {
 			metrics = append(metrics, collector.WorkMetric{Name: m.Name, Unit: m.Unit, Kind: m.Kind})
 		}
-		targets = append(targets, collector.WorkTarget{Name: t.Name, URL: t.URL.Value, Metrics: metrics})
+		targets = append(targets, collector.WorkTarget{Name: t.Name, URL: t.URL.Value, Metrics: metrics, Model: t.Model})
 	}
 	src := collector.NewWorkSource(targets, w.TextfileDir, w.Timeout.Duration, counters, logger.With("collector", "work"))
 	return runner.Add(collector.Registration{Name: "work", Interval: w.Interval.Duration, Timeout: w.Timeout.Duration, Source: src})

@@ -71,6 +71,9 @@ type WorkTarget struct {
 	Name    string       `yaml:"name"` // the workload label; default host:port
 	Preset  String       `yaml:"preset"`
 	Metrics []WorkMetric `yaml:"metrics"`
+	// Model names the model served where the server's counters do not
+	// (TGI's): their model_name label, for work per joule per model.
+	Model string `yaml:"model"`
 }
 
 // WorkMetric is a counter (or a histogram's _sum or _count) of work.
