@@ -3,12 +3,17 @@ package report
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/joules-energy/joules/internal/browser"
 	"github.com/joules-energy/joules/internal/sitemodel"
+	"github.com/joules-energy/joules/internal/testenv"
 )
 
 // modelWorkloads computes, from the site model alone, what each workload
@@ -143,6 +148,40 @@ func TestCoherentSiteWorkloadsAddUp(t *testing.T) {
 	nb0, nb1 := want["k8s_pod research/notebook-gpu-01-0"], want["k8s_pod research/notebook-gpu-01-1"]
 	if nb0 == nil || nb1 == nil || math.Abs(nb0.gpu/nb1.gpu-0.7/0.3) > 1e-9 {
 		t.Errorf("the notebooks share their GPU 0.7 to 0.3: %+v %+v", nb0, nb1)
+	}
+
+	// The page as a reader sees it in Chromium: every row's IT energy, as
+	// shown, adds up to the total shown.
+	chromium := testenv.Tool(t, "chromium", "apt-get install -y chromium")
+	var html bytes.Buffer
+	if err := Write(&html, r, "html"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "report.html")
+	os.WriteFile(path, html.Bytes(), 0o644)
+	out, err := browser.Evaluate(context.Background(), chromium, path, 1200, `JSON.stringify({
+  rows: [...document.querySelectorAll('#workloads tr.w-row .w-it')].map(e => e.textContent),
+  total: document.querySelector('#workloads .w-total .w-it')?.textContent})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Rows  []string
+		Total string
+	}
+	if err := json.Unmarshal([]byte(out), &page); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(page.Rows) != len(ws.Rows)+1 || page.Total == "" {
+		t.Fatalf("the page's workload section: %s", out)
+	}
+	var lo, hi float64
+	for _, text := range page.Rows {
+		v := parseShown(t, text)
+		lo, hi = lo+v.lo(), hi+v.hi()
+	}
+	if total := parseShown(t, page.Total); !total.agrees(lo, hi) {
+		t.Errorf("the rows shown add up to %v–%v kWh, the total shown is %s", lo, hi, total.text)
 	}
 
 	// By team and by model, against the model's workloads summed.
