@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,17 @@ func TestTierDerivesWhatOneProcessDoes(t *testing.T) {
 	from := pastHour(now)
 	batches := testenv.RecordedSite([]string{"s1"}, 12, from, 10)
 	want, lines := oneProcess(t, batches, now)
+	// The jobs span hosts of several partitions: the tier must sum them
+	// across partitions as one process does.
+	jobs := 0
+	for k, v := range want {
+		if strings.HasPrefix(k, "joules_workload_energy,") && strings.Contains(k, ",workload_kind=slurm_job") && strings.Contains(v, "hosts=2 ") {
+			jobs++
+		}
+	}
+	if jobs == 0 {
+		t.Fatal("one process accounted no job across two hosts")
+	}
 
 	tr := newTier(t, nats, 8)
 	in1, _ := tr.ingest("ingest-1")

@@ -24,6 +24,15 @@ func RecordedSite(sites []string, hosts int, from time.Time, minutes int) [][]by
 				for g := range 2 {
 					fmt.Fprintf(&b, "joules_gpu_energy_joules_total,gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d value=%g %d\n", g, host, rack, site, host, g, 1e6+(300+float64(g)*20)*sec, at.UnixNano())
 				}
+				// Workloads: a Slurm job on GPU 0 of each pair of hosts
+				// (so across partitions), two pods sharing GPU 1 of every
+				// other host, the others idle.
+				gpu := func(g int) string { return fmt.Sprintf("gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d", g, host, rack, site, host, g) }
+				fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,label_team=t%d,workload=%d,workload_kind=slurm_job value=1 %d\n", gpu(0), (h/2)%2, 100+h/2, at.UnixNano())
+				if h%2 == 0 {
+					fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,namespace=ml,workload=ml/a-%d,workload_kind=k8s_pod value=0.6 %d\n", gpu(1), h, at.UnixNano())
+					fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,namespace=ml,workload=ml/b-%d,workload_kind=k8s_pod value=0.4 %d\n", gpu(1), h, at.UnixNano())
+				}
 			}
 			fmt.Fprintf(&b, "joules_redfish_equipment_energy_joules_total,bmc=ups,equipment=1,equipment_type=ups,host=%s-mgmt,method=counter,role=ups_output,site=%s value=%g %d\n", site, site, 1e8+float64(hosts)*2600*sec, at.UnixNano())
 			fmt.Fprintf(&b, "joules_modbus_equipment_energy_joules_total,device=facility,equipment=main,equipment_type=meter,host=%s-mgmt,method=counter,role=facility_input,site=%s value=%g %d\n", site, site, 2e8+float64(hosts)*3500*sec, at.UnixNano())
