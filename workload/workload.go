@@ -85,8 +85,11 @@ func New(cfg Config) *Resolver {
 	return r
 }
 
-// Run refreshes every interval until ctx ends.
+// Run refreshes every interval (10 s if none) until ctx ends.
 func (r *Resolver) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -315,7 +315,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg config.Agent, collector
 		return err
 	}
 	if resolver != nil {
-		if err := runner.Add(collector.Registration{Name: "workloads", Interval: 10 * time.Second, Source: resolver}); err != nil {
+		if err := runner.Add(collector.Registration{Name: "workloads", Interval: cfg.Workloads.Refresh.Duration, Source: resolver}); err != nil {
 			return err
 		}
 	}

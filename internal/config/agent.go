@@ -575,8 +575,8 @@ func (w Workloads) validate() []error {
 	if a := w.Kubernetes.APIServer; a.Value != "" && a.Value != "in-cluster" && !strings.HasPrefix(a.Value, "https://") && !strings.HasPrefix(a.Value, "http://") {
 		errs = append(errs, fmt.Errorf("%s: workloads.kubernetes.api_server %q: say in-cluster or the server's URL", lineOf(a.Line), a.Value))
 	}
-	if w.Refresh.Duration < 0 {
-		errs = append(errs, fmt.Errorf("%s: workloads.refresh must be positive", lineOf(w.Refresh.Line)))
+	if w.Refresh.Duration < time.Second {
+		errs = append(errs, fmt.Errorf("%s: workloads.refresh %s: at least 1s (pods and jobs are looked up that often)", lineOf(w.Refresh.Line), w.Refresh.Duration))
 	}
 	return errs
 }

@@ -27,6 +27,10 @@ func TestWorkloadsSection(t *testing.T) {
 			t.Errorf("error %v, want %q", err, want)
 		}
 	}
+	_, err = LoadAgent(writeConfig(t, "workloads:\n  refresh: 0s\n"), "h")
+	if err == nil || !strings.Contains(err.Error(), "line 2: workloads.refresh 0s: at least 1s") {
+		t.Errorf("refresh 0s: %v", err)
+	}
 	_, err = LoadAgent(writeConfig(t, "workloads: {kubernetes: {pod_resource_socket: /x}}\n"), "h")
 	if err == nil || !strings.Contains(err.Error(), "pod_resource_socket") {
 		t.Errorf("a misspelt key: %v", err)
