@@ -27,7 +27,9 @@ func RecordedSite(sites []string, hosts int, from time.Time, minutes int) [][]by
 				// Workloads: a Slurm job on GPU 0 of each pair of hosts
 				// (so across partitions), two pods sharing GPU 1 of every
 				// other host, the others idle.
-				gpu := func(g int) string { return fmt.Sprintf("gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d", g, host, rack, site, host, g) }
+				gpu := func(g int) string {
+					return fmt.Sprintf("gpu=%d,hall=h1,host=%s,rack=%s,site=%s,uuid=GPU-%s-%d", g, host, rack, site, host, g)
+				}
 				fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,label_team=t%d,workload=%d,workload_kind=slurm_job value=1 %d\n", gpu(0), (h/2)%2, 100+h/2, at.UnixNano())
 				if h%2 == 0 {
 					fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,namespace=ml,workload=ml/a-%d,workload_kind=k8s_pod value=0.6 %d\n", gpu(1), h, at.UnixNano())
