@@ -17,8 +17,10 @@ import (
 // agentBatch is one sample of hosts as agents send them: per GPU the
 // agent's GPU metrics (3 of 20 feed accounting: energy, SM activity,
 // utilization; gauges false: only those 3), per host its BMC energy and
-// power, RAPL and work counters. 31 hosts are about 5,000 lines.
-func agentBatch(at time.Time, hosts int, gauges bool) (body []byte, lines int) {
+// power, RAPL and work counters. 31 hosts are about 5,000 lines. With
+// workloads, each GPU's share per workload as well: a Slurm job on GPUs
+// 0–3 of every pair of hosts, a pod on each of 4–6, two pods sharing GPU 7.
+func agentBatch(at time.Time, hosts int, gauges, workloads bool) (body []byte, lines int) {
 	var b bytes.Buffer
 	ns := at.UnixNano()
 	other := []string{"joules_gpu_power_watts", "joules_gpu_power_instant_watts", "joules_gpu_power_limit_watts", "joules_gpu_temperature_celsius",
@@ -39,6 +41,22 @@ func agentBatch(at time.Time, hosts int, gauges bool) (body []byte, lines int) {
 				fmt.Fprintf(&b, "%s,%s value=612.5 %d\n", g, tags, ns)
 			}
 			lines += 3 + len(other)
+			if !workloads {
+				continue
+			}
+			switch {
+			case gpu < 4:
+				fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,label_team=research,workload=%d,workload_kind=slurm_job value=1 %d\n", tags, 1000+host/2, ns)
+				lines++
+			case gpu < 7:
+				fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,label_model=llama,namespace=serving,owner=vllm,owner_kind=Deployment,workload=serving/vllm-%d-%d,workload_kind=k8s_pod value=1 %d\n", tags, host, gpu, ns)
+				lines++
+			default:
+				for i, share := range []float64{0.7, 0.3} {
+					fmt.Fprintf(&b, "joules_gpu_workload_share_ratio,%s,namespace=research,workload=research/nb-%d-%d,workload_kind=k8s_pod value=%g %d\n", tags, host, i, share, ns)
+				}
+				lines += 2
+			}
 		}
 		fmt.Fprintf(&b, "joules_redfish_host_energy_joules_total,bmc=bmc,chassis=1,%s,method=counter,role=host,source=environment_metrics value=%d %d\n", topo, ns/1e5, ns)
 		fmt.Fprintf(&b, "joules_redfish_host_power_watts,bmc=bmc,chassis=1,chassis_type=RackMount,%s,role=host,source=environment_metrics value=6100 %d\n", topo, ns)
@@ -65,14 +83,21 @@ func BenchmarkIngestAccounting(b *testing.B) {
 	start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	var lines int
 	for i := range bodies {
-		bodies[i], lines = agentBatch(start.Add(time.Duration(i)*time.Second), 31, true)
+		bodies[i], lines = agentBatch(start.Add(time.Duration(i)*time.Second), 31, true, false)
 	}
-	for _, on := range []bool{false, true} {
-		name := "accounting-off"
-		if on {
-			name = "accounting-on"
-		}
-		b.Run(name, func(b *testing.B) {
+	withLoads := make([][]byte, batches)
+	var loadLines int
+	for i := range withLoads {
+		withLoads[i], loadLines = agentBatch(start.Add(time.Duration(i)*time.Second), 31, true, true)
+	}
+	for _, run := range []struct {
+		name   string
+		on     bool
+		bodies [][]byte
+		lines  int
+	}{{"accounting-off", false, bodies, lines}, {"accounting-on", true, bodies, lines}, {"accounting-on-workloads", true, withLoads, loadLines}} {
+		on, bodies, lines := run.on, run.bodies, run.lines
+		b.Run(run.name, func(b *testing.B) {
 			var processors []aggregator.Processor
 			if on {
 				a, err := New(Config{}, slog.New(slog.DiscardHandler))
@@ -111,11 +136,12 @@ func BenchmarkIngestAccounting(b *testing.B) {
 // accounting holds per accounting series and per raw series.
 func BenchmarkAccountingMemory(b *testing.B) {
 	for _, lateness := range []time.Duration{time.Hour, 15 * time.Minute} {
-		b.Run("max_lateness="+lateness.String(), func(b *testing.B) { accountingMemory(b, lateness) })
+		b.Run("max_lateness="+lateness.String(), func(b *testing.B) { accountingMemory(b, lateness, false) })
 	}
+	b.Run("max_lateness=1h/workloads", func(b *testing.B) { accountingMemory(b, time.Hour, true) })
 }
 
-func accountingMemory(b *testing.B, lateness time.Duration) {
+func accountingMemory(b *testing.B, lateness time.Duration, workloads bool) {
 	for b.Loop() {
 		start := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 		var before runtime.MemStats
@@ -128,7 +154,7 @@ func accountingMemory(b *testing.B, lateness time.Duration) {
 		raw := 0
 		for step := range 420 {
 			now = start.Add(time.Duration(step) * 10 * time.Second)
-			body, lines := agentBatch(now, 128, true)
+			body, lines := agentBatch(now, 128, true, workloads)
 			raw = lines
 			req := httptest.NewRequest(http.MethodPost, "/api/v2/write", bytes.NewReader(body))
 			req.Header.Set("Authorization", "Token t")

@@ -122,11 +122,15 @@ func (a *Accountant) share(s *series, v float64, t int64) {
 			a.stats.LatePoints++ // older than every pass kept: its steps are shared out already
 			return
 		}
-		sets = slices.Insert(sets, i, shareSet{T: t})
-		if len(sets) > keptShareSets {
+		// The oldest set's slices hold the new one's: a GPU's shares
+		// allocate nothing once it has kept its sets.
+		var reuse shareSet
+		if len(sets) >= keptShareSets {
+			reuse = sets[0]
 			sets = slices.Delete(sets, 0, 1)
 			i--
 		}
+		sets = slices.Insert(sets, i, shareSet{T: t, Loads: reuse.Loads[:0], Shares: reuse.Shares[:0]})
 	}
 	set := &sets[i]
 	if j := slices.Index(set.Loads, s.Load); j >= 0 {
