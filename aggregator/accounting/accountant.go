@@ -56,6 +56,7 @@ type Accountant struct {
 	levels       [nLevels]*level    // by levelID
 	ents         *entities
 	rolling      map[scopeKey]*rollingPUE
+	ledger       *ledger            // workloads of written windows, for hours' and days' sums
 	latest       latest             // last written values, for /metrics
 	pending      []aggregator.Point // derived points not yet handed to the output
 	checkpointed time.Time
@@ -83,6 +84,7 @@ func (a *Accountant) reset() {
 	a.raplWrap = map[string]float64{}
 	a.ents = newEntities()
 	a.rolling = map[scopeKey]*rollingPUE{}
+	a.ledger = newLedger()
 	a.latest = latest{}
 	for i, d := range [nLevels]time.Duration{a.cfg.Window, time.Hour, 24 * time.Hour} {
 		a.levels[i] = &level{id: levelID(i), size: int64(d), name: resolutionName(d), windows: map[int64]*window{}}

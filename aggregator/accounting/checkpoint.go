@@ -35,6 +35,7 @@ type state struct {
 	Released  [nLevels]int64 // per level, the latest end of a window let go
 	Pending   []pendingPoint
 	Progress  int64 // in a cluster, what the partition published
+	Ledger    *ledger
 }
 
 // pendingPoint is a derived point not yet handed to the output.
@@ -59,7 +60,7 @@ type pendingField struct {
 func (a *Accountant) MarshalState() ([]byte, time.Time, error) {
 	a.mu.Lock()
 	st := state{Version: stateVersion, Saved: a.now(), Series: a.series, RAPLWrap: a.raplWrap, Entities: a.ents,
-		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark, Progress: a.progress}
+		Rolling: a.rolling, Stats: a.stats, Watermark: a.watermark, Progress: a.progress, Ledger: a.ledger}
 	for i, lv := range a.levels {
 		st.Windows[i] = lv.windows
 		st.Released[i] = lv.Released
@@ -145,6 +146,10 @@ func (a *Accountant) UnmarshalState(raw []byte) error {
 	a.reset()
 	a.series, a.raplWrap, a.rolling, a.stats, a.watermark = orEmpty(st.Series), orEmpty(st.RAPLWrap), orEmpty(st.Rolling), st.Stats, st.Watermark
 	a.progress = st.Progress
+	if st.Ledger != nil {
+		a.ledger = st.Ledger
+		a.ledger.fill()
+	}
 	for _, s := range a.series {
 		if s.PendT != 0 {
 			a.pended[s] = struct{}{}

@@ -24,6 +24,12 @@ type windowResult struct {
 	Work   []workResult
 	Recon  []reconResult
 	Loads  []loadResult // workloads by site, then the site's unattributed energy
+	// HasLoads says workloads were ever seen: then every site has an
+	// unattributed rest, also in windows without workloads.
+	HasLoads bool
+	// ModelWork is work by site, unit and model served, for work per
+	// joule per model once the window's workloads are known (ledger.go).
+	ModelWork map[workKey]float64
 }
 
 type gpuResult struct {
@@ -107,7 +113,7 @@ type deriver struct {
 // derive computes what a window says. It changes no accounting state: the
 // caller writes the points, and updates /metrics and the rolling values.
 func (a *Accountant) derive(lv *level, w *window) *windowResult {
-	r := &windowResult{Res: lv.name, Start: time.Unix(0, w.Start).UTC(), Size: float64(lv.size) / 1e9}
+	r := &windowResult{Res: lv.name, Start: time.Unix(0, w.Start).UTC(), Size: float64(lv.size) / 1e9, HasLoads: w.HasLoads || len(a.ents.Loads) > 0}
 	d := &deriver{a: a, w: w, r: r, end: w.Start + lv.size, forget: w.Start - int64(a.cfg.ForgetAfter)}
 	ents := a.ents
 	d.hostAccs = make(map[Topology]hostAcc, len(w.Hosts))
@@ -144,7 +150,9 @@ func (a *Accountant) derive(lv *level, w *window) *windowResult {
 		pues[sk] = p
 		r.PUEs = append(r.PUEs, p)
 	}
-	d.workloads(pues)
+	if lv.id == levelWindow {
+		d.workloads(pues) // an hour's and a day's are their windows' sums
+	}
 	d.work(pues)
 	d.reconcile()
 	return r

@@ -88,7 +88,7 @@ func (e *emitter) window(r *windowResult) {
 		e.emit(schema.Work, t, fields...)
 	}
 	for _, l := range r.Loads {
-		e.load(l)
+		e.load(l, r.Sums[Topology{Site: l.Key.Site}].IT)
 	}
 	for _, rc := range r.Recon {
 		fields := []aggregator.Field{num(schema.FieldReferenceJoules, rc.Reference), num(schema.FieldPartsJoules, rc.Parts), num(schema.FieldRemainderJoules, rc.Reference-rc.Parts)}

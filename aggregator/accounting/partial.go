@@ -152,6 +152,7 @@ func (a *Accountant) partialOf(lv *level, w *window, partition int, gen uint64) 
 	}
 	nw := newWindow(w.Start, w.Size, w.Slots)
 	nw.Written = w.Written
+	nw.HasLoads = w.HasLoads || len(src.Loads) > 0
 	for id, acc := range w.Hosts {
 		nw.Hosts[host(id)] = acc
 	}
@@ -294,6 +295,7 @@ func merge(into *entities, w *window, p *Partial) {
 	for id, v := range p.W.Loads {
 		update(w.Loads, into.load(src.Loads[id]), func(l *loadAcc) { l.add(v) })
 	}
+	w.HasLoads = w.HasLoads || p.W.HasLoads
 	for id, v := range p.W.HostCPUs {
 		update(w.HostCPUs, hosts[id], func(m *mean) { m.Sum += v.Sum; m.N += v.N })
 	}

@@ -244,6 +244,7 @@ type rollupState struct {
 	Gens       []uint64
 	Watermark  int64
 	Rolling    map[scopeKey]*rollingPUE
+	Ledger     *ledger
 	Stats      Stats
 	RStats     RollupStats
 }
@@ -254,7 +255,7 @@ func (r *Rollup) MarshalState() ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := rollupState{Version: stateVersion, Partitions: r.partitions, Windows: r.windows, Released: r.released, Progress: r.progress, Gens: r.gens,
-		Watermark: r.watermark, Rolling: a.rolling, Stats: a.stats, RStats: r.rstats}
+		Watermark: r.watermark, Rolling: a.rolling, Ledger: a.ledger, Stats: a.stats, RStats: r.rstats}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&st); err != nil {
 		return nil, fmt.Errorf("encode roll-up state: %w", err)
@@ -289,6 +290,10 @@ func (r *Rollup) UnmarshalState(raw []byte) error {
 	copy(r.progress, st.Progress)
 	copy(r.gens, st.Gens)
 	a.rolling, a.stats = orEmpty(st.Rolling), st.Stats
+	if st.Ledger != nil {
+		a.ledger = st.Ledger
+		a.ledger.fill()
+	}
 	for _, rp := range a.rolling {
 		rp.Windows, rp.Days = orEmpty(rp.Windows), orEmpty(rp.Days)
 	}

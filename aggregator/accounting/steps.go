@@ -424,7 +424,11 @@ func (a *Accountant) attributeWith(s *series, t0, t1 int64, amount float64, cove
 			w.add(s, sp, idle)
 			if s.In == inGPUEnergy {
 				w.addGPUToHost(a.ents.GPUHost[s.Entity], sp)
-				w.addLoads(a.sharesAt(s.Entity, t0), sp)
+				if covered {
+					// a step over a gap is nobody's: who ran at its start
+					// may have stopped long before its end
+					w.addLoads(a.sharesAt(s.Entity, t0), sp)
+				}
 			}
 		}
 	}

@@ -24,6 +24,8 @@ func (a *Accountant) Tick(now time.Time) []aggregator.Point {
 // emitWindow turns a derived window into points, keeps its PUE for the
 // rolling values and its results for /metrics.
 func (a *Accountant) emitWindow(e *emitter, lv *level, r *windowResult) {
+	a.loads(lv, r)
+	r.Work = append(r.Work, modelWork(r)...)
 	e.window(r)
 	for _, p := range r.PUEs {
 		for _, rp := range a.roll(lv.id, r.Start.UnixNano(), lv.size, p) {

@@ -96,6 +96,7 @@ type window struct {
 	Work        map[uint32]float64
 	Loads       map[uint32]loadAcc // by workload on a host
 	HostCPUs    map[uint32]mean    // by host: its CPUs, for the requested-CPUs rule
+	HasLoads    bool               // a partial's: its partition had workloads
 	Written     bool               // derived points were written at least once
 	Dirty       bool               // changed since they were written
 }

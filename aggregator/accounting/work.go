@@ -43,17 +43,11 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 			gpuEnergy[g.Key] = g.Joules
 		}
 	}
+	gpus := map[workKey]float64{} // by GPU and unit, the models served on it summed
 	for _, k := range slices.SortedFunc(maps.Keys(d.workAccs), compareWork) {
 		work := d.workAccs[k]
-		sitePUE := pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]
 		if k.GPU != "" {
-			j, ok := gpuEnergy[gpuKey{k.Topology, k.GPU}]
-			if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
-				j, ok = gpuEnergy[d.a.ents.GPUs[id]] // the workload labels its GPU by index
-			}
-			if ok {
-				d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeGPU, Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: work, Joules: j, PUE: sitePUE})
-			}
+			gpus[workKey{Topology: k.Topology, GPU: k.GPU, Unit: k.Unit}] += work
 		}
 		hosts[workKey{Topology: k.Topology, Unit: k.Unit}] += work
 		if k.Model != "" {
@@ -62,6 +56,16 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		scopes[scoped{scopeKey{Scope: schema.ScopeSite, Site: k.Site}, k.Unit}] += work
 		if k.Hall != "" {
 			scopes[scoped{scopeKey{Scope: schema.ScopeHall, Site: k.Site, Hall: k.Hall}, k.Unit}] += work
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(gpus), compareWork) {
+		j, ok := gpuEnergy[gpuKey{k.Topology, k.GPU}]
+		if id, aliased := d.a.ents.GPUAlias[gpuKey{k.Topology, k.GPU}]; !ok && aliased {
+			j, ok = gpuEnergy[d.a.ents.GPUs[id]] // the workload labels its GPU by index
+		}
+		if ok {
+			d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeGPU, Topo: k.Topology, GPU: k.GPU, Unit: k.Unit, Work: gpus[k], Joules: j,
+				PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]})
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(hosts), compareWork) {
@@ -81,28 +85,35 @@ func (d *deriver) work(pues map[scopeKey]pueResult) {
 		s := d.r.Sums[Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}]
 		d.r.Work = append(d.r.Work, workResult{Scope: sc.sk.Scope, Topo: Topology{Site: sc.sk.Site, Hall: sc.sk.Hall}, Unit: sc.unit, Work: scopes[sc], Joules: s.IT, PUE: pue})
 	}
-	d.modelWork(models, pues)
+	d.r.ModelWork = models
 }
 
 // modelWork is work per joule of each model served: the work its servers
 // counted over the energy of the workloads labelled with the model
 // (label_model), across the site. A model no workload is labelled with has
 // no energy to count it against and is not written.
-func (d *deriver) modelWork(models map[workKey]float64, pues map[scopeKey]pueResult) {
+func modelWork(r *windowResult) []workResult {
 	energy := map[workKey]float64{}
-	for _, l := range d.r.Loads {
-		if m := l.Key.attr(schema.LabelPrefix + schema.TagModel); m != "" && !l.unattributed {
+	for _, l := range r.Loads {
+		if m := l.Key.attr(schema.LabelPrefix + schema.TagModel); m != "" && !l.unattributed() {
 			energy[workKey{Topology: Topology{Site: l.Key.Site}, Model: m}] += l.IT
 		}
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(models), compareWork) {
+	var out []workResult
+	for _, k := range slices.SortedFunc(maps.Keys(r.ModelWork), compareWork) {
 		j, ok := energy[workKey{Topology: k.Topology, Model: k.Model}]
 		if !ok {
 			continue
 		}
-		d.r.Work = append(d.r.Work, workResult{Scope: schema.ScopeModel, Topo: k.Topology, Unit: k.Unit, Model: k.Model, Work: models[k], Joules: j,
-			PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]})
+		var pue pueResult
+		for _, p := range r.PUEs {
+			if p.Key.Scope == schema.ScopeSite && p.Key.Site == k.Site {
+				pue = p
+			}
+		}
+		out = append(out, workResult{Scope: schema.ScopeModel, Topo: k.Topology, Unit: k.Unit, Model: k.Model, Work: r.ModelWork[k], Joules: j, PUE: pue})
 	}
+	return out
 }
 
 func compareWork(x, y workKey) int {

@@ -1,11 +1,9 @@
 package accounting
 
 import (
-	"maps"
 	"slices"
 	"strings"
 
-	"github.com/joules-energy/joules/aggregator"
 	"github.com/joules-energy/joules/internal/schema"
 )
 
@@ -102,6 +100,10 @@ type shareSet struct {
 	T      int64
 	Loads  []uint32
 	Shares []float64
+	// Used says a step was shared by it: a share of its pass that comes
+	// later is late (the step would otherwise be taken back from other
+	// workloads than it was given to).
+	Used bool
 }
 
 // keptShareSets is how many passes of shares a GPU keeps: a step is
@@ -133,6 +135,10 @@ func (a *Accountant) share(s *series, v float64, t int64) {
 		sets = slices.Insert(sets, i, shareSet{T: t, Loads: reuse.Loads[:0], Shares: reuse.Shares[:0]})
 	}
 	set := &sets[i]
+	if set.Used {
+		a.stats.LatePoints++
+		return
+	}
 	if j := slices.Index(set.Loads, s.Load); j >= 0 {
 		set.Shares[j] = v
 	} else {
@@ -161,6 +167,7 @@ func (a *Accountant) sharesAt(gpu uint32, t int64) *shareSet {
 	if !found {
 		return nil
 	}
+	sets[i].Used = true
 	return &sets[i]
 }
 
@@ -227,190 +234,4 @@ func (a *Accountant) pruneLoads(forget int64) {
 			delete(e.Shares, gpu)
 		}
 	}
-}
-
-// onHost is a workload's window on one host.
-type onHost struct {
-	id  uint32
-	acc loadAcc
-}
-
-// loadResult is a workload's energy across its site in a window.
-type loadResult struct {
-	Key                  loadKey // site-wide (loadKey.site); Kind unattributed for the rest
-	GPU, HostShare, IT   float64
-	Coverage             float64 // its hosts' coverage, weighted by its energy on each
-	Hosts                int
-	Share                float64 // of the site's IT energy
-	PUE                  pueResult
-	Rule, Reason         string
-	unattributed         bool
-	covWeight, itWeights float64
-}
-
-// workloads shares each host's IT energy among the workloads on it: each
-// gets its share of the GPUs' measured energy and a share of the rest of
-// the host's energy (its CPUs, memory, fans, PSU losses) by the configured
-// rule; what no workload had is the site's unattributed energy, so that the
-// workloads and the rest add up to the hosts' energy (docs/ACCOUNTING.md).
-func (d *deriver) workloads(pues map[scopeKey]pueResult) {
-	byHost := map[Topology][]onHost{}
-	for id, acc := range d.w.Loads {
-		k := d.a.ents.Loads[id]
-		if k.Kind == "" || acc.GPU == 0 && acc.CPUs.N == 0 {
-			continue
-		}
-		byHost[k.Topology] = append(byHost[k.Topology], onHost{id, acc})
-	}
-	if len(byHost) == 0 {
-		return
-	}
-	sites := map[loadKey]*loadResult{}
-	attributed := map[string]float64{} // IT energy of workloads, by site
-	for _, h := range d.r.Hosts {
-		loads := byHost[h.Key]
-		if len(loads) == 0 {
-			continue
-		}
-		// In the order of their keys, not ids: a roll-up's ids differ, and
-		// the sums must come out the same to the last bit.
-		slices.SortFunc(loads, func(x, y onHost) int { return compareLoads(d.a.ents.Loads[x.id], d.a.ents.Loads[y.id]) })
-		gpus := make([]float64, len(loads))
-		var sum float64
-		for i, l := range loads {
-			gpus[i] = l.acc.GPU
-			sum += l.acc.GPU
-		}
-		// The workloads' shares of the GPUs never add up to more than the
-		// GPUs measured, nor their energy to more than the host's.
-		gpuScale, reason := 1.0, ""
-		if sum > h.GPU && sum > 0 {
-			gpuScale = h.GPU / sum
-		}
-		itScale, rest := 1.0, h.IT-h.GPU
-		if rest < 0 {
-			itScale, rest = 0, 0
-			if h.GPU > 0 {
-				itScale = h.IT / h.GPU
-			}
-			reason = "a host measured less than its GPUs: its workloads' GPU energy scaled to the host's"
-		}
-		shares, rule := d.hostShares(h, loads, gpus)
-		for i, l := range loads {
-			gpu := gpus[i] * gpuScale * itScale
-			hs := rest * shares[i]
-			key := d.a.ents.Loads[l.id].site()
-			r := sites[key]
-			if r == nil {
-				r = &loadResult{Key: key, Rule: rule, PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: key.Site}]}
-				sites[key] = r
-			}
-			if r.Rule != rule {
-				r.Rule = schema.RuleGPUEnergy + "+" + schema.RuleRequestedCPUs // some hosts had no CPU counts
-			}
-			if reason != "" {
-				r.Reason = reason
-			}
-			r.GPU += gpu
-			r.HostShare += hs
-			r.IT += gpu + hs
-			r.covWeight += h.Coverage * (gpu + hs)
-			r.Hosts++
-		}
-	}
-	var out []loadResult
-	for _, k := range slices.SortedFunc(maps.Keys(sites), compareLoads) {
-		r := sites[k]
-		if r.IT > 0 {
-			r.Coverage = r.covWeight / r.IT
-		}
-		out = append(out, *r)
-		attributed[k.Site] += r.IT
-	}
-	for _, site := range slices.Sorted(maps.Keys(attributed)) {
-		s := d.r.Sums[Topology{Site: site}]
-		it, gpu := s.IT-attributed[site], s.GPU-d.attributedGPU(out, site)
-		out = append(out, loadResult{Key: loadKey{Topology: Topology{Site: site}, Kind: schema.WorkloadUnattributed}, unattributed: true,
-			IT: it, GPU: gpu, HostShare: it - gpu, Coverage: s.Coverage / float64(max(1, s.Hosts)), Hosts: s.Hosts,
-			PUE: pues[scopeKey{Scope: schema.ScopeSite, Site: site}]})
-	}
-	for i := range out {
-		if s := d.r.Sums[Topology{Site: out[i].Key.Site}]; s.IT > 0 {
-			out[i].Share = out[i].IT / s.IT
-		}
-	}
-	d.r.Loads = out
-}
-
-func compareLoads(x, y loadKey) int {
-	return strings.Compare(x.Site+"\x00"+x.Kind+"\x00"+x.ID+"\x00"+x.Host+"\x00"+x.Attrs+"\x00"+x.Hall+"\x00"+x.Rack,
-		y.Site+"\x00"+y.Kind+"\x00"+y.ID+"\x00"+y.Host+"\x00"+y.Attrs+"\x00"+y.Hall+"\x00"+y.Rack)
-}
-
-func (d *deriver) attributedGPU(out []loadResult, site string) float64 {
-	var j float64
-	for _, r := range out {
-		if r.Key.Site == site && !r.unattributed {
-			j += r.GPU
-		}
-	}
-	return j
-}
-
-// hostShares is each workload's share of its host's energy besides the
-// GPUs, and the rule that gave it. By GPU energy (the default): the share
-// of the GPUs' energy it had, so the idle GPUs' part stays unattributed.
-// By requested CPUs: its CPUs over the host's, where the host's CPU count
-// and the workloads' requests are known; a host without them falls back to
-// GPU energy.
-func (d *deriver) hostShares(h *hostResult, loads []onHost, gpus []float64) ([]float64, string) {
-	shares := make([]float64, len(loads))
-	if d.a.cfg.HostShare == schema.RuleRequestedCPUs {
-		hostCPUs, ok := d.w.HostCPUs[d.a.ents.HostIDs[h.Key]].value()
-		if ok && hostCPUs > 0 {
-			var total float64
-			for i, l := range loads {
-				if c, ok := l.acc.CPUs.value(); ok {
-					shares[i] = c / hostCPUs
-					total += shares[i]
-				}
-			}
-			if total > 1 { // more requested than the host has: overcommitted
-				for i := range shares {
-					shares[i] /= total
-				}
-			}
-			if total > 0 {
-				return shares, schema.RuleRequestedCPUs
-			}
-		}
-	}
-	if h.GPU > 0 {
-		for i := range loads {
-			shares[i] = min(1, gpus[i]/h.GPU)
-		}
-	}
-	return shares, schema.RuleGPUEnergy
-}
-
-// load appends a workload's point: joules_workload_energy at scope site.
-// Its facility energy is its IT energy times the site's interim PUE, only
-// where the site has one.
-func (e *emitter) load(l loadResult) {
-	kind, id := l.Key.Kind, l.Key.ID
-	if l.unattributed {
-		kind, id = schema.WorkloadUnattributed, ""
-	}
-	kv := append([]string{schema.TagResolution, e.res, schema.TagScope, schema.ScopeSite, schema.TagSite, l.Key.Site, schema.TagHost, l.Key.Host,
-		schema.TagWorkloadKind, kind, schema.TagWorkload, id}, l.Key.attrTags()...)
-	fields := []aggregator.Field{num(schema.FieldJoules, l.IT), num(schema.FieldGPUJoules, l.GPU), num(schema.FieldCoverage, l.Coverage),
-		num(schema.FieldShare, l.Share), integer(schema.FieldHosts, l.Hosts), num(schema.FieldHostShareJoules, l.HostShare)}
-	if !l.unattributed {
-		fields = append(fields, str(schema.FieldRule, l.Rule))
-	}
-	if l.PUE.OK {
-		fields = append(fields, num(schema.FieldFacilityJoules, l.IT*l.PUE.PUE), num(schema.FieldPUE, l.PUE.PUE))
-	}
-	fields = append(fields, str(schema.FieldReason, l.Reason)) // always: a revision must not keep an old reason
-	e.emit(schema.Workload, tags(kv...), fields...)
 }

@@ -1,6 +1,7 @@
 package accounting
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
@@ -207,5 +208,103 @@ func TestAStepWithoutSharesIsUnattributed(t *testing.T) {
 	}
 	if it := energyOf(t, out, t0, "resolution", "1m", "scope", "site", "kind", "it"); math.Abs(all-it) > 1e-9*it {
 		t.Errorf("workloads and the unattributed rest %v J, the hosts %v J", all, it)
+	}
+}
+
+// An hour's workload energy is the sum of its windows', whatever the
+// host's share would be on the hour's totals: a job on a 600 W GPU for a
+// minute of a 2 kW host, the GPU then idle at 60 W with nobody on it.
+func TestAJobsHourIsTheSumOfItsMinutes(t *testing.T) {
+	var s site
+	topo := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "a"}
+	gpu := append(slices.Clone(topo), "gpu", "0", "uuid", "GPU-a0")
+	s.host("a", "h1", "r1", 2000, t0, t0.Add(3*time.Minute))
+	for i := 0; i <= 18; i++ {
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		j := 600 * 60 * math.Min(float64(i)/6, 1)
+		if i > 6 {
+			j += 60 * 10 * float64(i-6)
+		}
+		s.points = append(s.points, pt("joules_gpu_energy_joules_total", at, 1000+j, gpu...))
+		if i < 6 {
+			s.points = append(s.points, pt(schema.WorkloadShare, at, 1, append(slices.Clone(gpu), "workload_kind", "slurm_job", "workload", "9")...))
+		}
+	}
+	slices.SortStableFunc(s.points, func(x, y aggregator.Point) int { return x.Time.Compare(y.Time) })
+	a, c := newTestAccountant(t, Config{})
+	out := run(a, c, s.points, t0.Add(time.Hour+31*time.Second))
+	// Minute 0: the GPU's 36,000 J and the host's other 84,000 J.
+	if g := workloadField(t, out, t0, "joules", "workload", "9"); !closeEqual(g, 120000, 1e-12) {
+		t.Errorf("the job's minute: %v J, want 120000", g)
+	}
+	hour := find(t, out, schema.Workload, t0, "resolution", "1h", "workload", "9")
+	if g := floatField(t, hour, "joules"); !closeEqual(g, 120000, 1e-12) {
+		t.Errorf("the job's hour: %v J, want its minutes' 120000 (on the hour's totals it would be 300000)", g)
+	}
+	rest := floatField(t, find(t, out, schema.Workload, t0, "resolution", "1h", "workload_kind", "unattributed"), "joules")
+	if it := energyOf(t, out, t0, "resolution", "1h", "scope", "site", "kind", "it"); !closeEqual(120000+rest, it, 1e-12) {
+		t.Errorf("the hour: job 120000 J + unattributed %v J, the site %v J", rest, it)
+	}
+}
+
+// A host whose BMC measured less than its GPUs gives its workloads no more
+// than it measured, and the rest is never negative.
+func TestAHostBelowItsGPUs(t *testing.T) {
+	var s site
+	topo := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "a"}
+	s.host("a", "h1", "r1", 500, t0, t0.Add(time.Minute))
+	for g, w := range []float64{600, 400} {
+		gpu := append(slices.Clone(topo), "gpu", fmt.Sprint(g), "uuid", fmt.Sprintf("GPU-a%d", g))
+		s.counter("joules_gpu_energy_joules_total", w, t0, t0.Add(time.Minute), 10*time.Second, gpu...)
+		if g == 0 {
+			for at := t0; !at.After(t0.Add(time.Minute)); at = at.Add(10 * time.Second) {
+				s.points = append(s.points, pt(schema.WorkloadShare, at, 1, append(slices.Clone(gpu), "workload_kind", "slurm_job", "workload", "1")...))
+			}
+		}
+	}
+	slices.SortStableFunc(s.points, func(x, y aggregator.Point) int { return x.Time.Compare(y.Time) })
+	a, c := newTestAccountant(t, Config{})
+	out := run(a, c, s.points, t0.Add(91*time.Second))
+	// IT 30,000 J of GPUs' 60,000: the job's 36,000 J scaled by a half.
+	if g := workloadField(t, out, t0, "joules", "workload", "1"); !closeEqual(g, 18000, 1e-12) {
+		t.Errorf("job: %v J, want 18000", g)
+	}
+	for _, f := range []string{"joules", "gpu_joules", "host_share_joules"} {
+		if g := workloadField(t, out, t0, f, "workload_kind", "unattributed"); g < 0 || f != "host_share_joules" && !closeEqual(g, 12000, 1e-12) {
+			t.Errorf("unattributed %s %v J, want 12000 (0 for the host share)", f, g)
+		}
+	}
+}
+
+// Shares of a pass that come after its step was shared are late: they
+// change nothing, and a step then taken back (a point placed inside it)
+// comes off the workloads it was given to. A step over a gap is nobody's.
+func TestLateSharesAndGaps(t *testing.T) {
+	topo := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "a", "gpu", "0", "uuid", "GPU-a0"}
+	share := func(at time.Time, id string, v float64) aggregator.Point {
+		return pt(schema.WorkloadShare, at, v, append(slices.Clone(topo), "workload_kind", "k8s_pod", "workload", id)...)
+	}
+	energy := func(at time.Time, j float64) aggregator.Point {
+		return pt("joules_gpu_energy_joules_total", at, j, topo...)
+	}
+	a, c := newTestAccountant(t, Config{})
+	a.Process([]aggregator.Point{energy(t0, 0), share(t0, "ml/a", 1), energy(t0.Add(20*time.Second), 8000), share(t0.Add(20*time.Second), "ml/a", 1)})
+	a.Process([]aggregator.Point{share(t0, "ml/b", 1)})                 // late: the step from t0 was shared
+	a.Process([]aggregator.Point{energy(t0.Add(10*time.Second), 3000)}) // placed inside it
+	a.Process([]aggregator.Point{energy(t0.Add(10*time.Minute), 9000)}) // after a gap of max_gap and more
+	out := run(a, c, []aggregator.Point{share(t0.Add(10*time.Minute), "ml/a", 1), energy(t0.Add(10*time.Minute+10*time.Second), 9500)}, t0.Add(12*time.Minute))
+	// ml/a had the step from its pass at t0: 3,000 J once the point at
+	// 10:00:10 split it (that pass sent no shares: the rest is nobody's),
+	// and none of the gap from 10:00:20, though it ran then.
+	if g := workloadField(t, out, t0, "gpu_joules", "workload", "ml/a"); !closeEqual(g, 3000, 1e-12) {
+		t.Errorf("ml/a: %v J, want the 3000 J of the step from its pass", g)
+	}
+	for i := range out {
+		if p := &out[i]; p.Measurement == schema.Workload && slices.Contains(p.Tags, aggregator.Tag{Key: "workload", Value: "ml/b"}) {
+			t.Errorf("ml/b came late and has a point: %s", describe(p))
+		}
+	}
+	if g := workloadField(t, out, t0.Add(10*time.Minute), "gpu_joules", "workload", "ml/a"); !closeEqual(g, 500, 1e-12) {
+		t.Errorf("ml/a after the gap: %v J, want the 500 J of the step from 10:10:00, not the gap's", g)
 	}
 }
