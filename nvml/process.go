@@ -60,8 +60,10 @@ func (r *reader) processes() {
 	running := map[uint32]bool{}
 	var loads []Workload
 	var uses [][]procUse
+	var all []procUse
 	for _, p := range procs {
 		running[p.Pid] = true
+		all = append(all, procUse{sm: sm[p.Pid], mem: p.UsedGpuMemory})
 		labels, cg := processLabels(t.procfs, p.Pid)
 		if w, ok := r.g.opts.Workloads.OfProcess(cg); ok {
 			i := slices.IndexFunc(loads, func(x Workload) bool { return x.Kind == w.Kind && x.ID == w.ID })
@@ -93,7 +95,7 @@ func (r *reader) processes() {
 		}
 	}
 	if len(loads) > 0 {
-		r.addShares(loads, workloadShares(loads, uses))
+		r.addShares(loads, workloadShares(uses, all))
 	} else if ws := r.g.opts.Workloads.OnGPU(r.g.uuid, r.g.index, r.now); len(ws) > 0 {
 		r.addShares(ws, allocatedShares(ws))
 	}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -563,21 +563,36 @@ func TestProcessesWithCgroupsAndEstimatedShare(t *testing.T) {
 
 func TestWorkloadSharesWithoutUtilizationSamples(t *testing.T) {
 	for name, tc := range map[string]struct {
-		uses [][]procUse
-		want []float64
+		uses  [][]procUse
+		other []procUse // processes of no workload
+		want  []float64
 	}{
-		"by memory":            {[][]procUse{{{mem: 30}}, {{mem: 10}, {mem: 20}}}, []float64{0.5, 0.5}},
-		"the only workload":    {[][]procUse{{{}, {}}}, []float64{1}},
-		"equally by processes": {[][]procUse{{{}}, {{}, {}, {}}}, []float64{0.25, 0.75}},
-		"by SM over memory":    {[][]procUse{{{sm: 10, mem: 90}}, {{sm: 30, mem: 10}}}, []float64{0.25, 0.75}},
+		"by memory":                       {[][]procUse{{{mem: 30}}, {{mem: 10}, {mem: 20}}}, nil, []float64{0.5, 0.5}},
+		"the only workload":               {[][]procUse{{{}, {}}}, nil, []float64{1}},
+		"equally by processes":            {[][]procUse{{{}}, {{}, {}, {}}}, nil, []float64{0.25, 0.75}},
+		"by SM over memory":               {[][]procUse{{{sm: 10, mem: 90}}, {{sm: 30, mem: 10}}}, nil, []float64{0.25, 0.75}},
+		"beside a process of no workload": {[][]procUse{{{sm: 20}}}, []procUse{{sm: 80}}, []float64{0.2}},
 	} {
-		ws := make([]Workload, len(tc.uses))
-		if got := workloadShares(ws, tc.uses); !slices.Equal(got, tc.want) {
-			t.Errorf("%s: shares %v, want %v", name, got, tc.want)
+		var all []procUse
+		for _, us := range tc.uses {
+			all = append(all, us...)
+		}
+		all = append(all, tc.other...)
+		got := workloadShares(tc.uses, all)
+		if len(got) != len(tc.want) {
+			t.Fatalf("%s: shares %v, want %v", name, got, tc.want)
+		}
+		for i := range got {
+			if math.Abs(got[i]-tc.want[i]) > 1e-15 {
+				t.Errorf("%s: shares %v, want %v", name, got, tc.want)
+			}
 		}
 	}
-	if got := allocatedShares([]Workload{{Share: 0.7}, {}, {}}); !slices.Equal(got, []float64{0.7, 0.15000000000000002, 0.15000000000000002}) {
-		t.Errorf("allocated shares %v: the allocator's 0.7, the rest equally", got)
+	got := allocatedShares([]Workload{{Share: 0.7}, {}, {}})
+	for i, want := range []float64{0.7, 0.15, 0.15} { // the allocator's 0.7, the rest equally
+		if math.Abs(got[i]-want) > 1e-15 {
+			t.Errorf("allocated shares %v, want %v", got, []float64{0.7, 0.15, 0.15})
+		}
 	}
 }
 

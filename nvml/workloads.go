@@ -64,21 +64,19 @@ type procUse struct {
 	mem uint64
 }
 
-// workloadShares sums each workload's processes and shares the GPU among
-// them: by SM utilization where samples exist, else by device memory, else
-// equally. Processes of no workload keep their part (unattributed).
-func workloadShares(ws []Workload, uses [][]procUse) []float64 {
+// workloadShares sums each workload's processes (uses, by workload) and
+// shares the GPU among all its processes (all): by SM utilization where
+// samples exist, else by device memory, else equally. Processes of no
+// workload keep their part, unattributed.
+func workloadShares(uses [][]procUse, all []procUse) []float64 {
 	var smAll, memAll uint64
-	n := 0
-	for _, us := range uses {
-		for _, u := range us {
-			smAll += uint64(u.sm)
-			memAll += u.mem
-			n++
-		}
+	for _, u := range all {
+		smAll += uint64(u.sm)
+		memAll += u.mem
 	}
-	shares := make([]float64, len(ws))
-	for i := range ws {
+	n := len(all)
+	shares := make([]float64, len(uses))
+	for i := range uses {
 		var sm, mem uint64
 		for _, u := range uses[i] {
 			sm += uint64(u.sm)

@@ -53,10 +53,15 @@ type Resolver struct {
 	slurm  *slurm
 	labels []string // sorted tag names
 
-	mu     sync.Mutex
-	snap   *kube.Snapshot
-	active map[string]active // workloads the GPUs had lately, for their CPUs
-	now    func() time.Time
+	mu          sync.Mutex
+	snap        *kube.Snapshot
+	active      map[string]active // workloads the GPUs had lately, for their CPUs
+	lastCollect time.Time
+	now         func() time.Time
+	// kick asks Run for a refresh now: a GPU had a pod or job not known
+	// yet, which would otherwise be named by its UID or id alone until the
+	// next refresh.
+	kick chan struct{}
 }
 
 // active is a workload seen on a GPU, and its requested CPUs.
@@ -66,9 +71,14 @@ type active struct {
 	last time.Time
 }
 
-// activeFor is how long a workload's CPUs are reported after it was last
-// seen on a GPU.
+// activeFor is how long a workload is remembered after it was last seen
+// on a GPU; its CPUs are reported only while the GPUs have it.
 const activeFor = 2 * time.Minute
+
+// kickEvery is the least time between refreshes asked for by unknown
+// workloads: a node whose pods churn must not list them from the API
+// server every second.
+const kickEvery = 5 * time.Second
 
 // New returns a resolver; Run (or Refresh) fetches what it knows.
 func New(cfg Config) *Resolver {
@@ -78,7 +88,8 @@ func New(cfg Config) *Resolver {
 	if cfg.SysFS == "" {
 		cfg.SysFS = "/sys"
 	}
-	r := &Resolver{cfg: cfg, log: cfg.Logger, labels: slices.Sorted(maps.Keys(cfg.Labels)), active: map[string]active{}, now: time.Now}
+	r := &Resolver{cfg: cfg, log: cfg.Logger, labels: slices.Sorted(maps.Keys(cfg.Labels)), active: map[string]active{}, now: time.Now,
+		kick: make(chan struct{}, 1)}
 	if cfg.Scontrol != "" {
 		r.slurm = newSlurm(cfg.Scontrol, cfg.Logger)
 	}
@@ -93,12 +104,29 @@ func (r *Resolver) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		last := time.Now()
 		r.Refresh(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.kick:
+			if wait := kickEvery - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
+	}
+}
+
+// unknown asks for a refresh soon, without waiting.
+func (r *Resolver) unknown() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -136,11 +164,15 @@ func (r *Resolver) OfProcess(c nvml.Cgroup) (nvml.Workload, bool) {
 		r.mu.Unlock()
 		if p, ok := snap.ByUID(c.PodUID); ok {
 			w, cpus = r.pod(p), p.CPUs
+		} else if r.cfg.Pods != nil {
+			r.unknown()
 		}
 	case schema.WorkloadSlurmJob:
 		if r.slurm != nil {
 			if j, ok := r.slurm.job(c.SlurmJob); ok {
 				w.Tags, cpus = r.jobTags(j), j.cpusPerNode()
+			} else {
+				r.unknown()
 			}
 		}
 	}
@@ -205,7 +237,8 @@ const (
 )
 
 // Collect implements collector.Source: the host's CPUs and the requested
-// CPUs of the workloads its GPUs had in the last two minutes.
+// CPUs of the workloads its GPUs had since the last collection (a workload
+// that left them no longer holds its share of the host).
 func (r *Resolver) Collect(context.Context) ([]collector.Sample, error) {
 	now := r.now()
 	var out []collector.Sample
@@ -214,12 +247,14 @@ func (r *Resolver) Collect(context.Context) ([]collector.Sample, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	since := r.lastCollect
+	r.lastCollect = now
 	for k, a := range r.active {
 		if now.Sub(a.last) > activeFor {
 			delete(r.active, k)
 			continue
 		}
-		if a.cpus <= 0 {
+		if a.cpus <= 0 || !a.last.After(since) {
 			continue
 		}
 		labels := append([]collector.Label{{Name: schema.TagWorkloadKind, Value: a.w.Kind}, {Name: schema.TagWorkload, Value: a.w.ID}}, a.w.Tags...)

@@ -34,7 +34,9 @@ func workloads(logger *slog.Logger, cfg config.Agent, sysfs string) (nvml.Worklo
 	rc := workload.Config{Labels: labels, Scontrol: w.Slurm.Scontrol.Value, SysFS: sysfs, Logger: logger.With("collector", "workloads")}
 	if k.PodResourcesSocket.Value != "" || k.APIServer.Value != "" {
 		client, err := kube.New(kube.Config{PodResourcesSocket: k.PodResourcesSocket.Value, APIServer: k.APIServer.Value, TokenFile: k.TokenFile.Value,
-			CAFile: k.CAFile.Value, NodeName: k.NodeName.Value, RefreshEvery: max(w.Refresh.Duration, time.Second)}, logger.With("collector", "kubernetes"))
+			// The resolver says when to refresh; kube's cache only spaces
+			// the refreshes an unknown pod asks for.
+			CAFile: k.CAFile.Value, NodeName: k.NodeName.Value, RefreshEvery: min(w.Refresh.Duration, 5*time.Second)}, logger.With("collector", "kubernetes"))
 		if err != nil {
 			return nil, nil, fmt.Errorf("workloads.kubernetes: %w", err)
 		}
