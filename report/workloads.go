@@ -29,6 +29,7 @@ type Workloads struct {
 
 // WorkloadRow is one workload (or team, or model) over the range.
 type WorkloadRow struct {
+	Site         string    `json:"site"`
 	Name         string    `json:"name"`
 	Kind         string    `json:"kind,omitempty"` // slurm_job, k8s_pod, systemd_unit; by workload only
 	Namespace    string    `json:"namespace,omitempty"`
@@ -128,17 +129,19 @@ func (b *builder) workloads() (*Workloads, error) {
 	basisFacility, basisIT := 0, 0
 	for _, row := range rows {
 		v := row.Values
-		kind, id := str(v[schema.TagWorkloadKind]), str(v[schema.TagWorkload])
+		kind, id, site := str(v[schema.TagWorkloadKind]), str(v[schema.TagWorkload]), str(v[schema.TagSite])
 		key, name := "", ""
 		switch {
 		case kind == schema.WorkloadUnattributed:
 			key = "\x00unattributed"
 		case by == "workload":
+			// A job id or pod name is a site's own: two clusters' job 42
+			// are two jobs.
 			name = id
 			if h := str(v[schema.TagHost]); h != "" {
 				name = h + "/" + id // a unit is one per host
 			}
-			key = kind + "\x00" + name
+			key = site + "\x00" + kind + "\x00" + name
 		default:
 			name = str(v[schema.LabelPrefix+by])
 			if name == "" {
@@ -149,6 +152,9 @@ func (b *builder) workloads() (*Workloads, error) {
 		g := groups[key]
 		if g == nil {
 			g = &WorkloadRow{Name: name, members: map[string]bool{}}
+			if by == "workload" && kind != schema.WorkloadUnattributed {
+				g.Site = site
+			}
 			if by == "workload" && kind != schema.WorkloadUnattributed {
 				g.Kind, g.Namespace = kind, str(v[schema.TagNamespace])
 				if o := str(v[schema.TagOwner]); o != "" {
@@ -163,7 +169,7 @@ func (b *builder) workloads() (*Workloads, error) {
 		g.HostSharekWh += num(v[schema.FieldHostShareJoules]) / JoulesPerKWh
 		g.covJ += num(v[schema.FieldCoverage]) * it
 		g.Hosts = max(g.Hosts, int(num(v[schema.FieldHosts])))
-		g.members[kind+"\x00"+id] = true
+		g.members[site+"\x00"+kind+"\x00"+id] = true
 		g.windows++
 		if g.First.IsZero() || row.Time.Before(g.First) {
 			g.First = row.Time
@@ -312,6 +318,10 @@ func (w *Workloads) Title() string {
 
 // SumLine says what the section adds up to.
 func (w *Workloads) SumLine() string {
+	if w.Job != "" {
+		return fmt.Sprintf("Job %s's IT energy is its GPUs' share of their measured energy and its share of its hosts' other energy (by %s); cost and carbon are of %s.",
+			w.Job, strings.Join(w.Rules, ", "), w.Basis)
+	}
 	return fmt.Sprintf("The rows, the rest and the unattributed energy (idle GPUs, hosts without workloads, and their share of the hosts' other energy) add up to %s kWh, the hosts' IT energy of the same windows. The hosts' energy besides their GPUs is shared by %s; cost and carbon are of %s.",
 		fmtNum(w.ITkWh, 4), strings.Join(w.Rules, ", "), w.Basis)
 }

@@ -34,8 +34,9 @@ func clusterSite(from, to time.Time) []aggregator.Point {
 				s.points = append(s.points, pt("joules_gpu_sm_activity_ratio", at, 0.3+0.1*float64(g), append(topo, gpu...)...))
 			}
 		}
-		// Workloads: a Slurm job across n1 and n4 (two halls, so two
-		// partitions), two pods sharing a GPU of n2, a unit on n3.
+		// Workloads: a Slurm job across n1 and n4 (in different halls,
+		// and for some partition counts in different partitions), two pods
+		// sharing a GPU of n2, a unit on n3.
 		for at := from; !at.After(to); at = at.Add(5 * time.Second) {
 			for _, l := range workloadsOf(h.name) {
 				share, _ := strconv.ParseFloat(l[0], 64)

@@ -57,7 +57,7 @@ func (c *jobEnergyCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 		return code
 	}
 	if !validJobID(*c.job) {
-		return fail(2, fmt.Errorf("job %q: give the Slurm job's id (digits; an array task as 123_4)", *c.job))
+		return fail(2, fmt.Errorf("job %q: give the Slurm job's id (digits; for an array task its own SLURM_JOB_ID, as its cgroup names it)", *c.job))
 	}
 	now := time.Now()
 	from, err := parseWhen(*c.from, now)
@@ -110,12 +110,6 @@ func (c *jobEnergyCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// validJobID says whether s is a Slurm job id: digits, or an array task's
-// id_index.
-func validJobID(s string) bool {
-	id, task, isTask := strings.Cut(s, "_")
-	digits := func(x string) bool {
-		return x != "" && strings.Trim(x, "0123456789") == ""
-	}
-	return digits(id) && (!isTask || digits(task))
-}
+// validJobID says whether s is a Slurm job id as a job's cgroup names it:
+// digits (an array task has an id of its own, SLURM_JOB_ID).
+func validJobID(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }

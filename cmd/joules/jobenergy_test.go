@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,11 @@ func jobWindows(t *testing.T, db *testenv.InfluxDB, from time.Time) {
 		fmt.Fprintf(&b, "joules_workload_energy,label_team=vision,resolution=1m,scope=site,site=s1,workload=77,workload_kind=slurm_job joules=1.2e6,gpu_joules=0.9e6,host_share_joules=0.3e6,facility_joules=1.68e6,pue=1.4,coverage=1,share=0.5,hosts=2i,rule=\"gpu_energy\",reason=\"\" %d\n", ns)
 		fmt.Fprintf(&b, "joules_energy,kind=it,resolution=1m,scope=site,site=s1 joules=2.4e6,coverage=1 %d\n", ns)
 	}
+	// An hour window, as if written: a long range must still read the
+	// job at its own windows (an hour's may not be written yet, and the
+	// one here says something else to tell them apart).
+	fmt.Fprintf(&b, "joules_workload_energy,label_team=vision,resolution=1h,scope=site,site=s1,workload=77,workload_kind=slurm_job joules=9e9,gpu_joules=9e9,coverage=1,hosts=2i %d\n", from.Truncate(time.Hour).UnixNano())
+	fmt.Fprintf(&b, "joules_energy,kind=it,resolution=1h,scope=site,site=s1 joules=9e9,coverage=1 %d\n", from.Truncate(time.Hour).UnixNano())
 	resp, err := http.Post(db.URL+"/api/v2/write?bucket="+db.Bucket+"&precision=ns", "text/plain", strings.NewReader(b.String()))
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +45,7 @@ func TestJobEnergy(t *testing.T) {
 	db := testenv.StartInfluxDB(t)
 	from := time.Now().Add(-time.Hour).Truncate(time.Minute).UTC()
 	jobWindows(t, db, from)
-	conn := []string{"--influx.url", db.URL, "--influx.bucket", db.Bucket, "--from", from.Add(-time.Minute).Format(time.RFC3339)}
+	conn := []string{"--influx.url", db.URL, "--influx.bucket", db.Bucket}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -48,11 +54,17 @@ func TestJobEnergy(t *testing.T) {
 		// 3 × 1.2 MJ = 1 kWh; 3 × 0.9 MJ = 0.75 kWh; 3 × 1.68 MJ = 1.4 kWh.
 		{[]string{"77", "--format", "comment"}, 0, "energy_kwh=1.000,gpu_kwh=0.750,facility_kwh=1.400,energy_coverage=1.000\n"},
 		{[]string{"77"}, 0, "job 77: 1.000 kWh IT (GPUs 0.750, share of its hosts 0.250), 1.400 kWh at the facility; on 2 hosts"},
+		{[]string{"77", "--format", "comment", "--from=-30d"}, 0, "energy_kwh=1.000,"},
 		{[]string{"78"}, 1, "no Slurm job 78 in bucket"},
 		{[]string{"seventy"}, 2, `job "seventy": give the Slurm job's id`},
+		{[]string{"123_4"}, 2, "for an array task its own SLURM_JOB_ID"},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := run(append(append([]string{"job-energy"}, tc.args...), conn...), &stdout, &stderr)
+		args := append(append([]string{"job-energy"}, tc.args...), conn...)
+		if !slices.ContainsFunc(tc.args, func(a string) bool { return strings.HasPrefix(a, "--from") }) {
+			args = append(args, "--from", from.Add(-time.Minute).Format(time.RFC3339))
+		}
+		code := run(args, &stdout, &stderr)
 		if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.out) {
 			t.Errorf("job-energy %v: exit %d, %q %q; want %d and %q", tc.args, code, stdout.String(), stderr.String(), tc.code, tc.out)
 		}

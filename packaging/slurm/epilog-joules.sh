@@ -8,12 +8,13 @@
 # It needs the aggregator's InfluxDB: JOULES_INFLUX_URL, JOULES_INFLUX_BUCKET
 # and JOULES_INFLUX_TOKEN in the environment, or JOULES_CONFIG naming an
 # aggregator configuration. The accounting writes a window a grace period
-# after it ends (30 s by default): the job's last window may not be in yet,
-# so the epilog waits that long first. It always exits 0: a job's energy is
+# after it ends: the job's last window is in InfluxDB a window (1m by
+# default) and the grace (30s) after the job ends, so the epilog waits
+# JOULES_EPILOG_WAIT seconds (100) first. It always exits 0: a job's energy is
 # not worth failing its epilog for; what went wrong goes to slurmctld's log.
 set -u
 job=${SLURM_JOB_ID:?epilog-joules: no SLURM_JOB_ID: run it as EpilogSlurmctld}
-sleep "${JOULES_EPILOG_WAIT:-45}"
+sleep "${JOULES_EPILOG_WAIT:-100}"
 set -- --format comment --from=-30d
 [ -n "${JOULES_CONFIG:-}" ] && set -- "$@" --config.file "$JOULES_CONFIG"
 if energy=$(joules job-energy "$job" "$@" 2>&1); then
