@@ -18,6 +18,7 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
+	"github.com/joules-energy/joules/internal/schema"
 	"github.com/joules-energy/joules/internal/testenv"
 )
 
@@ -168,7 +169,7 @@ func flux(t *testing.T, db *testenv.InfluxDB, q string) []any {
 }
 
 // derivedMeasurements are what accounting writes: not produced by agents.
-const derivedMeasurements = `/^joules_(energy|pue|work_efficiency|gpu_activity_per_watt|reconciliation)$/`
+var derivedMeasurements = "/^(" + strings.Join(schema.Derived, "|") + ")$/"
 
 // totalPoints counts the raw points in InfluxDB.
 func totalPoints(t *testing.T, db *testenv.InfluxDB) int64 {

@@ -13,6 +13,9 @@ const (
 	Workload       = "joules_workload_energy"
 )
 
+// Derived are every measurement accounting writes.
+var Derived = []string{Energy, PUE, Work, Activity, Reconciliation, Workload}
+
 // Tags of derived points.
 const (
 	TagResolution = "resolution"
