@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -139,5 +140,42 @@ func TestAMemberStartedBeforeNATSWaitsForIt(t *testing.T) {
 	nats.Start(0)
 	if err := <-done; err != nil {
 		t.Fatalf("a member started before NATS: %v", err)
+	}
+}
+
+// A worker that is stopped leaves a checkpoint of everything it read: its
+// successor goes on from there instead of reading the partition again. (Its
+// periodic checkpoints are an hour apart here, so only the last can.)
+func TestAStoppedWorkerCheckpointsWhatItRead(t *testing.T) {
+	nats := testenv.StartNATSCluster(t, "c", 3, nil)
+	tr := newTier(t, nats, 1)
+	tr.cfg.CheckpointEvery = time.Hour
+	in, _ := tr.ingest("ingest-1")
+	batches := testenv.RecordedSite([]string{"s1"}, 2, pastHour(time.Now()), 2)
+	lines := 0
+	for _, b := range batches {
+		if code := post(t, in.URL, b); code != 204 {
+			t.Fatalf("ingest answered %d", code)
+		}
+		lines += bytes.Count(b, []byte("\n"))
+	}
+	_, stop := tr.worker("w1")
+	testenv.WaitFor(t, time.Minute, "the worker to write every raw line", func() bool { return tr.raw.rawCount() == lines })
+	stop()
+	probe := tr.conn("probe")
+	s, err := probe.js.Stream(tr.ctx, probe.cfg.name(rawStream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(tr.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := probe.load(tr.ctx, partitionKey(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.meta.Seq != info.State.LastSeq || len(cp.state) == 0 {
+		t.Errorf("the stopped worker's checkpoint holds the stream up to %d (%d bytes of state), the stream's last message is %d", cp.meta.Seq, len(cp.state), info.State.LastSeq)
 	}
 }

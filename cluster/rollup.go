@@ -209,10 +209,15 @@ func (r *Rollup) lead(ctx context.Context, l *lease) error {
 				r.Derived.Add(int64(len(points)))
 			}
 		}
+		if ctx.Err() != nil {
+			break // stopping: the last checkpoint below
+		}
 		saved, err := ck.tick(ctx, now, seq, roll.MarshalState)
 		if err != nil {
 			if errors.Is(err, errFenced) {
 				r.Fenced.Add(1)
+			} else if ctx.Err() != nil {
+				break
 			}
 			return err
 		}

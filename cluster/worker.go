@@ -381,27 +381,42 @@ func (w *Worker) run(ctx context.Context, r *partitionRun) error {
 		if err := flush(); err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			break // stopping: the last checkpoint below, its unwritten windows still to write
+		}
 		now := time.Now()
 		// Windows close only once the backlog is read: a successor that
 		// replays one would otherwise write windows before their points.
 		if caughtUp && now.Sub(lastTick) >= time.Second {
 			lastTick = now
 			parts, prog := acct.TickPartials(now, r.p, r.lease.gen)
-			if err := w.publishPartials(ctx, parts); err != nil {
+			// TickPartials marked these windows written: they go out
+			// whole even when the partition is stopped meanwhile, else
+			// the last checkpoint would hold windows nobody published.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PublishTimeout)
+			err := w.publishPartials(pctx, parts)
+			if err == nil && prog != progress {
+				if _, err = w.c.js.Publish(pctx, cfg.progressSubject(r.p), formatProgress(prog, r.lease.gen)); err != nil {
+					err = fmt.Errorf("partition %d: progress: %w", r.p, err)
+				} else {
+					progress = prog
+				}
+			}
+			cancel()
+			if err != nil {
 				return err
 			}
 			published += int64(len(parts))
-			if prog != progress {
-				if _, err := w.c.js.Publish(ctx, cfg.progressSubject(r.p), formatProgress(prog, r.lease.gen)); err != nil {
-					return fmt.Errorf("partition %d: progress: %w", r.p, err)
-				}
-				progress = prog
-			}
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		saved, err := ck.tick(ctx, now, seq, state)
 		if err != nil {
 			if errors.Is(err, errFenced) {
 				w.Fenced.Add(1)
+			} else if ctx.Err() != nil {
+				break // stopped while saving: the last checkpoint says it all
 			}
 			return err
 		}
