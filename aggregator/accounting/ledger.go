@@ -3,7 +3,6 @@ package accounting
 import (
 	"maps"
 	"slices"
-	"time"
 )
 
 // ledger keeps what the base windows said of workloads, so that an hour's
@@ -14,19 +13,24 @@ import (
 // come out the same to the last bit however often windows were revised
 // (one process and a cluster's roll-up agree).
 type ledger struct {
-	// Base holds each base window's results, by start, until the day
-	// it is in can no longer be revised.
+	// Base holds each written base window's results, by start, until it
+	// is let go (it can no longer be revised).
 	Base map[int64][]loadResult
-	// Hours holds each hour's sums, by start, for its day.
+	// Frozen holds, per hour, the sum of its base windows let go, taken
+	// in time order: with the live ones added after it in time order, the
+	// same sum as of all of them.
+	Frozen map[int64]map[loadKey]loadResult
+	// Hours holds each written hour's sums, by start, until its day is
+	// let go.
 	Hours map[int64][]loadResult
 }
 
 func newLedger() *ledger {
-	return &ledger{Base: map[int64][]loadResult{}, Hours: map[int64][]loadResult{}}
+	return &ledger{Base: map[int64][]loadResult{}, Frozen: map[int64]map[loadKey]loadResult{}, Hours: map[int64][]loadResult{}}
 }
 
 func (l *ledger) fill() {
-	l.Base, l.Hours = orEmpty(l.Base), orEmpty(l.Hours)
+	l.Base, l.Frozen, l.Hours = orEmpty(l.Base), orEmpty(l.Frozen), orEmpty(l.Hours)
 }
 
 // loads sets or reads a window's workload results when it is written: a
@@ -44,30 +48,68 @@ func (a *Accountant) loads(lv *level, r *windowResult) {
 			delete(l.Base, start)
 		}
 	case levelHour:
-		r.Loads = sumLoads(l.Base, start, start+lv.size, r)
+		r.Loads = sumLoads(l.Frozen[start], l.Base, start, start+lv.size, r)
 		if len(r.Loads) > 0 {
 			l.Hours[start] = r.Loads
 		} else {
 			delete(l.Hours, start)
 		}
 	case levelDay:
-		r.Loads = sumLoads(l.Hours, start, start+lv.size, r)
+		r.Loads = sumLoads(nil, l.Hours, start, start+lv.size, r)
 	}
-	// What can no longer be revised: a day let go, and the windows in it.
-	keep := start - int64(a.cfg.MaxLateness) - int64(48*time.Hour)
-	for _, m := range []map[int64][]loadResult{l.Base, l.Hours} {
-		for ws := range m {
-			if ws < keep {
-				delete(m, ws)
+}
+
+// letGo is told that a window of a level can no longer be revised: a base
+// window's results go into its hour's frozen sum, an hour's frozen sum
+// goes (its own sums stay for its day), a day's hours go.
+func (a *Accountant) letGo(id levelID, ws int64) {
+	l := a.ledger
+	switch id {
+	case levelWindow:
+		// In time order, every base window up to this one: their sums
+		// must be taken in the order the live ones are added.
+		for _, bs := range slices.Sorted(maps.Keys(l.Base)) {
+			if bs > ws {
+				break
+			}
+			hour := a.levels[levelHour].start(bs)
+			f := l.Frozen[hour]
+			if f == nil {
+				f = map[loadKey]loadResult{}
+				l.Frozen[hour] = f
+			}
+			for _, one := range l.Base[bs] {
+				if one.unattributed() {
+					continue
+				}
+				s, ok := f[one.Key]
+				if !ok {
+					s = loadResult{Key: one.Key}
+				}
+				s.add(one)
+				f[one.Key] = s
+			}
+			delete(l.Base, bs)
+		}
+	case levelHour:
+		delete(l.Frozen, ws)
+	case levelDay:
+		for hs := range l.Hours {
+			if hs >= ws && hs < ws+a.levels[levelDay].size {
+				delete(l.Hours, hs)
 			}
 		}
 	}
 }
 
-// sumLoads sums the results of the windows of m in [from, to), in time
-// order, and adds each site's unattributed rest of r's own energy.
-func sumLoads(m map[int64][]loadResult, from, to int64, r *windowResult) []loadResult {
+// sumLoads sums frozen (a sum of earlier windows) and the results of the
+// windows of m in [from, to), in time order, and adds each site's
+// unattributed rest of r's own energy.
+func sumLoads(frozen map[loadKey]loadResult, m map[int64][]loadResult, from, to int64, r *windowResult) []loadResult {
 	sums := map[loadKey]*loadResult{}
+	for k, v := range frozen {
+		sums[k] = &v
+	}
 	for _, ws := range slices.Sorted(maps.Keys(m)) {
 		if ws < from || ws >= to {
 			continue

@@ -188,6 +188,7 @@ func (r *Rollup) Tick(now time.Time) []aggregator.Point {
 			if rw.Written && end+int64(a.cfg.MaxLateness) < min(n, r.watermark) {
 				delete(r.windows[lv.id], ws)
 				r.released[lv.id] = max(r.released[lv.id], end)
+				a.letGo(lv.id, ws)
 			}
 		}
 	}

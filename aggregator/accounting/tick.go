@@ -57,6 +57,7 @@ func (a *Accountant) closeWindows(n int64, done func(*level, *window)) {
 			if w.Written && end+int64(a.cfg.MaxLateness) < min(n, a.watermark) {
 				delete(lv.windows, ws)
 				lv.Released = max(lv.Released, end)
+				a.letGo(lv.id, ws)
 			}
 		}
 	}

@@ -215,10 +215,18 @@ func TestAStepWithoutSharesIsUnattributed(t *testing.T) {
 // host's share would be on the hour's totals: a job on a 600 W GPU for a
 // minute of a 2 kW host, the GPU then idle at 60 W with nobody on it.
 func TestAJobsHourIsTheSumOfItsMinutes(t *testing.T) {
+	// With max_lateness 2m the job's minutes are let go long before the
+	// hour is written: their sums are kept frozen for it.
+	for _, lateness := range []time.Duration{time.Hour, 2 * time.Minute} {
+		t.Run("max_lateness="+lateness.String(), func(t *testing.T) { jobHour(t, lateness) })
+	}
+}
+
+func jobHour(t *testing.T, lateness time.Duration) {
 	var s site
 	topo := []string{"site", "s1", "hall", "h1", "rack", "r1", "host", "a"}
 	gpu := append(slices.Clone(topo), "gpu", "0", "uuid", "GPU-a0")
-	s.host("a", "h1", "r1", 2000, t0, t0.Add(3*time.Minute))
+	s.host("a", "h1", "r1", 2000, t0, t0.Add(61*time.Minute))
 	for i := 0; i <= 18; i++ {
 		at := t0.Add(time.Duration(i) * 10 * time.Second)
 		j := 600 * 60 * math.Min(float64(i)/6, 1)
@@ -231,18 +239,25 @@ func TestAJobsHourIsTheSumOfItsMinutes(t *testing.T) {
 		}
 	}
 	slices.SortStableFunc(s.points, func(x, y aggregator.Point) int { return x.Time.Compare(y.Time) })
-	a, c := newTestAccountant(t, Config{})
-	out := run(a, c, s.points, t0.Add(time.Hour+31*time.Second))
+	a, c := newTestAccountant(t, Config{MaxLateness: lateness})
+	var out []aggregator.Point
+	for i := range s.points { // a point at a time, the clock with them, so windows are let go as they would be
+		c.t = s.points[i].Time
+		out = append(out, run(a, c, s.points[i:i+1], s.points[i].Time)...)
+	}
+	out = append(out, run(a, c, nil, t0.Add(61*time.Minute+31*time.Second))...)
+	if _, frozen := a.ledger.Frozen[t0.UnixNano()]; frozen != (lateness < time.Hour) {
+		t.Errorf("max_lateness %s: the hour's let-go minutes frozen: %v", lateness, frozen)
+	}
 	// Minute 0: the GPU's 36,000 J and the host's other 84,000 J.
-	if g := workloadField(t, out, t0, "joules", "workload", "9"); !closeEqual(g, 120000, 1e-12) {
+	if g := lastOf(t, out, schema.Workload, t0, "joules", "resolution", "1m", "workload", "9"); !closeEqual(g, 120000, 1e-12) {
 		t.Errorf("the job's minute: %v J, want 120000", g)
 	}
-	hour := find(t, out, schema.Workload, t0, "resolution", "1h", "workload", "9")
-	if g := floatField(t, hour, "joules"); !closeEqual(g, 120000, 1e-12) {
+	if g := lastOf(t, out, schema.Workload, t0, "joules", "resolution", "1h", "workload", "9"); !closeEqual(g, 120000, 1e-12) {
 		t.Errorf("the job's hour: %v J, want its minutes' 120000 (on the hour's totals it would be 300000)", g)
 	}
-	rest := floatField(t, find(t, out, schema.Workload, t0, "resolution", "1h", "workload_kind", "unattributed"), "joules")
-	if it := energyOf(t, out, t0, "resolution", "1h", "scope", "site", "kind", "it"); !closeEqual(120000+rest, it, 1e-12) {
+	rest := lastOf(t, out, schema.Workload, t0, "joules", "resolution", "1h", "workload_kind", "unattributed")
+	if it := lastOf(t, out, schema.Energy, t0, "joules", "resolution", "1h", "scope", "site", "kind", "it"); !closeEqual(120000+rest, it, 1e-12) {
 		t.Errorf("the hour: job 120000 J + unattributed %v J, the site %v J", rest, it)
 	}
 }
@@ -307,4 +322,26 @@ func TestLateSharesAndGaps(t *testing.T) {
 	if g := workloadField(t, out, t0.Add(10*time.Minute), "gpu_joules", "workload", "ml/a"); !closeEqual(g, 500, 1e-12) {
 		t.Errorf("ml/a after the gap: %v J, want the 500 J of the step from 10:10:00, not the gap's", g)
 	}
+}
+
+// lastOf is a field of the last point written of a measurement at a time
+// with the given tags: a window written again replaces what it said.
+func lastOf(t *testing.T, points []aggregator.Point, measurement string, at time.Time, field string, kv ...string) float64 {
+	t.Helper()
+	want := tags(kv...)
+	for i := len(points) - 1; i >= 0; i-- {
+		p := &points[i]
+		if p.Measurement != measurement || !p.Time.Equal(at) {
+			continue
+		}
+		match := true
+		for _, w := range want {
+			match = match && slices.Contains(p.Tags, w)
+		}
+		if match {
+			return floatField(t, p, field)
+		}
+	}
+	t.Fatalf("no %s at %s with %v", measurement, at, kv)
+	return 0
 }
