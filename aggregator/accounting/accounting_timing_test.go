@@ -138,7 +138,9 @@ func BenchmarkAccountingMemory(b *testing.B) {
 	for _, lateness := range []time.Duration{time.Hour, 15 * time.Minute} {
 		b.Run("max_lateness="+lateness.String(), func(b *testing.B) { accountingMemory(b, lateness, false) })
 	}
-	b.Run("max_lateness=1h/workloads", func(b *testing.B) { accountingMemory(b, time.Hour, true) })
+	for _, lateness := range []time.Duration{time.Hour, 15 * time.Minute} {
+		b.Run("max_lateness="+lateness.String()+"/workloads", func(b *testing.B) { accountingMemory(b, lateness, true) })
+	}
 }
 
 func accountingMemory(b *testing.B, lateness time.Duration, workloads bool) {
