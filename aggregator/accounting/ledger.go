@@ -129,37 +129,7 @@ func sumLoads(frozen map[loadKey]loadResult, m map[int64][]loadResult, from, to 
 	if len(sums) == 0 && !r.HasLoads {
 		return nil
 	}
-	var out []loadResult
-	attributed := map[string]*loadResult{}
-	for _, k := range slices.SortedFunc(maps.Keys(sums), compareLoads) {
-		s := sums[k]
-		out = append(out, *s)
-		a := attributed[k.Site]
-		if a == nil {
-			a = &loadResult{}
-			attributed[k.Site] = a
-		}
-		a.GPU += s.GPU
-		a.IT += s.IT
-	}
-	for _, k := range slices.SortedFunc(maps.Keys(r.Sums), compareHosts) {
-		if k.Hall != "" || k.Rack != "" {
-			continue
-		}
-		a := attributed[k.Site]
-		if a == nil {
-			a = &loadResult{}
-		}
-		s := r.Sums[k]
-		var pue pueResult
-		for _, p := range r.PUEs {
-			if p.Key.Site == k.Site && p.Key.Hall == "" {
-				pue = p
-			}
-		}
-		out = append(out, unattributedOf(k.Site, s, siteGPU(r, k.Site), a, pue))
-	}
-	return out
+	return withRest(sums, r)
 }
 
 // siteGPU is a site's GPU energy as far as its hosts' IT energy has it (a

@@ -125,20 +125,26 @@ func (d *deriver) workloads(pues map[scopeKey]pueResult) {
 			r.Hosts = hosts
 		}
 	}
+	d.r.Loads = withRest(sites, d.r)
+}
+
+// withRest is the workloads of a window in key order, then each site's
+// unattributed rest of the window's own energy: its IT energy less theirs.
+func withRest(sums map[loadKey]*loadResult, r *windowResult) []loadResult {
 	var out []loadResult
 	attributed := map[string]*loadResult{} // by site: the sum of its workloads
-	for _, k := range slices.SortedFunc(maps.Keys(sites), compareLoads) {
-		r := sites[k]
-		out = append(out, *r)
+	for _, k := range slices.SortedFunc(maps.Keys(sums), compareLoads) {
+		s := sums[k]
+		out = append(out, *s)
 		a := attributed[k.Site]
 		if a == nil {
 			a = &loadResult{}
 			attributed[k.Site] = a
 		}
-		a.GPU += r.GPU
-		a.IT += r.IT
+		a.GPU += s.GPU
+		a.IT += s.IT
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(d.r.Sums), compareHosts) {
+	for _, k := range slices.SortedFunc(maps.Keys(r.Sums), compareHosts) {
 		if k.Hall != "" || k.Rack != "" {
 			continue
 		}
@@ -146,9 +152,15 @@ func (d *deriver) workloads(pues map[scopeKey]pueResult) {
 		if a == nil {
 			a = &loadResult{}
 		}
-		out = append(out, unattributedOf(k.Site, d.r.Sums[k], siteGPU(d.r, k.Site), a, pues[scopeKey{Scope: schema.ScopeSite, Site: k.Site}]))
+		var pue pueResult
+		for _, p := range r.PUEs {
+			if p.Key.Scope == schema.ScopeSite && p.Key.Site == k.Site {
+				pue = p
+			}
+		}
+		out = append(out, unattributedOf(k.Site, r.Sums[k], siteGPU(r, k.Site), a, pue))
 	}
-	d.r.Loads = out
+	return out
 }
 
 // unattributedOf is what a site's workloads (attributed, their sums) did
