@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/joules-energy/joules/internal/testenv"
 	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -57,24 +57,7 @@ func startKubelet(t *testing.T, pods ...*podresourcesv1.PodResources) *fakeKubel
 
 // serveKubelet serves impl on a new unix socket until the test ends.
 func serveKubelet(t *testing.T, impl podresourcesv1.PodResourcesListerServer) (string, *grpc.Server) {
-	t.Helper()
-	socket := filepath.Join(t.TempDir(), "kubelet.sock")
-	lis, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	podresourcesv1.RegisterPodResourcesListerServer(srv, impl)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return socket, srv
+	return testenv.ServeKubelet(t, impl)
 }
 
 // prPodOf is a pod-resources entry: one container with these devices.
