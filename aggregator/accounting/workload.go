@@ -81,17 +81,10 @@ func (l *loadAcc) add(o loadAcc) {
 	l.CPUs.N += o.CPUs.N
 }
 
-// mean is a gauge averaged over a window.
+// mean is a gauge's readings in a window: their sum and count.
 type mean struct {
 	Sum float64
 	N   int32
-}
-
-func (m mean) value() (float64, bool) {
-	if m.N == 0 {
-		return 0, false
-	}
-	return m.Sum / float64(m.N), true
 }
 
 // shareSet is one agent pass's shares of one GPU: which workloads had
