@@ -2,6 +2,7 @@ package accounting
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -168,14 +169,30 @@ func withRest(sums map[loadKey]*loadResult, r *windowResult) []loadResult {
 // their share of the hosts' other energy. gpu is the site's GPU energy as
 // far as its hosts' IT energy has it.
 func unattributedOf(site string, s scopeSum, gpu float64, attributed *loadResult, pue pueResult) loadResult {
-	it := s.IT - attributed.IT
-	g := gpu - attributed.GPU
+	it := noise(s.IT-attributed.IT, s.IT)
+	g := noise(gpu-attributed.GPU, s.IT)
 	u := loadResult{Key: loadKey{Topology: Topology{Site: site}, Kind: schema.WorkloadUnattributed}, IT: it, GPU: g, HostShare: it - g,
 		CovJ: s.Coverage / float64(max(1, s.Hosts)) * it, Hosts: s.Hosts}
 	if pue.OK {
 		u.Facility, u.ITWithPUE = it*pue.PUE, it
 	}
+	if it < 0 {
+		// An hour or day whose own sources measured less than its windows
+		// gave its workloads (a source that stopped within a window):
+		// said, not hidden, so that the workloads still add up.
+		u.Reason = "the site's IT energy at this resolution is less than its windows gave its workloads"
+	}
 	return u
+}
+
+// noise is v, or 0 where it is a rounding error's worth (a billionth) of
+// ref below zero: workloads that had all of the energy leave none, not
+// −1e-12 J.
+func noise(v, ref float64) float64 {
+	if v < 0 && -v <= 1e-9*math.Abs(ref) {
+		return 0
+	}
+	return v
 }
 
 func compareLoads(x, y loadKey) int {
