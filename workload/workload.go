@@ -56,7 +56,8 @@ type Resolver struct {
 	mu          sync.Mutex
 	snap        *kube.Snapshot
 	active      map[string]active // workloads the GPUs had lately, for their CPUs
-	lastCollect time.Time
+	lastCollect time.Time // the last two collections: a workload seen since
+	prevCollect time.Time // the one before counts, whatever the passes' jitter
 	now         func() time.Time
 	// kick asks Run for a refresh now: a GPU had a pod or job not known
 	// yet, which would otherwise be named by its UID or id alone until the
@@ -237,8 +238,9 @@ const (
 )
 
 // Collect implements collector.Source: the host's CPUs and the requested
-// CPUs of the workloads its GPUs had since the last collection (a workload
-// that left them no longer holds its share of the host).
+// CPUs of the workloads its GPUs had since the collection before the last
+// (a workload that left them no longer holds its share of the host; two
+// collections, so that one that falls between two GPU passes misses none).
 func (r *Resolver) Collect(context.Context) ([]collector.Sample, error) {
 	now := r.now()
 	var out []collector.Sample
@@ -247,8 +249,8 @@ func (r *Resolver) Collect(context.Context) ([]collector.Sample, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	since := r.lastCollect
-	r.lastCollect = now
+	since := r.prevCollect
+	r.prevCollect, r.lastCollect = r.lastCollect, now
 	for k, a := range r.active {
 		if now.Sub(a.last) > activeFor {
 			delete(r.active, k)
