@@ -56,8 +56,8 @@ type Resolver struct {
 	mu          sync.Mutex
 	snap        *kube.Snapshot
 	active      map[string]active // workloads the GPUs had lately, for their CPUs
-	lastCollect time.Time // the last two collections: a workload seen since
-	prevCollect time.Time // the one before counts, whatever the passes' jitter
+	lastCollect time.Time         // the last two collections: a workload seen since
+	prevCollect time.Time         // the one before counts, whatever the passes' jitter
 	now         func() time.Time
 	// kick asks Run for a refresh now: a GPU had a pod or job not known
 	// yet, which would otherwise be named by its UID or id alone until the
