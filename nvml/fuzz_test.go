@@ -9,7 +9,7 @@ func FuzzParseCgroup(f *testing.F) {
 	f.Add("::\n0::\n")
 	f.Fuzz(func(t *testing.T, content string) {
 		w := parseCgroup(content)
-		if w.slurmJob != "" && w.podUID != "" && w.unit != "" {
+		if w.SlurmJob != "" && w.PodUID != "" && w.Unit != "" {
 			t.Fatalf("a job, a pod and a unit at once: %+v", w)
 		}
 	})

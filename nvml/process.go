@@ -63,7 +63,8 @@ func (r *reader) processes() {
 	var all []procUse
 	for _, p := range procs {
 		running[p.Pid] = true
-		all = append(all, procUse{sm: sm[p.Pid], mem: p.UsedGpuMemory})
+		use := procUse{sm: sm[p.Pid], mem: p.UsedGpuMemory}
+		all = append(all, use)
 		labels, cg := processLabels(t.procfs, p.Pid)
 		if w, ok := r.g.opts.Workloads.OfProcess(cg); ok {
 			i := slices.IndexFunc(loads, func(x Workload) bool { return x.Kind == w.Kind && x.ID == w.ID })
@@ -71,7 +72,7 @@ func (r *reader) processes() {
 				loads, uses = append(loads, w), append(uses, nil)
 				i = len(loads) - 1
 			}
-			uses[i] = append(uses[i], procUse{sm: sm[p.Pid], mem: p.UsedGpuMemory})
+			uses[i] = append(uses[i], use)
 		}
 		r.add("joules_gpu_process_memory_used_bytes", "Device memory used by the process.", collector.Gauge, float64(p.UsedGpuMemory), labels...)
 		if _, ok := sm[p.Pid]; !ok {
@@ -121,20 +122,14 @@ func processLabels(procfs string, pid uint32) ([]collector.Label, Cgroup) {
 		labels = append(labels, lbl("command", strings.TrimSpace(string(comm))))
 	}
 	if raw, err := os.ReadFile(filepath.Join(procfs, p, "cgroup")); err == nil {
-		w := parseCgroup(string(raw))
-		cg = Cgroup{Unit: w.unit, SlurmJob: w.slurmJob, PodUID: w.podUID}
-		for _, l := range []collector.Label{lbl("systemd_unit", w.unit), lbl("slurm_job", w.slurmJob), lbl("pod_uid", w.podUID)} {
+		cg = parseCgroup(string(raw))
+		for _, l := range []collector.Label{lbl("systemd_unit", cg.Unit), lbl("slurm_job", cg.SlurmJob), lbl("pod_uid", cg.PodUID)} {
 			if l.Value != "" {
 				labels = append(labels, l)
 			}
 		}
 	}
 	return labels, cg
-}
-
-// workload is what a cgroup path says about who runs a process.
-type workload struct {
-	unit, slurmJob, podUID string
 }
 
 var (
@@ -144,7 +139,7 @@ var (
 
 // parseCgroup reads /proc/PID/cgroup: the cgroup v2 line ("0::/path") or,
 // on v1 hosts, the systemd or memory hierarchy.
-func parseCgroup(content string) workload {
+func parseCgroup(content string) Cgroup {
 	var path string
 	for _, line := range strings.Split(content, "\n") {
 		parts := strings.SplitN(line, ":", 3)
@@ -158,20 +153,20 @@ func parseCgroup(content string) workload {
 			path = parts[2]
 		}
 	}
-	var w workload
+	var w Cgroup
 	if m := slurmJobRE.FindStringSubmatch(path); m != nil {
-		w.slurmJob = m[1]
+		w.SlurmJob = m[1]
 	}
 	if m := podUIDRE.FindStringSubmatch(path); m != nil {
-		w.podUID = strings.ReplaceAll(m[1], "_", "-")
+		w.PodUID = strings.ReplaceAll(m[1], "_", "-")
 	}
 	elems := strings.Split(path, "/")
 	for i := len(elems) - 1; i >= 0; i-- {
-		if w.slurmJob != "" || w.podUID != "" {
+		if w.SlurmJob != "" || w.PodUID != "" {
 			break // the job or pod names the workload; its unit is slurmstepd's or the container runtime's
 		}
 		if strings.HasSuffix(elems[i], ".service") || strings.HasSuffix(elems[i], ".scope") {
-			w.unit = elems[i]
+			w.Unit = elems[i]
 			break
 		}
 	}

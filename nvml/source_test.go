@@ -630,15 +630,15 @@ func TestWorkloadSharesFromTheAllocator(t *testing.T) {
 func TestParseCgroup(t *testing.T) {
 	for name, tc := range map[string]struct {
 		content string
-		want    workload
+		want    Cgroup
 	}{
-		"systemd service v2":  {"0::/system.slice/tgi.service\n", workload{unit: "tgi.service"}},
-		"slurm v2":            {"0::/system.slice/slurmstepd.scope/job_77/step_batch/user/task_0\n", workload{slurmJob: "77"}},
-		"slurm v1":            {"12:memory:/slurm/uid_1000/job_123/step_0\n1:name=systemd:/system.slice/slurmd.service\n", workload{slurmJob: "123"}},
-		"kubernetes systemd":  {"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f3b2c1a_1111_2222_3333_444455556666.slice/cri-containerd-abc.scope\n", workload{podUID: "0f3b2c1a-1111-2222-3333-444455556666"}},
-		"kubernetes cgroupfs": {"0::/kubepods/besteffort/pod0f3b2c1a-1111-2222-3333-444455556666/abcdef\n", workload{podUID: "0f3b2c1a-1111-2222-3333-444455556666"}},
-		"user session":        {"0::/user.slice/user-1000.slice/session-3.scope\n", workload{unit: "session-3.scope"}},
-		"garbage":             {"nonsense\n::\n", workload{}},
+		"systemd service v2":  {"0::/system.slice/tgi.service\n", Cgroup{Unit: "tgi.service"}},
+		"slurm v2":            {"0::/system.slice/slurmstepd.scope/job_77/step_batch/user/task_0\n", Cgroup{SlurmJob: "77"}},
+		"slurm v1":            {"12:memory:/slurm/uid_1000/job_123/step_0\n1:name=systemd:/system.slice/slurmd.service\n", Cgroup{SlurmJob: "123"}},
+		"kubernetes systemd":  {"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f3b2c1a_1111_2222_3333_444455556666.slice/cri-containerd-abc.scope\n", Cgroup{PodUID: "0f3b2c1a-1111-2222-3333-444455556666"}},
+		"kubernetes cgroupfs": {"0::/kubepods/besteffort/pod0f3b2c1a-1111-2222-3333-444455556666/abcdef\n", Cgroup{PodUID: "0f3b2c1a-1111-2222-3333-444455556666"}},
+		"user session":        {"0::/user.slice/user-1000.slice/session-3.scope\n", Cgroup{Unit: "session-3.scope"}},
+		"garbage":             {"nonsense\n::\n", Cgroup{}},
 	} {
 		if got := parseCgroup(tc.content); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", name, got, tc.want)

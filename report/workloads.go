@@ -50,10 +50,9 @@ type WorkloadRow struct {
 	Last         time.Time `json:"last"`                       // its last window's start
 	Windows      int       `json:"windows"`
 
-	facilityWindows, windows int
-	covJ                     float64
-	cost, grams              float64
-	members                  map[string]bool
+	covJ        float64
+	cost, grams float64
+	members     map[string]bool
 }
 
 // WorkloadEnergy reads the workload section alone: `joules job-energy`
@@ -170,7 +169,7 @@ func (b *builder) workloads() (*Workloads, error) {
 		g.covJ += num(v[schema.FieldCoverage]) * it
 		g.Hosts = max(g.Hosts, int(num(v[schema.FieldHosts])))
 		g.members[site+"\x00"+kind+"\x00"+id] = true
-		g.windows++
+		g.Windows++
 		if g.First.IsZero() || row.Time.Before(g.First) {
 			g.First = row.Time
 		}
@@ -184,7 +183,6 @@ func (b *builder) workloads() (*Workloads, error) {
 				g.FacilitykWh = new(float64)
 			}
 			*g.FacilitykWh += f / JoulesPerKWh
-			g.facilityWindows++
 			basis = f
 			basisFacility++
 		} else {
@@ -251,7 +249,7 @@ func (b *builder) workloads() (*Workloads, error) {
 
 // finish turns a group's sums into what the report says.
 func (b *builder) finish(g *WorkloadRow) {
-	g.Workloads, g.Windows = len(g.members), g.windows
+	g.Workloads = len(g.members)
 	if g.ITkWh > 0 {
 		g.Coverage = g.covJ / (g.ITkWh * JoulesPerKWh)
 	}

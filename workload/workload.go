@@ -160,10 +160,7 @@ func (r *Resolver) OfProcess(c nvml.Cgroup) (nvml.Workload, bool) {
 	var cpus float64
 	switch w.Kind {
 	case schema.WorkloadK8sPod:
-		r.mu.Lock()
-		snap := r.snap
-		r.mu.Unlock()
-		if p, ok := snap.ByUID(c.PodUID); ok {
+		if p, ok := r.pods().ByUID(c.PodUID); ok {
 			w, cpus = r.pod(p), p.CPUs
 		} else if r.cfg.Pods != nil {
 			r.unknown()
@@ -184,16 +181,20 @@ func (r *Resolver) OfProcess(c nvml.Cgroup) (nvml.Workload, bool) {
 // OnGPU implements nvml.Workloads: the pods the kubelet allocated the GPU
 // to, when the agent sees none of its processes.
 func (r *Resolver) OnGPU(uuid string, _ int, _ time.Time) []nvml.Workload {
-	r.mu.Lock()
-	snap := r.snap
-	r.mu.Unlock()
 	var out []nvml.Workload
-	for _, p := range snap.ByDevice(uuid) {
+	for _, p := range r.pods().ByDevice(uuid) {
 		w := r.pod(p)
 		r.seen(w, p.CPUs)
 		out = append(out, w)
 	}
 	return out
+}
+
+// pods is the last snapshot of this node's pods (nil: none yet).
+func (r *Resolver) pods() *kube.Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snap
 }
 
 // pod names a pod: namespace/name, with its namespace, owner and labels.

@@ -151,7 +151,7 @@ func (a *Accountant) derive(lv *level, w *window) *windowResult {
 		r.PUEs = append(r.PUEs, p)
 	}
 	if lv.id == levelWindow {
-		d.workloads(pues) // an hour's and a day's are their windows' sums
+		d.workloads() // an hour's and a day's are their windows' sums
 	}
 	d.work(pues)
 	d.reconcile()

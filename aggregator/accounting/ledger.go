@@ -73,22 +73,10 @@ func (a *Accountant) letGo(id levelID, ws int64) {
 				break
 			}
 			hour := a.levels[levelHour].start(bs)
-			f := l.Frozen[hour]
-			if f == nil {
-				f = map[loadKey]loadResult{}
-				l.Frozen[hour] = f
+			if l.Frozen[hour] == nil {
+				l.Frozen[hour] = map[loadKey]loadResult{}
 			}
-			for _, one := range l.Base[bs] {
-				if one.unattributed() {
-					continue
-				}
-				s, ok := f[one.Key]
-				if !ok {
-					s = loadResult{Key: one.Key}
-				}
-				s.add(one)
-				f[one.Key] = s
-			}
+			foldLoads(l.Frozen[hour], l.Base[bs])
 			delete(l.Base, bs)
 		}
 	case levelHour:
@@ -106,24 +94,13 @@ func (a *Accountant) letGo(id levelID, ws int64) {
 // windows of m in [from, to), in time order, and adds each site's
 // unattributed rest of r's own energy.
 func sumLoads(frozen map[loadKey]loadResult, m map[int64][]loadResult, from, to int64, r *windowResult) []loadResult {
-	sums := map[loadKey]*loadResult{}
-	for k, v := range frozen {
-		sums[k] = &v
+	sums := maps.Clone(frozen)
+	if sums == nil {
+		sums = map[loadKey]loadResult{}
 	}
 	for _, ws := range slices.Sorted(maps.Keys(m)) {
-		if ws < from || ws >= to {
-			continue
-		}
-		for _, one := range m[ws] {
-			if one.unattributed() {
-				continue
-			}
-			s := sums[one.Key]
-			if s == nil {
-				s = &loadResult{Key: one.Key}
-				sums[one.Key] = s
-			}
-			s.add(one)
+		if ws >= from && ws < to {
+			foldLoads(sums, m[ws])
 		}
 	}
 	if len(sums) == 0 && !r.HasLoads {

@@ -108,7 +108,7 @@ func newWindow(start, size int64, slots int) *window {
 
 // update applies f to m[k] (a zero value where there is none): the values
 // are held inline, which halves a window's memory.
-func update[V any](m map[uint32]V, k uint32, f func(*V)) {
+func update[K comparable, V any](m map[K]V, k K, f func(*V)) {
 	v := m[k]
 	f(&v)
 	m[k] = v

@@ -105,13 +105,7 @@ func modelWork(r *windowResult) []workResult {
 		if !ok {
 			continue
 		}
-		var pue pueResult
-		for _, p := range r.PUEs {
-			if p.Key.Scope == schema.ScopeSite && p.Key.Site == k.Site {
-				pue = p
-			}
-		}
-		out = append(out, workResult{Scope: schema.ScopeModel, Topo: k.Topology, Unit: k.Unit, Model: k.Model, Work: r.ModelWork[k], Joules: j, PUE: pue})
+		out = append(out, workResult{Scope: schema.ScopeModel, Topo: k.Topology, Unit: k.Unit, Model: k.Model, Work: r.ModelWork[k], Joules: j, PUE: r.sitePUE(k.Site)})
 	}
 	return out
 }

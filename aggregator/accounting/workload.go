@@ -1,6 +1,7 @@
 package accounting
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -111,7 +112,7 @@ func (a *Accountant) share(s *series, v float64, t int64) {
 	s.LastT, s.Seen = max(s.LastT, t), true
 	a.ents.LoadSeen[s.Load].mark(t)
 	sets := a.ents.Shares[s.Entity]
-	i, found := slices.BinarySearchFunc(sets, t, func(x shareSet, t int64) int { return compareInt(x.T, t) })
+	i, found := slices.BinarySearchFunc(sets, t, func(x shareSet, t int64) int { return cmp.Compare(x.T, t) })
 	if !found {
 		if len(sets) >= keptShareSets && i == 0 {
 			a.stats.LatePoints++ // older than every pass kept: its steps are shared out already
@@ -140,23 +141,13 @@ func (a *Accountant) share(s *series, v float64, t int64) {
 	a.ents.Shares[s.Entity] = sets
 }
 
-func compareInt(x, y int64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
-}
-
 // sharesAt is the set of a GPU's shares from the pass at t, the start of
 // one of its energy steps: the processes that ran then share the step. No
 // set: the step is unattributed (no workload ran, or the agent reports
 // none).
 func (a *Accountant) sharesAt(gpu uint32, t int64) *shareSet {
 	sets := a.ents.Shares[gpu]
-	i, found := slices.BinarySearchFunc(sets, t, func(x shareSet, t int64) int { return compareInt(x.T, t) })
+	i, found := slices.BinarySearchFunc(sets, t, func(x shareSet, t int64) int { return cmp.Compare(x.T, t) })
 	if !found {
 		return nil
 	}

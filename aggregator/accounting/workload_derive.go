@@ -61,7 +61,7 @@ const ruleMixed = schema.RuleGPUEnergy + "+" + schema.RuleRequestedCPUs
 // unattributed energy, so that the workloads and the rest add up to the
 // hosts' energy (docs/ACCOUNTING.md). Hours and days are the sums of their
 // windows (ledger.go), so a job's energy is the same at every resolution.
-func (d *deriver) workloads(pues map[scopeKey]pueResult) {
+func (d *deriver) workloads() {
 	byHost := map[Topology][]onHost{}
 	for id, acc := range d.w.Loads {
 		k := d.a.ents.Loads[id]
@@ -73,18 +73,18 @@ func (d *deriver) workloads(pues map[scopeKey]pueResult) {
 	if len(byHost) == 0 && !d.r.HasLoads {
 		return
 	}
-	sites := map[loadKey]*loadResult{}
+	sites := map[loadKey]loadResult{}
 	for _, h := range d.r.Hosts {
+		loads := byHost[h.Key]
+		if len(loads) == 0 {
+			continue
+		}
 		itScale, rest := 1.0, h.IT-h.GPU
 		if rest < 0 {
 			itScale, rest = 0, 0
 			if h.GPU > 0 {
 				itScale = h.IT / h.GPU
 			}
-		}
-		loads := byHost[h.Key]
-		if len(loads) == 0 {
-			continue
 		}
 		// In the order of their keys, not ids: a roll-up's ids differ, and
 		// the sums must come out the same to the last bit.
@@ -107,59 +107,58 @@ func (d *deriver) workloads(pues map[scopeKey]pueResult) {
 			reason = "a host measured less than its GPUs: its workloads' GPU energy scaled to the host's"
 		}
 		shares, rule := d.hostShares(h, loads, gpus)
-		pue := pues[scopeKey{Scope: schema.ScopeSite, Site: h.Key.Site}]
+		pue := d.r.sitePUE(h.Key.Site)
 		for i, l := range loads {
 			gpu := gpus[i] * itScale
 			hs := rest * shares[i]
-			key := d.a.ents.Loads[l.id].site()
-			r := sites[key]
-			if r == nil {
-				r = &loadResult{Key: key}
-				sites[key] = r
-			}
-			one := loadResult{GPU: gpu, HostShare: hs, IT: gpu + hs, CovJ: h.Coverage * (gpu + hs), Rule: rule, Reason: reason}
+			one := loadResult{Key: d.a.ents.Loads[l.id].site(), GPU: gpu, HostShare: hs, IT: gpu + hs, CovJ: h.Coverage * (gpu + hs), Rule: rule, Reason: reason}
 			if pue.OK {
 				one.Facility, one.ITWithPUE = one.IT*pue.PUE, one.IT
 			}
-			hosts := r.Hosts + 1
-			r.add(one)
-			r.Hosts = hosts
+			update(sites, one.Key, func(r *loadResult) {
+				r.Key = one.Key
+				r.add(one)
+				r.Hosts++ // within one window, a workload's hosts add up
+			})
 		}
 	}
 	d.r.Loads = withRest(sites, d.r)
 }
 
+// foldLoads adds the workloads of one window's results into sums (the
+// unattributed rest is each level's own).
+func foldLoads(sums map[loadKey]loadResult, results []loadResult) {
+	for _, one := range results {
+		if !one.unattributed() {
+			update(sums, one.Key, func(s *loadResult) { s.Key = one.Key; s.add(one) })
+		}
+	}
+}
+
+// sitePUE is the window's PUE of a site (not OK where it has none).
+func (r *windowResult) sitePUE(site string) pueResult {
+	for _, p := range r.PUEs {
+		if p.Key.Scope == schema.ScopeSite && p.Key.Site == site {
+			return p
+		}
+	}
+	return pueResult{}
+}
+
 // withRest is the workloads of a window in key order, then each site's
 // unattributed rest of the window's own energy: its IT energy less theirs.
-func withRest(sums map[loadKey]*loadResult, r *windowResult) []loadResult {
+func withRest(sums map[loadKey]loadResult, r *windowResult) []loadResult {
 	var out []loadResult
-	attributed := map[string]*loadResult{} // by site: the sum of its workloads
+	attributed := map[string]loadResult{} // by site: the sum of its workloads
 	for _, k := range slices.SortedFunc(maps.Keys(sums), compareLoads) {
 		s := sums[k]
-		out = append(out, *s)
-		a := attributed[k.Site]
-		if a == nil {
-			a = &loadResult{}
-			attributed[k.Site] = a
-		}
-		a.GPU += s.GPU
-		a.IT += s.IT
+		out = append(out, s)
+		update(attributed, k.Site, func(a *loadResult) { a.GPU += s.GPU; a.IT += s.IT })
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(r.Sums), compareHosts) {
-		if k.Hall != "" || k.Rack != "" {
-			continue
+		if k.Hall == "" && k.Rack == "" {
+			out = append(out, unattributedOf(k.Site, r.Sums[k], siteGPU(r, k.Site), attributed[k.Site], r.sitePUE(k.Site)))
 		}
-		a := attributed[k.Site]
-		if a == nil {
-			a = &loadResult{}
-		}
-		var pue pueResult
-		for _, p := range r.PUEs {
-			if p.Key.Scope == schema.ScopeSite && p.Key.Site == k.Site {
-				pue = p
-			}
-		}
-		out = append(out, unattributedOf(k.Site, r.Sums[k], siteGPU(r, k.Site), a, pue))
 	}
 	return out
 }
@@ -168,7 +167,7 @@ func withRest(sums map[loadKey]*loadResult, r *windowResult) []loadResult {
 // not have of its IT energy: its idle GPUs, hosts without workloads, and
 // their share of the hosts' other energy. gpu is the site's GPU energy as
 // far as its hosts' IT energy has it.
-func unattributedOf(site string, s scopeSum, gpu float64, attributed *loadResult, pue pueResult) loadResult {
+func unattributedOf(site string, s scopeSum, gpu float64, attributed loadResult, pue pueResult) loadResult {
 	it := noise(s.IT-attributed.IT, s.IT)
 	g := noise(gpu-attributed.GPU, s.IT)
 	u := loadResult{Key: loadKey{Topology: Topology{Site: site}, Kind: schema.WorkloadUnattributed}, IT: it, GPU: g, HostShare: it - g,

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/joules-energy/joules/internal/config"
@@ -28,7 +27,7 @@ func workloads(logger *slog.Logger, cfg config.Agent, sysfs string) (nvml.Worklo
 		return nil, nil, nil
 	}
 	labels := map[string]string{}
-	for name, key := range maps.All(w.Labels) {
+	for name, key := range w.Labels {
 		labels[name] = key.Value
 	}
 	rc := workload.Config{Labels: labels, Scontrol: w.Slurm.Scontrol.Value, SysFS: sysfs, Logger: logger.With("collector", "workloads")}

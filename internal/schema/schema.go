@@ -3,6 +3,8 @@
 // (docs/SCHEMA.md). Both import it, so a name changes in one place.
 package schema
 
+import "strings"
+
 // Derived measurements.
 const (
 	Energy         = "joules_energy"
@@ -197,5 +199,6 @@ func WorkloadTag(key string) bool {
 	case TagNamespace, TagOwnerKind, TagOwner:
 		return true
 	}
-	return len(key) > len(LabelPrefix) && key[:len(LabelPrefix)] == LabelPrefix
+	name, ok := strings.CutPrefix(key, LabelPrefix)
+	return ok && name != ""
 }
